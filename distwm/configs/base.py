@@ -1,0 +1,182 @@
+"""Strict dataclass configs: dict and YAML round trips that refuse unknown or mistyped fields.
+
+Every config in distwm subclasses :class:`ConfigBase` and is a ``@dataclass``. ``from_dict``
+raises ``ValueError`` naming the bad field (with a did-you-mean) or the bad value and the type
+it should have; nothing is silently dropped or coerced, except that an ``int`` is accepted
+where a ``float`` is expected and a list where a tuple is expected (YAML has no tuples).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, Mapping, TypeVar, Union, get_args, get_origin
+
+__all__ = ["ConfigBase", "check_value"]
+
+C = TypeVar("C", bound="ConfigBase")
+
+
+def _type_name(tp: Any) -> str:
+    if isinstance(tp, type):
+        return tp.__name__
+    return str(tp).replace("typing.", "")
+
+
+def check_value(field: str, value: Any, tp: Any) -> Any:
+    """Return ``value`` converted to ``tp`` or raise ``ValueError`` naming ``field``."""
+    origin = get_origin(tp)
+    if tp is Any:
+        return value
+    if origin is Union or origin is types.UnionType:
+        errors = []
+        for arg in get_args(tp):
+            if arg is type(None):
+                if value is None:
+                    return None
+                continue
+            try:
+                return check_value(field, value, arg)
+            except ValueError as exc:
+                errors.append(str(exc))
+        raise ValueError(f"Config field {field!r}: {value!r} is not a valid {_type_name(tp)}")
+    if origin is Literal:
+        choices = get_args(tp)
+        if value not in choices:
+            raise ValueError(
+                f"Config field {field!r}: {value!r} is not one of {', '.join(map(repr, choices))}"
+            )
+        return value
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(
+                f"Config field {field!r}: expected a {origin.__name__}, got {value!r}"
+            )
+        args = get_args(tp)
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(args) != len(value):
+                raise ValueError(
+                    f"Config field {field!r}: expected {len(args)} items, got {len(value)}"
+                )
+            items = [check_value(f"{field}[{i}]", v, a) for i, (v, a) in enumerate(zip(value, args))]
+        else:
+            item_tp = args[0] if args else Any
+            items = [check_value(f"{field}[{i}]", v, item_tp) for i, v in enumerate(value)]
+        return origin(items)
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ValueError(f"Config field {field!r}: expected a mapping, got {value!r}")
+        return dict(value)
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp) and issubclass(tp, ConfigBase):
+        if isinstance(value, tp):
+            return value
+        if isinstance(value, Mapping):
+            return tp.from_dict(value, _prefix=f"{field}.")
+        raise ValueError(f"Config field {field!r}: expected a mapping for {tp.__name__}")
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"Config field {field!r}: expected a float, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"Config field {field!r}: expected an int, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"Config field {field!r}: expected true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ValueError(f"Config field {field!r}: expected a string, got {value!r}")
+        return value
+    if isinstance(tp, type) and not isinstance(value, tp):
+        raise ValueError(f"Config field {field!r}: expected {tp.__name__}, got {value!r}")
+    return value
+
+
+class ConfigBase:
+    """Mixin for ``@dataclass`` configs with strict dict/YAML round trips."""
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+
+    @classmethod
+    def _field_types(cls) -> dict[str, Any]:
+        return typing.get_type_hints(cls)
+
+    @classmethod
+    def unknown_field_error(cls, name: str, prefix: str = "") -> ValueError:
+        names = cls.field_names()
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        return ValueError(
+            f"Unknown config field {prefix}{name!r} for {cls.__name__}.{hint} "
+            f"Valid fields: {', '.join(names)}"
+        )
+
+    @classmethod
+    def from_dict(cls: type[C], data: Mapping[str, Any], _prefix: str = "") -> C:
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{cls.__name__}.from_dict expects a mapping, got {type(data).__name__}")
+        types_ = cls._field_types()
+        kwargs = {}
+        for key, value in data.items():
+            if key not in types_ or key not in cls.field_names():
+                raise cls.unknown_field_error(key, _prefix)
+            kwargs[key] = check_value(_prefix + key, value, types_[key])
+        return cls(**kwargs)  # type: ignore[call-arg]
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if isinstance(value, ConfigBase):
+                value = value.to_dict()
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
+    def to_yaml(self, path: str | Path | None = None) -> str:
+        import yaml
+
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    @classmethod
+    def from_yaml(cls: type[C], path_or_text: str | Path) -> C:
+        import yaml
+
+        text = str(path_or_text)
+        path = Path(text)
+        if isinstance(path_or_text, Path) or (("\n" not in text) and path.suffix in (".yaml", ".yml")):
+            if not path.exists():
+                raise ValueError(f"Config file {str(path)!r} does not exist")
+            text = path.read_text()
+        data = yaml.safe_load(text) or {}
+        return cls.from_dict(data)
+
+    def replace(self: C, **overrides: Any) -> C:
+        """A copy with ``overrides`` applied, each checked like ``from_dict``."""
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+        types_ = self._field_types()
+        for key, value in overrides.items():
+            if key not in data:
+                raise self.unknown_field_error(key)
+            data[key] = check_value(key, value, types_[key])
+        return type(self)(**data)
+
+    def set_dotted(self: C, assignment: str) -> C:
+        """Apply ``key=value`` (value parsed as YAML), as in ``--set key=value``."""
+        import yaml
+
+        if "=" not in assignment:
+            raise ValueError(f"Bad override {assignment!r}: expected key=value")
+        key, _, raw = assignment.partition("=")
+        return self.replace(**{key.strip(): yaml.safe_load(raw)})

@@ -1,0 +1,27 @@
+"""Shared fixtures. One local Ray instance per test session (a fresh ray.init costs ~5 s)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """A local Ray instance shared by every test that needs one; shut down at the end."""
+    ray = pytest.importorskip("ray")
+    if not ray.is_initialized():
+        ray.init(
+            num_cpus=4,
+            include_dashboard=False,
+            log_to_driver=False,
+            ignore_reinit_error=True,
+            configure_logging=False,
+        )
+    yield ray
+    ray.shutdown()

@@ -16,8 +16,12 @@ def ray_session():
     """A local Ray instance shared by every test that needs one; shut down at the end."""
     ray = pytest.importorskip("ray")
     if not ray.is_initialized():
+        # Workers import test-only helper modules (tests/) and distwm by reference.
+        here = os.path.dirname(os.path.abspath(__file__))
+        pythonpath = os.pathsep.join([here, os.path.dirname(here), os.environ.get("PYTHONPATH", "")])
         ray.init(
             num_cpus=4,
+            runtime_env={"env_vars": {"PYTHONPATH": pythonpath, "MUJOCO_GL": os.environ["MUJOCO_GL"]}},
             include_dashboard=False,
             log_to_driver=False,
             ignore_reinit_error=True,

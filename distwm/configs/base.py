@@ -114,7 +114,7 @@ class ConfigBase:
         close = difflib.get_close_matches(name, names, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         return ValueError(
-            f"Unknown config field {prefix}{name!r} for {cls.__name__}.{hint} "
+            f"Unknown config field {prefix + name!r} for {cls.__name__}.{hint} "
             f"Valid fields: {', '.join(names)}"
         )
 

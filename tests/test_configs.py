@@ -1,0 +1,83 @@
+"""Strict config round trips and errors (distwm.configs.base)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Optional
+
+import pytest
+
+from distwm.configs.base import ConfigBase
+from distwm.configs.rl_config import RLConfig
+
+
+@dataclass
+class Inner(ConfigBase):
+    units: int = 4
+
+
+@dataclass
+class Outer(ConfigBase):
+    name: str = "x"
+    lr: float = 1e-3
+    layers: tuple[int, ...] = (32, 32)
+    mode: Literal["a", "b"] = "a"
+    clip: Optional[float] = None
+    flag: bool = False
+    inner: Inner = field(default_factory=Inner)
+
+
+def test_dict_and_yaml_round_trip(tmp_path):
+    cfg = Outer(name="y", lr=2, layers=(1, 2, 3), mode="b", clip=0.5, flag=True, inner=Inner(7))
+    assert cfg.lr == 2
+    again = Outer.from_dict(cfg.to_dict())
+    assert again == Outer(name="y", lr=2.0, layers=(1, 2, 3), mode="b", clip=0.5, flag=True, inner=Inner(7))
+    path = tmp_path / "c.yaml"
+    cfg.to_yaml(path)
+    assert Outer.from_yaml(path) == again
+    assert Outer.from_yaml(cfg.to_yaml()) == again
+
+
+def test_int_accepted_for_float_and_list_for_tuple():
+    cfg = Outer.from_dict({"lr": 1, "layers": [4, 5]})
+    assert isinstance(cfg.lr, float) and cfg.layers == (4, 5)
+
+
+@pytest.mark.parametrize(
+    "data, fragment",
+    [
+        ({"lrr": 1.0}, "Unknown config field 'lrr' for Outer. Did you mean 'lr'?"),
+        ({"lr": "fast"}, "'lr': expected a float"),
+        ({"flag": 1}, "'flag': expected true or false"),
+        ({"name": 3}, "'name': expected a string"),
+        ({"mode": "c"}, "'mode': 'c' is not one of 'a', 'b'"),
+        ({"layers": [1, "x"]}, "'layers[1]'"),
+        ({"inner": {"unitz": 3}}, "'inner.unitz'"),
+        ({"inner": {"units": 1.5}}, "'inner.units': expected an int"),
+        ({"clip": "none"}, "'clip'"),
+    ],
+)
+def test_bad_fields_and_values_are_named(data, fragment):
+    with pytest.raises(ValueError) as err:
+        Outer.from_dict(data)
+    assert fragment in str(err.value)
+
+
+def test_from_dict_needs_a_mapping_and_yaml_file_must_exist(tmp_path):
+    with pytest.raises(ValueError, match="expects a mapping"):
+        Outer.from_dict([1, 2])
+    with pytest.raises(ValueError, match="does not exist"):
+        Outer.from_yaml(tmp_path / "missing.yaml")
+
+
+def test_replace_and_set_dotted_validate():
+    cfg = RLConfig()
+    assert cfg.replace(env="CartPole-v1").env == "CartPole-v1"
+    assert cfg.set_dotted("action_repeat=4").action_repeat == 4
+    assert cfg.set_dotted("obs_type=state").obs_type == "state"
+    with pytest.raises(ValueError, match="'action_repeat'"):
+        cfg.set_dotted("action_repeat=fast")
+    with pytest.raises(ValueError, match="key=value"):
+        cfg.set_dotted("action_repeat")
+    with pytest.raises(ValueError, match="Unknown config field 'seeds'"):
+        cfg.replace(seeds=3)

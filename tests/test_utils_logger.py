@@ -84,3 +84,14 @@ def test_setup_logging_file_and_levels(tmp_path):
     assert "hello 5" in log_file.read_text()
     with pytest.raises(ValueError, match="VERBOSE"):
         setup_logging("distwm.test_utils_logger", "VERBOSE")
+
+
+def test_logger_wandb_offline_run(tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    logger = Logger(str(tmp_path / "run"), enable_wandb=True, enable_tensorboard=False)
+    logger.log_scalar(1.0, "x", 1)
+    logger.close()
+    runs = os.listdir(tmp_path / "run" / "wandb")
+    assert any(name.startswith("offline-run-") for name in runs)

@@ -1,0 +1,61 @@
+"""Layer helpers shared by the RSSM families (PlaNet RSSM, modular RSSM): activations, MLPs, Gaussians.
+
+``activation_module(name)`` turns an activation name into a fresh ``nn.Module`` and
+``build_mlp`` stacks linear layers with that activation. Both raise ``ValueError`` naming the
+bad value and the valid choices.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = ["ACTIVATIONS", "activation_module", "build_mlp", "gaussian_params"]
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "elu": nn.ELU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "swish": nn.SiLU,
+    "tanh": nn.Tanh,
+    "leaky_relu": nn.LeakyReLU,
+    "sigmoid": nn.Sigmoid,
+    "softplus": nn.Softplus,
+    "mish": nn.Mish,
+}
+
+
+def activation_module(name: str) -> nn.Module:
+    """A new activation layer for ``name`` (one of :data:`ACTIVATIONS`)."""
+    key = name.lower() if isinstance(name, str) else name
+    if key not in ACTIVATIONS:
+        raise ValueError(
+            f"Unknown activation {name!r}; valid activations: {', '.join(sorted(ACTIVATIONS))}"
+        )
+    return ACTIVATIONS[key]()
+
+
+def build_mlp(in_dim: int, hidden_sizes: Sequence[int], out_dim: int, activation: str) -> nn.Sequential:
+    """``Linear -> act`` for every hidden size, then a final ``Linear`` to ``out_dim``."""
+    for name, value in (("in_dim", in_dim), ("out_dim", out_dim)):
+        if not isinstance(value, int) or value <= 0:
+            raise ValueError(f"build_mlp: {name} must be a positive int, got {value!r}")
+    layers: list[nn.Module] = []
+    width = in_dim
+    for size in hidden_sizes:
+        if not isinstance(size, int) or size <= 0:
+            raise ValueError(f"build_mlp: hidden sizes must be positive ints, got {list(hidden_sizes)!r}")
+        layers += [nn.Linear(width, size), activation_module(activation)]
+        width = size
+    layers.append(nn.Linear(width, out_dim))
+    return nn.Sequential(*layers)
+
+
+def gaussian_params(raw: torch.Tensor, min_std: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split ``raw`` (..., 2 * D) into a mean and a positive std ``softplus(x) + min_std``."""
+    mean, std_raw = torch.chunk(raw, 2, dim=-1)
+    return mean, F.softplus(std_raw) + min_std

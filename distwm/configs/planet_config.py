@@ -1,0 +1,107 @@
+"""PlaNet configuration: environment, recurrent state-space model, CEM planner, training loop.
+
+Defaults are those of the PlaNet paper (Hafner et al. 2019, arXiv:1811.04551): a 200-unit GRU
+state, 30-dimensional Gaussian latents, 1024-wide embeddings, 5-bit images, free nats 3,
+Adam 1e-3 (eps 1e-4), gradient clipping 1000, batches of 50 sequences of 50 steps, and CEM over
+12 steps with 1000 candidates, 10 iterations and the top 100.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from distwm.configs.rl_config import RLConfig
+
+__all__ = ["PlanetConfig", "PLANET_ACTIVATIONS"]
+
+#: activation names the PlaNet networks accept (see ``distwm.blocks.layers``)
+PLANET_ACTIVATIONS = ("relu", "elu", "gelu", "silu", "tanh", "leaky_relu")
+
+
+@dataclass
+class PlanetConfig(RLConfig):
+    """Configuration of a PlaNet agent (latent planning with CEM).
+
+    The training-loop fields (``total_steps``, ``seed_steps``, ``train_ratio``, ...) count env
+    steps after action repeat. ``train_ratio`` is replayed steps per env step: PlaNet's 100
+    updates of 50 x 50 steps after every 1000-step episode at action repeat 4 give 1000.
+    """
+
+    #: import path of the class implementing :class:`distwm.agent.Agent` for this config
+    AGENT_CLASS: ClassVar[str] = "distwm.models.planet_agent:PlanetAgent"
+
+    env: str = "cartpole-swingup"
+    action_repeat: int = 8
+    exp_name: str = "planet"
+
+    # -- training loop ------------------------------------------------------------------------
+    total_steps: int = 500_000
+    num_envs: int = 1
+    buffer_size: int = 1_000_000
+    seed_steps: int = 5000
+    train_ratio: float = 1000.0
+    batch_size: int = 50
+    train_seq_len: int = 50
+    test_interval: int = 10_000
+    test_episodes: int = 5
+    checkpoint_interval: int = 50_000
+    log_interval: int = 1000
+    use_wandb: bool = False
+
+    # -- model --------------------------------------------------------------------------------
+    bit_depth: int = 5
+    state_size: int = 200
+    latent_size: int = 30
+    hidden_size: int = 200
+    embedding_size: int = 1024
+    activation: str = "relu"
+    min_std: float = 0.1
+
+    # -- loss and optimiser -------------------------------------------------------------------
+    free_nats: float = 3.0
+    kl_beta: float = 1.0
+    learning_rate: float = 1e-3
+    adam_epsilon: float = 1e-4
+    grad_clip_norm: float = 1000.0
+
+    # -- CEM planner --------------------------------------------------------------------------
+    planning_horizon: int = 12
+    num_candidates: int = 1000
+    num_iterations: int = 10
+    top_candidates: int = 100
+    action_noise: float = 0.3
+
+    # -- single-process Planet (episode memory) -----------------------------------------------
+    memory_size: int = 100
+    seed_episodes: int = 5
+
+    def __post_init__(self) -> None:
+        positive = ("action_repeat", "total_steps", "num_envs", "buffer_size", "batch_size",
+                    "train_seq_len", "state_size", "latent_size", "hidden_size", "embedding_size",
+                    "planning_horizon", "num_candidates", "num_iterations", "top_candidates",
+                    "memory_size", "image_size", "time_limit")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"PlanetConfig.{name} must be a positive int, got {value!r}")
+        for name in ("seed_steps", "seed_episodes", "test_episodes"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"PlanetConfig.{name} must be >= 0, got {getattr(self, name)!r}")
+        for name in ("train_ratio", "learning_rate", "adam_epsilon", "grad_clip_norm", "min_std"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"PlanetConfig.{name} must be > 0, got {getattr(self, name)!r}")
+        for name in ("free_nats", "kl_beta", "action_noise"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"PlanetConfig.{name} must be >= 0, got {getattr(self, name)!r}")
+        if not 1 <= self.bit_depth <= 8:
+            raise ValueError(f"PlanetConfig.bit_depth must be in 1..8, got {self.bit_depth!r}")
+        if self.top_candidates > self.num_candidates:
+            raise ValueError(
+                f"PlanetConfig.top_candidates ({self.top_candidates}) cannot exceed "
+                f"num_candidates ({self.num_candidates})"
+            )
+        if self.activation not in PLANET_ACTIVATIONS:
+            raise ValueError(
+                f"PlanetConfig.activation {self.activation!r} is not one of {', '.join(PLANET_ACTIVATIONS)}"
+            )

@@ -1,0 +1,113 @@
+"""A Gymnasium env seen the way PlaNet's rollouts use it: torch observations, preprocessed.
+
+:class:`PlanetEnv` wraps an env whose observations are a dict with ``image`` (uint8 CHW)
+and/or ``state`` (float32), or a plain array, and whose actions are a float ``Box`` or a
+``Discrete`` space (driven with one-hot vectors). Observations come back as float tensors:
+images in ``[-0.5, 0.5]`` at ``bit_depth`` bits with dequantisation noise, vectors as is.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from distwm.models.planet_agent import action_space_info
+from distwm.models.planet_loss import prepare_observation
+from distwm.utils.utils import postprocess_img
+
+__all__ = ["PlanetEnv"]
+
+
+class PlanetEnv:
+    """Torch interface to a Gymnasium env for :class:`~distwm.controller.rollout_generator.RolloutGenerator`.
+
+    Args:
+        env: a Gymnasium env (Gymnasium 1.x API).
+        bit_depth: bits per image channel kept by preprocessing.
+        obs_key: which entry of a dict observation to use (default: ``image`` if present, else
+            ``state``).
+        device: device of the returned tensors.
+        max_episode_steps: episode cap (default: the env spec's ``max_episode_steps``).
+    """
+
+    def __init__(self, env: Any, bit_depth: int = 5, obs_key: str | None = None, device: Any = "cpu",
+                 max_episode_steps: int | None = None):
+        self.env = env
+        self.bit_depth = bit_depth
+        self.device = torch.device(device)
+        spaces = getattr(env.observation_space, "spaces", None)
+        if spaces is not None:
+            if obs_key is None:
+                obs_key = "image" if "image" in spaces else "state" if "state" in spaces else None
+            if obs_key not in spaces:
+                raise ValueError(f"PlanetEnv: obs_key {obs_key!r} is not one of {sorted(spaces)}")
+            self.obs_space = spaces[obs_key]
+        else:
+            self.obs_space = env.observation_space
+        self.obs_key = obs_key
+        self.action_size, self.discrete, self.action_low, self.action_high = action_space_info(env.action_space)
+        spec = getattr(env, "spec", None)
+        self._max_episode_steps = max_episode_steps or getattr(spec, "max_episode_steps", None)
+
+    @property
+    def observation_space(self):
+        return self.env.observation_space
+
+    @property
+    def action_space(self):
+        return self.env.action_space
+
+    @property
+    def render_mode(self) -> str | None:
+        return getattr(self.env, "render_mode", None)
+
+    @property
+    def observation_size(self) -> tuple[int, ...]:
+        return tuple(self.obs_space.shape)
+
+    @property
+    def is_image(self) -> bool:
+        return len(self.observation_size) == 3
+
+    @property
+    def max_episode_steps(self) -> int | None:
+        return self._max_episode_steps
+
+    def _observation(self, obs: Any) -> torch.Tensor:
+        raw = obs[self.obs_key] if self.obs_key is not None else obs
+        return prepare_observation(np.asarray(raw), self.bit_depth, self.device)
+
+    def to_storage(self, obs: torch.Tensor) -> np.ndarray:
+        """A preprocessed observation as stored in an Episode: uint8 image or float32 vector."""
+        array = obs.detach().cpu().numpy() if torch.is_tensor(obs) else np.asarray(obs)
+        return postprocess_img(array, self.bit_depth) if self.is_image else array.astype(np.float32)
+
+    def reset(self, seed: int | None = None) -> tuple[torch.Tensor, dict]:
+        obs, info = self.env.reset(seed=seed)
+        return self._observation(obs), info
+
+    def _env_action(self, action: Any) -> Any:
+        vector = np.asarray(action.detach().cpu().numpy() if torch.is_tensor(action) else action,
+                            dtype=np.float32).reshape(-1)
+        if vector.shape[0] != self.action_size:
+            raise ValueError(f"PlanetEnv.step: expected {self.action_size} action values, got {vector.shape[0]}")
+        if self.discrete and getattr(self.env.action_space, "n", None) is not None and not self.env.action_space.shape:
+            return int(vector.argmax())
+        return vector
+
+    def step(self, action: Any) -> tuple[torch.Tensor, float, bool, bool, dict]:
+        obs, reward, terminated, truncated, info = self.env.step(self._env_action(action))
+        return self._observation(obs), float(reward), bool(terminated), bool(truncated), info
+
+    def sample_random_action(self) -> torch.Tensor:
+        if self.discrete:
+            return torch.nn.functional.one_hot(torch.randint(self.action_size, ()), self.action_size).float()
+        return torch.from_numpy(np.random.uniform(self.action_low, self.action_high).astype(np.float32))
+
+    def render(self) -> Any:
+        return self.env.render()
+
+    def close(self) -> None:
+        self.env.close()

@@ -2,7 +2,6 @@
 failures recorded with their cause (never a zero), files written only by run()."""
 
 import json
-import os
 
 import gymnasium as gym
 import numpy as np

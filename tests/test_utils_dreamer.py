@@ -96,6 +96,9 @@ def test_lambda_return_hand_computed():
     out = compute_lambda_return(rewards, values, discounts, lambda_coef=0.5)
     expected = torch.tensor([[4.0915, 5.87, 6.6], [6.5, 1.0, 11.0]])
     torch.testing.assert_close(out, expected)
+    # a scalar discount broadcasts: first row again
+    scalar = compute_lambda_return(rewards[:1], values[:1], 0.9, lambda_coef=0.5)
+    torch.testing.assert_close(scalar, expected[:1])
 
 
 def test_lambda_return_limits():
@@ -132,6 +135,8 @@ def test_lambda_return_shape_errors():
         compute_lambda_return(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(2, 3))
     with pytest.raises(ValueError, match="lambda"):
         compute_lambda_return(torch.zeros(2, 3), torch.zeros(2, 4), torch.zeros(2, 3), 1.5)
+    with pytest.raises(ValueError, match="broadcast"):
+        compute_lambda_return(torch.zeros(2, 3), torch.zeros(2, 4), torch.zeros(2, 5))
 
 
 def test_freeze_parameters_restores_previous_flags():

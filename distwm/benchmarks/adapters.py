@@ -23,7 +23,7 @@ from typing import Any, Callable, ClassVar, Mapping
 
 import numpy as np
 
-__all__ = ["BaseAdapter", "AgentAdapter", "env_id_of", "parse_evaluation"]
+__all__ = ["BaseAdapter", "AgentAdapter", "env_id_of", "parse_evaluation", "run_agent_episodes"]
 
 
 def env_id_of(env_spec: Any) -> str | None:
@@ -232,5 +232,3 @@ def run_agent_episodes(env, agent, num_episodes: int, seed: int | None = None,
         out["frames"] = videos
     return out
 
-
-__all__ += ["run_agent_episodes"]

@@ -29,7 +29,6 @@ import numpy as np
 
 from distwm.benchmarks.aggregates import AGGREGATES, get_aggregate, iqm
 from distwm.benchmarks.bootstrap import as_per_task, check_alpha, interval_estimate
-from distwm.benchmarks.bootstrap import stratified_bootstrap, percentile_interval
 
 __all__ = [
     "iqm_of_array",
@@ -40,6 +39,7 @@ __all__ = [
     "probability_of_improvement",
     "performance_profile",
     "DEFAULT_METRICS",
+    "AGGREGATES",
 ]
 
 DEFAULT_METRICS = ("iqm", "median", "mean", "optimality_gap")
@@ -181,7 +181,3 @@ def performance_profile(scores, taus: Sequence[float] | None = None, num_samples
     result = interval_estimate([arrays], statistic, num_samples, alpha, seed)
     return {"taus": taus_arr.tolist(), "profile": result["estimate"],
             "ci_lower": result["ci_lower"], "ci_upper": result["ci_upper"]}
-
-
-# re-exported for users composing their own statistics
-__all__ += ["AGGREGATES", "stratified_bootstrap", "percentile_interval"]

@@ -20,7 +20,7 @@ import os
 from typing import Any, Iterator, Mapping, NamedTuple
 
 __all__ = ["export_csv", "export_markdown", "export_latex", "build_rows", "build_tables",
-           "Table", "CSV_COLUMNS"]
+           "render_markdown", "render_latex", "latex_escape", "Table", "CSV_COLUMNS"]
 
 CSV_COLUMNS = ("agent", "task", "seed", "metric", "value")
 
@@ -270,6 +270,3 @@ def export_latex(results: Mapping[str, Any], path: str, caption: str = "Benchmar
 def _ensure_parent(path: str) -> None:
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
-
-
-__all__ += ["render_markdown", "render_latex", "latex_escape"]

@@ -131,6 +131,18 @@ class TwoHotEncoder:
 
 
 # -- lambda returns ------------------------------------------------------------------------
+def _broadcast_discounts(discounts, rewards: Tensor) -> Tensor:
+    """A scalar or broadcastable discount as a tensor shaped like ``rewards``."""
+    discounts = torch.as_tensor(discounts, dtype=rewards.dtype, device=rewards.device)
+    try:
+        return discounts.expand_as(rewards)
+    except RuntimeError:
+        raise ValueError(
+            f"discounts of shape {tuple(discounts.shape)} do not broadcast to rewards "
+            f"{tuple(rewards.shape)}"
+        ) from None
+
+
 def _lambda_returns(rewards: Tensor, next_values: Tensor, discounts: Tensor, lam: float,
                     bootstrap: Tensor) -> Tensor:
     """The TD(lambda) recursion, time along axis 0 (the one implementation).
@@ -167,7 +179,8 @@ def compute_return(rewards: Tensor, values: Tensor, discounts: Tensor, td_lam: f
         rewards: ``(T, ...)`` reward after step ``t``.
         values: ``(T, ...)`` value of the state at step ``t`` (``values[0]`` is not used: the
             target at ``t`` bootstraps from ``values[t + 1]``).
-        discounts: ``(T, ...)`` discount (``gamma * (1 - terminal)``) applied after step ``t``.
+        discounts: ``(T, ...)`` discount (``gamma * (1 - terminal)``) applied after step ``t``
+            (a scalar or any shape that broadcasts to ``rewards`` works too).
         td_lam: lambda in ``[0, 1]``.
         last_value: ``(...)`` value of the state after the last step.
 
@@ -180,6 +193,7 @@ def compute_return(rewards: Tensor, values: Tensor, discounts: Tensor, td_lam: f
             f"values shape {tuple(values.shape)} must equal rewards shape {tuple(rewards.shape)}"
         )
     next_values = torch.cat([values[1:], last_value.unsqueeze(0)], dim=0)
+    discounts = _broadcast_discounts(discounts, rewards)
     return _lambda_returns(rewards, next_values, discounts, td_lam, last_value)
 
 
@@ -190,7 +204,8 @@ def compute_lambda_return(rewards: Tensor, values: Tensor, discounts: Tensor,
     Args:
         rewards: ``(B, T)`` (or ``(B, T, ...)``).
         values: ``(B, T + 1)`` value estimates of states ``0..T``; ``values[:, T]`` bootstraps.
-        discounts: ``(B, T)`` discount after each step (``gamma * (1 - terminal)``).
+        discounts: ``(B, T)`` discount after each step (``gamma * (1 - terminal)``), or a
+            scalar / shape that broadcasts to ``rewards``.
         lambda_coef: lambda in ``[0, 1]``.
 
     Returns:
@@ -205,6 +220,7 @@ def compute_lambda_return(rewards: Tensor, values: Tensor, discounts: Tensor,
             f"values must be (B, T + 1) = {expected} for rewards {tuple(rewards.shape)}, "
             f"got {tuple(values.shape)}"
         )
+    discounts = _broadcast_discounts(discounts, rewards)
     returns = _lambda_returns(
         rewards.transpose(0, 1), values[:, 1:].transpose(0, 1), discounts.transpose(0, 1),
         lambda_coef, values[:, -1],

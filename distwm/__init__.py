@@ -13,11 +13,11 @@ torch, ray nor any simulator.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+
 
 __version__ = "0.1.0"
 
+from distwm._lazy import lazy_exports  # noqa: E402
 from distwm.api import (  # noqa: E402  (light: no torch/ray)
     EnvBackendSpec,
     ModelSpec,
@@ -79,20 +79,4 @@ __all__ = [
     *sorted(_LAZY),
 ]
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'distwm' has no attribute {name!r}")
-    try:
-        value = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as exc:
-        raise AttributeError(
-            f"distwm.{name} is not available in this installation ({module}: {exc})"
-        ) from exc
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

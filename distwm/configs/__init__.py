@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from distwm._lazy import lazy_exports
 
 _LAZY = {
     "ConfigBase": "distwm.configs.base",
@@ -13,8 +12,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'distwm.configs' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

@@ -7,8 +7,7 @@ the torch-based helpers (``symlog``, ``TwoHotEncoder``, ``compute_lambda_return`
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from distwm._lazy import lazy_exports
 
 _LAZY = {
     # dreamer_utils (torch)
@@ -41,12 +40,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'distwm.utils' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

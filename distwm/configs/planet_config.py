@@ -23,9 +23,11 @@ PLANET_ACTIVATIONS = ("relu", "elu", "gelu", "silu", "tanh", "leaky_relu")
 class PlanetConfig(RLConfig):
     """Configuration of a PlaNet agent (latent planning with CEM).
 
-    The training-loop fields (``total_steps``, ``seed_steps``, ``train_ratio``, ...) count env
-    steps after action repeat. ``train_ratio`` is replayed steps per env step: PlaNet's 100
-    updates of 50 x 50 steps after every 1000-step episode at action repeat 4 give 1000.
+    ``batch_size`` sequences of ``train_seq_len`` steps make one update; ``train_ratio`` is
+    replayed steps per env step (after action repeat): PlaNet's 100 updates of 50 x 50 steps
+    after every 1000-step episode at action repeat 4 give 1000. How long a run lasts and how it
+    is laid out on Ray is the runtime's config (``distwm.configs.runtime_config``);
+    ``memory_size`` and ``seed_episodes`` are for the single-process :class:`~distwm.models.planet.Planet`.
     """
 
     #: import path of the class implementing :class:`distwm.agent.Agent` for this config
@@ -35,19 +37,10 @@ class PlanetConfig(RLConfig):
     action_repeat: int = 8
     exp_name: str = "planet"
 
-    # -- training loop ------------------------------------------------------------------------
-    total_steps: int = 500_000
-    num_envs: int = 1
-    buffer_size: int = 1_000_000
-    seed_steps: int = 5000
-    train_ratio: float = 1000.0
+    # -- learning (agent protocol: one replay sample, replay ratio) -------------------------
     batch_size: int = 50
     train_seq_len: int = 50
-    test_interval: int = 10_000
-    test_episodes: int = 5
-    checkpoint_interval: int = 50_000
-    log_interval: int = 1000
-    use_wandb: bool = False
+    train_ratio: float = 1000.0
 
     # -- model --------------------------------------------------------------------------------
     bit_depth: int = 5
@@ -77,7 +70,7 @@ class PlanetConfig(RLConfig):
     seed_episodes: int = 5
 
     def __post_init__(self) -> None:
-        positive = ("action_repeat", "total_steps", "num_envs", "buffer_size", "batch_size",
+        positive = ("action_repeat", "batch_size",
                     "train_seq_len", "state_size", "latent_size", "hidden_size", "embedding_size",
                     "planning_horizon", "num_candidates", "num_iterations", "top_candidates",
                     "memory_size", "image_size", "time_limit")
@@ -85,7 +78,7 @@ class PlanetConfig(RLConfig):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"PlanetConfig.{name} must be a positive int, got {value!r}")
-        for name in ("seed_steps", "seed_episodes", "test_episodes"):
+        for name in ("seed_episodes",):
             if getattr(self, name) < 0:
                 raise ValueError(f"PlanetConfig.{name} must be >= 0, got {getattr(self, name)!r}")
         for name in ("train_ratio", "learning_rate", "adam_epsilon", "grad_clip_norm", "min_std"):
@@ -100,6 +93,11 @@ class PlanetConfig(RLConfig):
             raise ValueError(
                 f"PlanetConfig.top_candidates ({self.top_candidates}) cannot exceed "
                 f"num_candidates ({self.num_candidates})"
+            )
+        if self.obs_type in ("pixels", "both") and self.image_size != 64:
+            raise ValueError(
+                f"PlanetConfig.image_size must be 64 for pixel observations (PlaNet's conv "
+                f"encoder and decoder), got {self.image_size}"
             )
         if self.activation not in PLANET_ACTIVATIONS:
             raise ValueError(

@@ -42,19 +42,16 @@ def planet_observation_key(observation_space: Any) -> str:
 def action_space_info(action_space: Any) -> tuple[int, bool, np.ndarray, np.ndarray]:
     """``(action_size, discrete, low, high)`` of a ``Discrete`` space or a float ``Box``.
 
-    A ``Discrete(n)`` space (or a Box marked ``discrete``/``one_hot`` by an adapter) is
-    planned over one-hot vectors of size ``n``.
+    A ``Discrete(n)`` space, or a Box of one-hot vectors with an ``n`` attribute (the env
+    adapters' ``OneHotBox``), is planned over one-hot vectors of size ``n``.
     """
     n = getattr(action_space, "n", None)
-    shape = getattr(action_space, "shape", None)
-    marked = bool(getattr(action_space, "discrete", False) or getattr(action_space, "one_hot", False))
-    if n is not None and not shape:
+    shape = tuple(getattr(action_space, "shape", None) or ())
+    if n is not None and shape in ((), (int(n),)):  # Discrete(n), or a one-hot Box of size n
         return int(n), True, np.zeros(int(n), np.float32), np.ones(int(n), np.float32)
-    if shape is None or len(shape) != 1:
+    if len(shape) != 1:
         raise ValueError(f"PlaNet needs a Discrete or a 1-D Box action space, got {action_space!r}")
     size = int(shape[0])
-    if marked:
-        return size, True, np.zeros(size, np.float32), np.ones(size, np.float32)
     low = np.broadcast_to(np.asarray(action_space.low, np.float32), (size,))
     high = np.broadcast_to(np.asarray(action_space.high, np.float32), (size,))
     if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):

@@ -1,0 +1,1 @@
+"""Planners and policies that act with a world model (CEM planner, rollout generator)."""

@@ -1,0 +1,1 @@
+"""Single-process training entry points of the seed (``train_planet``, ``train_rssm``, ...)."""

@@ -1,0 +1,139 @@
+"""Atari 2600 games through the Arcade Learning Environment (ale-py ships the ROMs).
+
+Ids: ``ALE/Pong-v5``, the legacy ``PongNoFrameskip-v4`` family, or a bare game name
+(``pong``, ``Pong``, ``space_invaders``, ``SpaceInvaders``), which means ``ALE/<Game>-v5``.
+Recognising an id reads ale-py's ROM list from disk without importing ale-py.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from distwm.envs._optional import require
+
+__all__ = [
+    "atari_game",
+    "atari_gym_id",
+    "atari_rom_ids",
+    "list_available_atari_envs",
+    "make_atari_env",
+]
+
+_ID = re.compile(r"^(?:ALE/)?(?P<name>[A-Za-z0-9_]+?)(?:-ram)?(?:NoFrameskip|Deterministic)?(?:-v(?P<v>\d+))?$")
+# obs_type -> (ALE obs_type, distwm obs_type)
+_OBS_TYPES = {
+    "auto": ("rgb", "pixels"),
+    "rgb": ("rgb", "pixels"),
+    "pixels": ("rgb", "pixels"),
+    "grayscale": ("grayscale", "pixels"),
+    "ram": ("ram", "state"),
+    "state": ("ram", "state"),
+}
+
+
+@functools.lru_cache(maxsize=1)
+def atari_rom_ids() -> tuple[str, ...]:
+    """Snake-case game names whose ROMs ale-py ships (``()`` when ale-py is not installed)."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("ale_py")
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        return ()
+    for location in spec.submodule_search_locations:
+        hashes = Path(location) / "roms" / "md5.json"
+        if hashes.is_file():
+            return tuple(sorted(name.rsplit(".", 1)[0] for name in json.loads(hashes.read_text())))
+    return ()
+
+
+def _snake(name: str) -> str:
+    if "_" in name or name.islower():
+        return name.lower()
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def atari_game(env_id: str) -> str | None:
+    """The ROM name (``pong``) an Atari id refers to, or ``None`` if it is not an Atari game."""
+    if not isinstance(env_id, str):
+        return None
+    match = _ID.match(env_id.strip())
+    if match is None:
+        return None
+    game = _snake(match.group("name"))
+    return game if game in atari_rom_ids() else None
+
+
+def _register() -> Any:
+    import gymnasium
+
+    ale_py = require("ale_py", "atari", "Atari environments")
+    gymnasium.register_envs(ale_py)
+    return ale_py
+
+
+def atari_gym_id(env_id: str) -> str:
+    """The registered Gymnasium id for an Atari id (``pong`` -> ``ALE/Pong-v5``)."""
+    import gymnasium
+
+    _register()
+    if env_id in gymnasium.registry:
+        return env_id
+    game = atari_game(env_id)
+    if game is not None:
+        from ale_py.registration import rom_id_to_name
+
+        candidate = f"ALE/{rom_id_to_name(game)}-v5"
+        if candidate in gymnasium.registry:
+            return candidate
+    import difflib
+
+    known = list_available_atari_envs()
+    close = difflib.get_close_matches(env_id, known + list(atari_rom_ids()), n=3)
+    hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+    raise ValueError(
+        f"Unknown Atari game {env_id!r}.{hint} Valid: ALE/<Game>-v5 ids from "
+        "list_available_atari_envs() or game names such as 'pong'"
+    )
+
+
+def list_available_atari_envs() -> list[str]:
+    """Every ``ALE/<Game>-v5`` id registered by ale-py."""
+    import gymnasium
+
+    _register()
+    return sorted(env_id for env_id in gymnasium.registry if env_id.startswith("ALE/"))
+
+
+def make_atari_env(env_id: str, obs_type: str = "rgb", frameskip: int = 4,
+                   repeat_action_probability: float = 0.25, full_action_space: bool = False,
+                   max_episode_steps: int | None = None, *, seed: int = 0,
+                   size: int | tuple[int, int] | None = (64, 64), **kwargs: Any):
+    """Create an Atari game as a distwm env (the ``atari`` backend factory).
+
+    ``obs_type``: ``rgb`` / ``pixels`` / ``auto`` (``image`` uint8 ``(3, H, W)``),
+    ``grayscale`` (``image`` ``(1, H, W)``) or ``ram`` / ``state`` (the 128-byte RAM as a
+    float32 ``state``). ``size``: ``(height, width)`` of ``image`` (``None``: native 210x160).
+    Actions are one-hot vectors over the game's action set. Other ``kwargs`` (``mode``,
+    ``difficulty``, ...) go to ``gymnasium.make``.
+    """
+    from distwm.envs.gym_env import GymImageEnv
+
+    if obs_type not in _OBS_TYPES:
+        raise ValueError(f"Unknown Atari obs_type {obs_type!r}; valid: {', '.join(_OBS_TYPES)}")
+    ale_obs, distwm_obs = _OBS_TYPES[obs_type]
+    gym_id = atari_gym_id(env_id)
+    options = dict(obs_type=ale_obs, frameskip=frameskip, repeat_action_probability=repeat_action_probability,
+                   full_action_space=full_action_space, **kwargs)
+    if max_episode_steps is not None:
+        options["max_episode_steps"] = max_episode_steps
+    import gymnasium
+
+    env = gymnasium.make(gym_id, **options)
+    return GymImageEnv(env, seed=seed, size=size, obs_type=distwm_obs)

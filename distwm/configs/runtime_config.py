@@ -1,0 +1,170 @@
+"""Configs of the Ray actor-learner runtime (``distwm.runtime``).
+
+A whole training run is a :class:`RunConfig`: the model (a registered name such as
+``"dreamer"`` or a config class path ``"package.module:ConfigClass"``), the agent config's
+fields, and a :class:`RuntimeConfig`. ``RunConfig.to_yaml()`` is the ``run.yaml`` that
+``distwm train --config`` reads and every run directory holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional, Union
+
+from distwm.configs.base import ConfigBase
+
+__all__ = ["RuntimeConfig", "RunConfig"]
+
+
+@dataclass
+class RuntimeConfig(ConfigBase):
+    """How a run is laid out on Ray and how long it goes.
+
+    Sizes are in env steps (agent steps: one ``env.step`` of the wrapped env, i.e. after
+    action repeat).
+
+    * ``workers``: env-worker actors, or ``"auto"`` for the cluster's free CPUs (at least 1).
+    * ``envs_per_worker``: envs stepped in lockstep by each worker (one stream each).
+    * ``shards``: replay-shard actors; ``capacity`` is split evenly over them.
+    * ``train_ratio``: replayed steps per env step; ``None`` keeps the agent's ``data_spec()``.
+    * ``steps``: env steps to collect before the run ends.
+    * ``chunk_length``: steps per chunk a worker sends (per env).
+    * ``rate_tolerance``: allowed drift of the replay ratio, as a fraction of
+      ``train_ratio * min_fill`` replayed steps (Acme's convention; never below one chunk
+      and one batch, so the limiter cannot deadlock).
+    * ``min_fill``: env steps in replay before the learner starts.
+    * ``broadcast_interval`` / ``checkpoint_interval``: in learner updates.
+    * ``eval_interval``: env steps between evaluations (``0``: only the final one);
+      ``eval_episodes``: episodes per evaluation (``0``: no evaluation at all).
+    * ``address``: Ray address (``"auto"``, ``"ray://host:10001"``); ``None``: ``RAY_ADDRESS`` or
+      a new local instance.
+    * ``run_dir``: where config, metrics, checkpoints and the report go (default
+      ``runs/<model>-<env>-<time>``).
+    * ``max_restarts``: restarts allowed per actor role (env workers count together).
+    * ``env_factory``: ``"module:function"`` called as ``f(agent_config, seed)`` to build one env.
+    """
+
+    workers: Union[int, Literal["auto"]] = "auto"
+    envs_per_worker: int = 1
+    shards: int = 1
+    train_ratio: Optional[float] = None
+    steps: int = 100_000
+    chunk_length: int = 64
+    capacity: int = 1_000_000
+    rate_tolerance: float = 0.1
+    min_fill: int = 1024
+    broadcast_interval: int = 10
+    checkpoint_interval: int = 1000
+    keep_checkpoints: int = 2
+    eval_interval: int = 10_000
+    eval_episodes: int = 5
+    log_interval: float = 10.0
+    address: Optional[str] = None
+    run_dir: Optional[str] = None
+    max_restarts: int = 3
+    collect_seconds: float = 1.0
+    train_seconds: float = 2.0
+    sample_timeout: float = 0.5
+    worker_cpus: float = 1.0
+    learner_cpus: float = 1.0
+    learner_gpus: Union[float, Literal["auto"]] = "auto"
+    shard_cpus: float = 0.0
+    evaluator_cpus: float = 0.0
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
+    snapshot_format: Literal["npz", "hdf5"] = "npz"
+    env_factory: str = "distwm.envs:make_env_from_config"
+    wandb: bool = False
+    wandb_project: str = "distwm"
+    verbose: bool = True
+
+    def validate(self) -> "RuntimeConfig":
+        """Raise ``ValueError`` naming the first bad field; returns ``self``."""
+        def positive(name: str, allow_zero: bool = False) -> None:
+            value = getattr(self, name)
+            if value < 0 or (value == 0 and not allow_zero):
+                bound = ">= 0" if allow_zero else "> 0"
+                raise ValueError(f"runtime.{name} must be {bound}, got {value!r}")
+
+        if self.workers != "auto" and self.workers < 1:
+            raise ValueError(f"runtime.workers must be >= 1 or 'auto', got {self.workers!r}")
+        for name in ("envs_per_worker", "shards", "steps", "chunk_length", "capacity",
+                     "broadcast_interval", "checkpoint_interval", "keep_checkpoints",
+                     "log_interval", "collect_seconds", "train_seconds", "sample_timeout",
+                     "worker_cpus"):
+            positive(name)
+        for name in ("rate_tolerance", "min_fill", "eval_interval", "eval_episodes",
+                     "max_restarts", "learner_cpus", "shard_cpus", "evaluator_cpus"):
+            positive(name, allow_zero=True)
+        if self.train_ratio is not None and not self.train_ratio > 0:
+            raise ValueError(f"runtime.train_ratio must be > 0 or null, got {self.train_ratio!r}")
+        if self.learner_gpus != "auto" and self.learner_gpus < 0:
+            raise ValueError(f"runtime.learner_gpus must be >= 0 or 'auto', got {self.learner_gpus!r}")
+        if ":" not in self.env_factory:
+            raise ValueError(
+                f"runtime.env_factory must be 'package.module:function', got {self.env_factory!r}"
+            )
+        return self
+
+
+@dataclass
+class RunConfig(ConfigBase):
+    """One training run: ``model`` + agent config fields + :class:`RuntimeConfig`.
+
+    ``model``: a name from ``distwm.list_models()`` or a config class path
+    ``"package.module:ConfigClass"`` (an ``RLConfig`` subclass whose ``AGENT_CLASS`` names
+    the agent). ``agent``: overrides of that config's defaults.
+    """
+
+    model: str = "dreamer"
+    agent: dict[str, Any] = field(default_factory=dict)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def build_agent_config(self) -> Any:
+        """The agent config object (``ValueError`` on an unknown model or field)."""
+        if ":" in self.model:
+            from distwm.agent import import_object
+
+            cls = import_object(self.model)
+            if not hasattr(cls, "from_dict"):
+                raise ValueError(f"model {self.model!r} is not a ConfigBase config class")
+            return cls.from_dict(self.agent)
+        from distwm.api import create_config
+
+        return create_config(self.model, **self.agent)
+
+    @classmethod
+    def from_agent_config(cls, agent_config: Any, runtime: RuntimeConfig | None = None) -> "RunConfig":
+        """Wrap an agent config object (its class path becomes ``model``)."""
+        kind = type(agent_config)
+        return cls(model=f"{kind.__module__}:{kind.__qualname__}", agent=agent_config.to_dict(),
+                   runtime=runtime or RuntimeConfig())
+
+    def apply_override(self, assignment: str) -> "RunConfig":
+        """``key=value`` (value parsed as YAML): ``runtime.X=`` sets a runtime field,
+        ``agent.X=`` or a bare ``X=`` an agent config field, ``model=`` the model."""
+        import yaml
+
+        if "=" not in assignment:
+            raise ValueError(f"Bad --set {assignment!r}: expected key=value")
+        key, _, raw = assignment.partition("=")
+        key = key.strip()
+        value = yaml.safe_load(raw)
+        if key.startswith("runtime."):
+            return self.replace(runtime=self.runtime.replace(**{key[len("runtime."):]: value}))
+        if key == "model":
+            return self.replace(model=value)
+        name = key[len("agent."):] if key.startswith("agent.") else key
+        updated = self.replace(agent={**self.agent, name: value})
+        try:
+            updated.build_agent_config()
+        except ValueError as exc:
+            if name in RuntimeConfig.field_names() and not key.startswith("agent."):
+                raise ValueError(f"{exc} ({name!r} is a runtime field: use --set runtime.{name}=...)") from exc
+            raise
+        return updated
+
+    def validate(self) -> "RunConfig":
+        """Check the runtime fields and build the agent config once (raises ``ValueError``)."""
+        self.runtime.validate()
+        self.build_agent_config()
+        return self

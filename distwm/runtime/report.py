@@ -1,0 +1,165 @@
+"""Progress lines, Ray dashboard gauges and the end-of-run report (markdown + PNG)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any, Iterable, Mapping
+
+__all__ = ["format_progress", "DashboardGauges", "read_metrics", "write_report"]
+
+_log = logging.getLogger(__name__)
+
+GAUGES = {
+    "env_steps": "env steps collected",
+    "updates": "learner updates",
+    "env_steps_per_s": "env steps per second",
+    "updates_per_s": "learner updates per second",
+    "replay_ratio": "replayed steps per env step",
+    "replay_fill": "replay fill fraction",
+    "weight_lag": "learner weight version minus the oldest worker's",
+    "learner_idle": "fraction of learner time spent waiting for data",
+    "episode_return": "mean return of recent training episodes",
+}
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(int(seconds), 0)
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+def format_progress(rec: Mapping[str, Any], total_steps: int) -> str:
+    """One progress line: steps, rates, replay ratio, fill, weight lag, return, ETA."""
+    ret = rec.get("episode_return")
+    eta = rec.get("eta_seconds")
+    return (
+        f"[distwm] {rec['env_steps']:>9,d}/{total_steps:,d} steps "
+        f"({100 * rec['env_steps'] / max(total_steps, 1):5.1f}%) | "
+        f"{rec['env_steps_per_s']:7.1f} steps/s | {rec['updates']:,d} updates "
+        f"{rec['updates_per_s']:6.2f}/s | ratio {rec['replay_ratio']:.1f}/{rec['target_ratio']:g} | "
+        f"fill {100 * rec['replay_fill']:.1f}% | lag {rec['weight_lag']} | "
+        f"return {'-' if ret is None else f'{ret:.2f}'} | idle {100 * rec['learner_idle']:.0f}% | "
+        f"ETA {'-' if eta is None else _duration(eta)}"
+    )
+
+
+class DashboardGauges:
+    """``ray.util.metrics`` gauges (shown in the Ray dashboard's metrics view)."""
+
+    def __init__(self) -> None:
+        self._gauges: dict[str, Any] | None = None
+
+    def set(self, rec: Mapping[str, Any]) -> None:
+        if self._gauges is None:
+            try:
+                from ray.util.metrics import Gauge
+
+                self._gauges = {k: Gauge(f"distwm_{k}", description=d) for k, d in GAUGES.items()}
+            except Exception as exc:  # pragma: no cover - metrics agent unavailable
+                _log.debug("ray metrics unavailable: %s", exc)
+                self._gauges = {}
+        for key, gauge in self._gauges.items():
+            value = rec.get(key)
+            if value is not None:
+                try:
+                    gauge.set(float(value))
+                except Exception:  # pragma: no cover
+                    pass
+
+
+def read_metrics(path: str) -> list[dict[str, Any]]:
+    """Rows of a ``metrics.jsonl`` (missing file: no rows)."""
+    if not os.path.isfile(path):
+        return []
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if line:
+                rows.append(json.loads(line))
+    return rows
+
+
+def _series(rows: Iterable[Mapping[str, Any]], key: str) -> tuple[list[float], list[float]]:
+    xs, ys = [], []
+    for row in rows:
+        if key in row and row[key] is not None:
+            xs.append(row["step"])
+            ys.append(row[key])
+    return xs, ys
+
+
+def plot_learning_curve(rows: list[dict[str, Any]], path: str, title: str) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    xs, ys = _series(rows, "episode_return")
+    if xs:
+        ax.plot(xs, ys, label="train episode return (mean per log interval)", color="tab:blue")
+    xs, ys = _series(rows, "eval/return")
+    if xs:
+        ax.plot(xs, ys, "o-", label="eval return (explore off)", color="tab:orange")
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("return")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="best")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def write_report(run_dir: str, summary: Mapping[str, Any]) -> tuple[str, str]:
+    """``report.md`` and ``learning_curve.png`` in ``run_dir`` from the summary and
+    ``metrics.jsonl``; returns their paths."""
+    rows = read_metrics(os.path.join(run_dir, "metrics.jsonl"))
+    png = plot_learning_curve(rows, os.path.join(run_dir, "learning_curve.png"),
+                              f"{summary['model']} on {summary['env']}")
+    evals = [r for r in rows if "eval/return" in r]
+    final_eval = summary.get("final_eval")
+    lines = [
+        f"# distwm run report: {summary['model']} on {summary['env']}",
+        "",
+        f"Run directory: `{run_dir}`",
+        "",
+        "| quantity | value |",
+        "| --- | --- |",
+        f"| env steps | {summary['env_steps']:,d} of {summary['steps']:,d} |",
+        f"| learner updates | {summary['updates']:,d} |",
+        f"| replay ratio (measured / target) | {summary['replay_ratio']:.2f} / "
+        f"{summary['target_ratio']:g} |",
+        f"| wall time (this session) | {_duration(summary['seconds'])} |",
+        f"| env steps/s (mean) | {summary['env_steps_per_s']:.1f} |",
+        f"| updates/s (mean) | {summary['updates_per_s']:.2f} |",
+        f"| learner idle (waiting for data) | {100 * summary['learner_idle']:.1f}% |",
+        f"| layout | {summary['workers']} workers x {summary['envs_per_worker']} envs, "
+        f"{summary['shards']} shards, learner on {summary['learner_device']} |",
+        f"| episodes | {summary['episodes']:,d} |",
+        f"| restarts (workers / learner / shards / evaluator) | "
+        f"{' / '.join(str(summary['restarts'].get(k, 0)) for k in ('worker', 'learner', 'shard', 'evaluator'))} |",
+        f"| resumed | {summary['epoch']} time(s) |",
+    ]
+    if final_eval is not None:
+        lines.append(f"| final eval return ({len(final_eval['returns'])} episodes) | "
+                     f"{final_eval['return_mean']:.2f} |")
+    if evals:
+        best = max(evals, key=lambda r: r["eval/return"])
+        lines.append(f"| best eval return | {best['eval/return']:.2f} at {best['step']:,d} steps |")
+    if summary.get("last_train_return") is not None:
+        lines.append(f"| last training return | {summary['last_train_return']:.2f} |")
+    lines += ["", "![learning curve](learning_curve.png)", ""]
+    if summary.get("checkpoint"):
+        lines += [f"Last checkpoint: `{summary['checkpoint']}`; continue with "
+                  f"`distwm train --resume {run_dir}`.", ""]
+    md = os.path.join(run_dir, "report.md")
+    with open(md, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines))
+    return md, png

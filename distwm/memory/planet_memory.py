@@ -51,7 +51,7 @@ class Episode:
     """
 
     def __init__(self, postprocess_fn: Callable[[Any], Any] | None = None):
-        self.postprocess_fn = postprocess_fn if postprocess_fn is not None else (lambda obs: obs)
+        self.postprocess_fn = postprocess_fn
         self.x: Any = []
         self.u: Any = []
         self.r: Any = []
@@ -65,7 +65,7 @@ class Episode:
         return len(self.u)
 
     def _observation(self, obs: Any) -> np.ndarray:
-        return _to_numpy(self.postprocess_fn(obs))
+        return _to_numpy(obs if self.postprocess_fn is None else self.postprocess_fn(obs))
 
     def append(self, obs, act, reward, terminal) -> None:
         """Record ``obs`` and the ``act`` taken in it, with the ``reward`` and ``terminal`` flag
@@ -88,6 +88,7 @@ class Episode:
         self.r = np.asarray(self.r, dtype=np.float32)
         self.t = np.asarray(self.t, dtype=np.float32)
         self.terminated = True
+        self.postprocess_fn = None  # not needed any more; keeps the episode picklable
 
 
 class Memory(deque):

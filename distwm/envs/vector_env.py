@@ -176,21 +176,21 @@ class VectorizedEnv(ABC):
             except queue_module.Empty:
                 pass
             if not worker.is_alive():
-                try:  # it may have reported its error just before exiting
-                    status, payload = results.get(timeout=1.0)
+                try:  # it may have reported its error just before exiting (already flushed)
+                    status, payload = results.get(timeout=0.25)
                     break
                 except queue_module.Empty:
                     code = worker.exitcode
-                    self.close()
+                    self._shutdown(graceful=False)
                     raise EnvWorkerError(
                         f"Env worker {worker_index} died unexpectedly (exit code {code}) without "
                         "reporting an error (crash in native code, out of memory or killed)"
                     ) from None
             if time.monotonic() > deadline:
-                self.close()
+                self._shutdown(graceful=False)
                 raise TimeoutError(f"Env worker {worker_index} did not answer within {self.timeout:.0f} s")
         if status == "error":
-            self.close()
+            self._shutdown(graceful=False)
             raise EnvWorkerError(f"Env worker {worker_index} failed:\n{payload}")
         return payload
 
@@ -255,16 +255,20 @@ class VectorizedEnv(ABC):
 
     def close(self) -> None:
         """Shut down all workers (politely, then by force)."""
+        self._shutdown(graceful=True)
+
+    def _shutdown(self, graceful: bool) -> None:
+        """Stop every worker; after a failure (``graceful=False``) without waiting for them."""
         if self._closed:
             return
         self._closed = True
         for index, worker in enumerate(self._workers):
-            if worker.is_alive():
+            if graceful and worker.is_alive():
                 try:
                     self._send(index, "close")
                 except Exception:
                     pass
-        deadline = time.monotonic() + 2.0
+        deadline = time.monotonic() + (2.0 if graceful else 0.0)
         for worker in self._workers:
             worker.join(timeout=max(0.0, deadline - time.monotonic()))
             if worker.is_alive():

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from distwm._names import unknown_name_error
 from distwm.envs._optional import require
 
 __all__ = [
@@ -92,15 +93,7 @@ def atari_gym_id(env_id: str) -> str:
         candidate = f"ALE/{rom_id_to_name(game)}-v5"
         if candidate in gymnasium.registry:
             return candidate
-    import difflib
-
-    known = list_available_atari_envs()
-    close = difflib.get_close_matches(env_id, known + list(atari_rom_ids()), n=3)
-    hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-    raise ValueError(
-        f"Unknown Atari game {env_id!r}.{hint} Valid: ALE/<Game>-v5 ids from "
-        "list_available_atari_envs() or game names such as 'pong'"
-    )
+    raise unknown_name_error("Atari game", env_id, atari_rom_ids(), list_available_atari_envs())
 
 
 def list_available_atari_envs() -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from distwm._names import unknown_name_error
 from distwm.envs._optional import require
 from distwm.envs.ale_atari_env import atari_game, atari_rom_ids
 
@@ -37,11 +38,7 @@ def make_atari_vector_env(game: str, num_envs: int, obs_type: str = "rgb", frame
         raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")
     rom = atari_game(game)
     if rom is None:
-        import difflib
-
-        close = difflib.get_close_matches(str(game).lower(), atari_rom_ids(), n=3)
-        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise ValueError(f"Unknown Atari game {game!r}.{hint} Valid games: {', '.join(atari_rom_ids())}")
+        raise unknown_name_error("Atari game", str(game), atari_rom_ids())
     vector_env = require("ale_py.vector_env", "atari", "ALE's vector env")
     options: dict[str, Any] = dict(
         frameskip=frameskip,

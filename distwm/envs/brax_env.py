@@ -17,6 +17,7 @@ from typing import Any
 import gymnasium
 import numpy as np
 
+from distwm._names import unknown_name_error
 from distwm.envs._optional import require
 from distwm.envs.base import AdapterEnv, ObsFormat, as_size, check_obs_type, rendering_hint, to_hwc_image
 
@@ -79,7 +80,7 @@ class BraxImageEnv(AdapterEnv):
             name = brax_env_name(env) or env
             known = sorted(getattr(envs, "_envs", {}))
             if known and name not in known:
-                raise ValueError(f"Unknown Brax env {name!r}; valid: {', '.join(known)}")
+                raise unknown_name_error("Brax env", name, known)
             if backend is not None:
                 env_kwargs["backend"] = backend
             with warnings.catch_warnings():

@@ -10,6 +10,7 @@ on a machine without a display.
 from __future__ import annotations
 
 import re
+import warnings
 from typing import Any
 
 import gymnasium
@@ -49,16 +50,23 @@ def parse_dmc_id(name: str) -> tuple[str, str] | None:
     return None
 
 
+def _suite():
+    """``dm_control.suite``, without the GLFW "no DISPLAY" warning that dm_control emits on
+    import when MUJOCO_GL is unset (rendering errors explain the fix if pixels are requested)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*DISPLAY environment variable is missing")
+        from dm_control import suite
+    return suite
+
+
 def list_dmc_envs() -> list[str]:
     """The suite's benchmarking tasks as ``domain-task`` ids (imports dm_control)."""
-    from dm_control import suite
-
+    suite = _suite()
     return [f"{domain}-{task}" for domain, task in suite.BENCHMARKING]
 
 
 def _load(domain: str, task: str, seed: int | None):
-    from dm_control import suite
-
+    suite = _suite()
     tasks = suite.TASKS_BY_DOMAIN.get(domain, ())
     if task not in tasks:
         raise ValueError(

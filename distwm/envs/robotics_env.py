@@ -13,6 +13,7 @@ from typing import Any
 
 import gymnasium
 
+from distwm._names import unknown_name_error
 from distwm.envs._optional import is_installed, require
 
 __all__ = [
@@ -96,14 +97,6 @@ def make_robotics_env(env: str, *, seed: int = 0, size: int | tuple[int, int] = 
     register_gymnasium_robotics_envs()
     spec = gymnasium.registry.get(env)
     if spec is None or not _is_robotics_spec(spec):
-        import difflib
-
-        known = list_gymnasium_robotics_envs()
-        close = difflib.get_close_matches(env, known, n=3)
-        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise ValueError(
-            f"Unknown Gymnasium-Robotics env {env!r}.{hint} See list_gymnasium_robotics_envs() "
-            f"({len(known)} ids)"
-        )
+        raise unknown_name_error("Gymnasium-Robotics env", env, list_gymnasium_robotics_envs())
     return make_gym_env(env, seed=seed, size=size, render_mode=render_mode, obs_type=obs_type,
                         gym_kwargs=gym_kwargs, **kwargs)

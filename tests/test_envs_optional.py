@@ -33,8 +33,12 @@ def hide_module(monkeypatch):
 def test_robotics_point_maze_state():
     from distwm.envs.robotics_env import list_gymnasium_robotics_envs, make_robotics_env
 
-    ids = list_gymnasium_robotics_envs()
+    from distwm.envs.auto import detect_backend, list_backend_envs
+
+    ids = list_gymnasium_robotics_envs()  # registers them with Gymnasium
     assert "PointMaze_UMaze-v3" in ids and "CartPole-v1" not in ids
+    assert detect_backend("PointMaze_UMaze-v3")[0] == "robotics"  # not "gym", though registered
+    assert "PointMaze_UMaze-v3" not in list_backend_envs("gym")
     env = make_robotics_env("PointMaze_UMaze-v3", seed=0)
     obs, _ = env.reset()
     # achieved_goal (2) + desired_goal (2) + observation (4), flattened

@@ -48,7 +48,11 @@ def _is_gym(env_id: str) -> bool:
         return False
     import gymnasium
 
-    return env_id in gymnasium.registry
+    from distwm.envs.robotics_env import is_robotics_spec
+
+    spec = gymnasium.registry.get(env_id)
+    # Robotics ids are in the registry once gymnasium_robotics was imported: keep them "robotics"
+    return spec is not None and not is_robotics_spec(spec)
 
 
 def _is_robotics(env_id: str) -> bool:
@@ -99,11 +103,13 @@ def detect_backend(env_id: str | Path) -> tuple[str | None, list[str]]:
 def _gym_ids() -> list[str]:
     import gymnasium
 
+    from distwm.envs.robotics_env import is_robotics_spec
+
     ids = []
     for env_id, spec in gymnasium.registry.items():
         entry = spec.entry_point
         module = entry if isinstance(entry, str) else getattr(entry, "__module__", "")
-        if env_id.startswith("ALE/") or str(module).startswith(("ale_py", "gymnasium_robotics")):
+        if env_id.startswith("ALE/") or str(module).startswith("ale_py") or is_robotics_spec(spec):
             continue
         if getattr(entry, "__name__", "") == "_raise_mujoco_py_error":  # moved v2/v3 tasks
             continue

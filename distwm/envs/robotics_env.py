@@ -18,6 +18,7 @@ from distwm.envs._optional import is_installed, require
 
 __all__ = [
     "is_moved_mujoco_error",
+    "is_robotics_spec",
     "list_gymnasium_robotics_envs",
     "make_gymnasium_env_with_robotics_fallback",
     "make_robotics_env",
@@ -46,7 +47,8 @@ def register_gymnasium_robotics_envs() -> None:
         gymnasium.register_envs(module)
 
 
-def _is_robotics_spec(spec: gymnasium.envs.registration.EnvSpec) -> bool:
+def is_robotics_spec(spec: gymnasium.envs.registration.EnvSpec) -> bool:
+    """Whether a Gymnasium registry entry comes from gymnasium-robotics."""
     entry = spec.entry_point
     module = entry if isinstance(entry, str) else getattr(entry, "__module__", "")
     return str(module).startswith("gymnasium_robotics")
@@ -57,7 +59,7 @@ def list_gymnasium_robotics_envs() -> list[str]:
     if not is_installed("gymnasium_robotics"):
         return []
     register_gymnasium_robotics_envs()
-    return sorted(env_id for env_id, spec in gymnasium.registry.items() if _is_robotics_spec(spec))
+    return sorted(env_id for env_id, spec in gymnasium.registry.items() if is_robotics_spec(spec))
 
 
 def make_gymnasium_env_with_robotics_fallback(env: str, *, render_mode: str | None = "rgb_array",
@@ -96,7 +98,7 @@ def make_robotics_env(env: str, *, seed: int = 0, size: int | tuple[int, int] = 
 
     register_gymnasium_robotics_envs()
     spec = gymnasium.registry.get(env)
-    if spec is None or not _is_robotics_spec(spec):
+    if spec is None or not is_robotics_spec(spec):
         raise unknown_name_error("Gymnasium-Robotics env", env, list_gymnasium_robotics_envs())
     return make_gym_env(env, seed=seed, size=size, render_mode=render_mode, obs_type=obs_type,
                         gym_kwargs=gym_kwargs, **kwargs)

@@ -149,6 +149,10 @@ class Memory(deque):
             super().append(episode)
             self.eps_lengths.append(episode.size)
 
+    def clear(self) -> None:
+        super().clear()
+        self.eps_lengths.clear()
+
     def sample(self, batch_size: int, tracelen: int = 1, time_first: bool = False):
         """Sample random sub-sequences from stored episodes.
 

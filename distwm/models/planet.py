@@ -12,7 +12,7 @@ import functools
 import json
 import os
 import time
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -225,6 +225,7 @@ class Planet:
         results_dir: str | None = None,
         scheduler_type: str | None = "step",
         scheduler_kwargs: Mapping[str, Any] | None = None,
+        callback: Callable[[dict[str, Any]], bool | None] | None = None,
     ) -> list[dict[str, Any]]:
         """High-level training loop.
 
@@ -239,6 +240,8 @@ class Planet:
             scheduler_type: ``"step"``, ``"cosine"``, ``"exponential"``, ``"plateau"`` or None.
             scheduler_kwargs: arguments of the scheduler, overriding the defaults of
                 :func:`make_scheduler`.
+            callback: called with each epoch's metrics; returning True stops training (a
+                final evaluation and checkpoint follow).
         """
         for name, value in (("epochs", epochs), ("steps_per_epoch", steps_per_epoch),
                             ("batch_size", batch_size), ("H", H), ("save_every", save_every)):
@@ -270,7 +273,8 @@ class Planet:
             row.update(train_return=episode.info["return"], env_steps=self.memory.size,
                        elapsed_s=time.time() - start)
             self.epoch += 1
-            if self.epoch % save_every == 0 or index == epochs - 1:
+            stop = bool(callback(dict(row))) if callback is not None else False
+            if self.epoch % save_every == 0 or index == epochs - 1 or stop:
                 row.update({f"eval_{k}": v for k, v in self.evaluate(1, out_dir).items()
                             if isinstance(v, float)})
                 self.save_checkpoint(os.path.join(out_dir, f"checkpoint_{self.epoch:05d}.pt"))
@@ -278,6 +282,8 @@ class Planet:
             with open(os.path.join(out_dir, "metrics.jsonl"), "a", encoding="utf-8") as f:
                 f.write(json.dumps(row) + "\n")
             bar.set_postfix(loss=f"{row['loss']:.2f}", ret=f"{row['train_return']:.1f}")
+            if stop:
+                break
         return self.history
 
     def evaluate(self, n_episodes: int = 1, results_dir: str | None = None) -> dict[str, Any]:

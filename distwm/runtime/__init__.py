@@ -7,8 +7,7 @@ when a run starts.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from distwm._lazy import lazy_exports
 
 __all__ = ["run", "Driver", "RunResult", "RuntimeConfig", "RunConfig", "RateLimiter",
            "ReplayShard", "EnvWorker", "Evaluator", "Learner", "EnvRunner"]
@@ -28,11 +27,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'distwm.runtime' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

@@ -178,7 +178,9 @@ class Driver:
         return {"num_cpus": plan.evaluator_cpus if plan.evaluator_cpus > 0 else 0,
                 "scheduling_strategy": placement.scheduling(self.pg, plan.evaluator_bundle())}
 
-    def _new_shard(self, index: int, snapshot: str | None):
+    def _new_shard(self, index: int, snapshot: str | None, wait: bool = True):
+        """A replay shard, restored from ``snapshot`` when given (``wait=False``: returns
+        ``(shard, pending restore ref or None)``)."""
         import ray
 
         from distwm.runtime.replay_shard import ReplayShard
@@ -189,8 +191,13 @@ class Driver:
             index, lay.shard_capacity, self.runtime.chunk_length, spec.seq_len, spec.train_ratio,
             lay.min_size, lay.error_buffer,
             derive_seed(spec.seed, 3, self.counters["epoch"], index, incarnation))
+        ref = None
         if snapshot is not None and os.path.isfile(snapshot):
-            ray.get(shard.restore.remote(snapshot))
+            ref = shard.restore.remote(snapshot)
+        if not wait:
+            return shard, ref
+        if ref is not None:
+            ray.get(ref)
         return shard
 
     def _snapshot_path(self, index: int) -> str | None:
@@ -198,7 +205,9 @@ class Driver:
             return None
         return os.path.join(self.checkpoint, shard_snapshot_name(index, self.runtime.snapshot_format))
 
-    def _new_learner(self):
+    def _new_learner(self, wait: bool = True):
+        """A learner restored from the last checkpoint, or fresh (``wait=False``: returns
+        ``(learner, pending setup ref)``; finish with :meth:`_learner_ready`)."""
         import ray
 
         from distwm.runtime.learner import Learner
@@ -210,15 +219,23 @@ class Driver:
             self.plan.learner_cpus)
         min_version = int(self.counters.get("version", 0))
         if self.checkpoint is not None:
-            info = ray.get(learner.restore.remote(self.checkpoint, min_version,
-                                                  int(self.counters.get("updates", 0))))
+            ref = learner.restore.remote(self.checkpoint, min_version,
+                                         int(self.counters.get("updates", 0)))
+        else:
+            ref = learner.setup.remote(min_version)
+        if not wait:
+            return learner, ref
+        self._learner_ready(learner, ray.get(ref))
+        return learner
+
+    def _learner_ready(self, learner: Any, info: dict[str, Any]) -> None:
+        import ray
+
+        if "checkpoint_updates" in info:
             lost = int(self.counters.get("updates", 0)) - int(info["checkpoint_updates"])
             self.counters["updates_lost"] = int(self.counters.get("updates_lost", 0)) + max(lost, 0)
-        else:
-            info = ray.get(learner.setup.remote(min_version))
         self.updates = int(info["updates"])
         self.weights = ray.get(learner.weights.remote())
-        return learner
 
     def _new_worker(self, index: int):
         import ray
@@ -242,16 +259,24 @@ class Driver:
             self.counters["restarts"].get(_Role.EVALUATOR, 0))
 
     def _start_actors(self) -> None:
+        """Create every actor, then wait for all of them to be ready (they start in parallel)."""
         import ray
 
         self.pg = placement.create_placement_group(self.plan, self.runtime.placement_strategy)
-        self.shards = [self._new_shard(i, self._snapshot_path(i)) for i in range(self.runtime.shards)]
-        self.learner = self._new_learner()
+        pending = []
+        for i in range(self.runtime.shards):
+            shard, ref = self._new_shard(i, self._snapshot_path(i), wait=False)
+            self.shards.append(shard)
+            pending += [ref] if ref is not None else []
+        self.learner, learner_ref = self._new_learner(wait=False)
         self.worker_incarnation = [0] * self.plan.workers
         self.workers = [self._new_worker(i) for i in range(self.plan.workers)]
-        ray.get([w.setup.remote() for w in self.workers])
+        pending += [w.setup.remote() for w in self.workers]
         if self.plan.evaluator:
             self.evaluator = self._new_evaluator()
+            pending.append(self.evaluator.setup.remote())
+        self._learner_ready(self.learner, ray.get(learner_ref))
+        ray.get(pending)
 
     # == supervision =========================================================================
     def _restart(self, role: str, index: int, cause: BaseException) -> None:
@@ -534,7 +559,9 @@ class Driver:
             "updates_per_s": (self.updates - self.start_updates) / seconds,
             "replay_ratio": sampled / past if past > 0 else 0.0,
             "target_ratio": self.spec.train_ratio,
-            "ratio_band": self.layout.tolerance_band(len(stats)) / past if past > 0 else math.inf,
+            "ratio_tolerance_steps": self.layout.tolerance_band(len(stats)),
+            "min_fill_steps": self.layout.min_size * len(stats),
+            "batch_steps": self.spec.batch_size * self.spec.seq_len,
             "replay_inserted": inserted, "replay_sampled": sampled,
             "shard_stats": stats, "learner_idle": (self.learner_time["wait"] / self.learner_time["total"]
                                                    if self.learner_time["total"] else 0.0),

@@ -1,0 +1,110 @@
+"""``distwm train``: the runtime's command (hooked into ``distwm.cli`` by ``add_train_parser``).
+
+::
+
+    distwm train dreamer --env cartpole-balance --workers 4 --envs-per-worker 2 --shards 2 \\
+        --train-ratio 512 --steps 100000 [--address auto] [--config run.yaml] \\
+        [--set key=value ...] [--run-dir DIR]
+    distwm train --resume RUN_DIR [--steps 200000]
+
+Precedence: the model's defaults < ``--config run.yaml`` < the flags < ``--set`` (in order).
+``--set`` keys: ``runtime.<field>`` for a runtime field (``--set runtime.chunk_length=32``),
+``agent.<field>`` or a bare ``<field>`` for an agent config field (``--set batch_size=8``).
+Every option is checked (and one env and agent are built) before any actor starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+__all__ = ["add_train_parser", "build_run_config", "cmd_train"]
+
+#: flag -> runtime field
+_RUNTIME_FLAGS = {"workers": "workers", "envs_per_worker": "envs_per_worker", "shards": "shards",
+                  "train_ratio": "train_ratio", "steps": "steps", "address": "address",
+                  "run_dir": "run_dir"}
+#: flag -> agent config field
+_AGENT_FLAGS = {"env": "env", "seed": "seed"}
+
+
+def _workers(value: str) -> Any:
+    if value == "auto":
+        return "auto"
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive int or 'auto', got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive int or 'auto', got {value!r}")
+    return number
+
+
+def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``train`` subcommand to ``distwm``'s subparsers."""
+    p = subparsers.add_parser(
+        "train", help="train an agent on Ray: env workers, replay shards, a learner",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", nargs="?",
+                   help="a model from `distwm models` (e.g. dreamer), or module:ConfigClass")
+    p.add_argument("--env", help="environment id (agent config field env)")
+    p.add_argument("--workers", type=_workers, help="env-worker actors, or 'auto' (free CPUs)")
+    p.add_argument("--envs-per-worker", type=int, dest="envs_per_worker", help="envs per worker")
+    p.add_argument("--shards", type=int, help="replay-shard actors")
+    p.add_argument("--train-ratio", type=float, dest="train_ratio",
+                   help="replayed steps per env step (default: the agent's)")
+    p.add_argument("--steps", type=int, help="env steps to collect")
+    p.add_argument("--seed", type=int, help="run seed (agent config field seed)")
+    p.add_argument("--address", help="Ray address ('auto', ray://host:10001); default RAY_ADDRESS "
+                                     "or a new local instance")
+    p.add_argument("--config", help="a run.yaml (model, agent, runtime)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a field: runtime.<field>=v, agent.<field>=v or <agent field>=v")
+    p.add_argument("--run-dir", dest="run_dir", help="run directory (default runs/<model>-<env>-<time>)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved run.yaml and exit without training")
+    p.set_defaults(func=cmd_train)
+    return p
+
+
+def build_run_config(args: argparse.Namespace):
+    """The :class:`RunConfig` the arguments describe (``ValueError`` on a bad one)."""
+    from distwm.configs.runtime_config import RunConfig
+    from distwm.runtime.setup import load_run_config
+
+    if args.resume:
+        run = load_run_config(args.resume)
+        if args.model and args.model != run.model:
+            raise ValueError(f"--resume {args.resume} continues a {run.model!r} run, not {args.model!r}")
+    elif args.config:
+        run = RunConfig.from_yaml(args.config)
+        if args.model:
+            run = run.replace(model=args.model)
+    elif args.model:
+        run = RunConfig(model=args.model)
+    else:
+        raise ValueError("give a MODEL (see `distwm models`), --config run.yaml or --resume RUN_DIR")
+    runtime = {field: getattr(args, flag) for flag, field in _RUNTIME_FLAGS.items()
+               if getattr(args, flag) is not None}
+    if runtime:
+        run = run.replace(runtime=run.runtime.replace(**runtime))
+    agent = {field: getattr(args, flag) for flag, field in _AGENT_FLAGS.items()
+             if getattr(args, flag) is not None}
+    if agent:
+        run = run.replace(agent={**run.agent, **agent})
+    for assignment in args.overrides:
+        run = run.apply_override(assignment)
+    return run.validate()
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    run_config = build_run_config(args)
+    if args.print_config:
+        print(run_config.to_yaml(), end="")
+        return 0
+    from distwm.runtime.driver import run
+
+    result = run(run_config, resume=args.resume)
+    print(f"run directory: {result.run_dir}")
+    return 0

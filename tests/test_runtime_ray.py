@@ -1,0 +1,147 @@
+"""The runtime on a local Ray instance with the tiny test agent: a 2 workers x 2 shards run,
+a killed env worker, a killed learner, and resuming from a run directory."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from distwm.configs.runtime_config import RunConfig, RuntimeConfig
+from runtime_agent import TinyAgentConfig
+
+pytestmark = pytest.mark.ray
+
+
+def runtime(tmp_path, name: str, **overrides) -> RuntimeConfig:
+    base = dict(workers=2, envs_per_worker=2, shards=2, steps=640, chunk_length=16, capacity=4096,
+                train_ratio=16.0,
+                min_fill=64, broadcast_interval=5, checkpoint_interval=60, eval_interval=320,
+                eval_episodes=2, log_interval=1.0, collect_seconds=0.3, train_seconds=0.5,
+                env_factory="runtime_agent:make_env", run_dir=str(tmp_path / name), verbose=False)
+    base.update(overrides)
+    return RuntimeConfig(**base)
+
+
+def assert_ratio_held(result):
+    """Every progress record keeps |sampled - ratio * (inserted - min_fill)| within the limiter's
+    tolerance, and the run ends on the target ratio."""
+    s = result.summary
+    for rec in result.history:
+        past = rec["replay_inserted"] - s["min_fill_steps"]
+        if past > 0:
+            drift = rec["replay_sampled"] - s["target_ratio"] * past
+            assert abs(drift) <= s["ratio_tolerance_steps"], (rec, s["ratio_tolerance_steps"])
+    assert s["replay_ratio"] == pytest.approx(s["target_ratio"], rel=0.1)
+
+
+@pytest.fixture(scope="module")
+def basic_run(ray_session, tmp_path_factory):
+    from distwm.runtime import run
+
+    tmp = tmp_path_factory.mktemp("runtime")
+    return run(TinyAgentConfig(seed=3), runtime(tmp, "basic"))
+
+
+def test_two_workers_two_shards_and_a_learner(basic_run):
+    s = basic_run.summary
+    assert 640 <= s["env_steps"] <= 640 + 2 * 2 * 16
+    assert sorted(s["worker_steps"]) == [0, 1] and min(s["worker_steps"].values()) > 0
+    assert all(st["inserted"] > 0 and st["size"] > 0 for st in s["shard_stats"])
+    assert sum(st["inserted"] for st in s["shard_stats"]) == s["env_steps"]
+    assert s["updates"] > 100  # (640 - 64) * 16 / 32 = 288 owed
+    assert min(s["worker_versions"].values()) > 0  # both workers received learner weights
+    assert s["metric_max"]["seq_violations"] == 0  # every batch respected the replay format
+    assert_ratio_held(basic_run)
+    # every sampled step went into an update (plus at most the prefetched batch)
+    assert s["updates"] * s["batch_steps"] <= s["replay_sampled"] <= (s["updates"] + 2) * s["batch_steps"]
+    assert s["restarts"] == {} and s["final_eval"] is not None
+    run_dir = basic_run.run_dir
+    for name in ("report.md", "learning_curve.png", "metrics.jsonl", "run.yaml", "progress.log"):
+        assert os.path.isfile(os.path.join(run_dir, name)), name
+    assert "replay ratio" in basic_run.report and "learning_curve.png" in basic_run.report
+
+
+def test_checkpoint_loads_with_weights_only(basic_run):
+    import torch
+
+    ckpt = basic_run.summary["checkpoint"]
+    state = torch.load(os.path.join(ckpt, "learner.pt"), weights_only=True)
+    assert state["updates"] == basic_run.summary["updates"]
+    assert state["counters"]["env_steps"] == basic_run.summary["env_steps"]
+    assert state["agent"]["updates"] == basic_run.summary["updates"]
+    assert sorted(os.listdir(ckpt)) == ["learner.pt", "shard_0.npz", "shard_1.npz"]
+
+
+def test_resume_from_run_directory(basic_run):
+    from distwm.runtime import run
+    from distwm.runtime.setup import load_run_config
+
+    first = basic_run.summary
+    saved = load_run_config(basic_run.run_dir)
+    with pytest.raises(ValueError, match="runtime.shards cannot change on resume"):
+        run(saved.replace(runtime=saved.runtime.replace(shards=1)), resume=basic_run.run_dir)
+    more = saved.replace(runtime=saved.runtime.replace(steps=960, eval_interval=0))
+    result = run(more, resume=basic_run.run_dir)
+    s = result.summary
+    assert s["epoch"] == 1
+    assert result.history[0]["env_steps"] >= first["env_steps"]  # counters intact from the start
+    assert result.history[0]["updates"] >= first["updates"]
+    assert result.history[0]["replay_inserted"] >= first["replay_inserted"]  # replay restored
+    assert 960 <= s["env_steps"] <= 960 + 64 and s["updates"] > first["updates"]
+    assert s["metric_max"]["seq_violations"] == 0
+    assert_ratio_held(result)
+
+
+def test_killed_env_worker_is_restarted(ray_session, tmp_path):
+    import ray
+
+    from distwm.runtime import run
+
+    killed = []
+
+    def kill_worker(rec, driver):
+        if not killed and rec["env_steps"] >= 160:
+            killed.append(rec["env_steps"])
+            ray.kill(driver.workers[0], no_restart=True)
+
+    rt = runtime(tmp_path, "kill-worker", shards=1, envs_per_worker=1, eval_episodes=0,
+                 log_interval=0.5)
+    result = run(TinyAgentConfig(seed=4), rt, on_progress=kill_worker)
+    s = result.summary
+    assert killed and s["restarts"] == {"worker": 1}
+    assert s["worker_incarnations"] == [1, 0]
+    assert s["env_steps"] >= 640 and s["worker_steps"][0] > 0
+    assert s["metric_max"]["seq_violations"] == 0
+    assert_ratio_held(result)
+
+
+def test_killed_learner_resumes_from_its_checkpoint(ray_session, tmp_path):
+    import ray
+    import torch
+
+    from distwm.runtime import run
+
+    killed = []
+
+    def kill_learner(rec, driver):
+        if not killed and driver.checkpoint is not None:
+            killed.append((rec["updates"], driver.checkpoint))
+            ray.kill(driver.learner, no_restart=True)
+
+    rt = runtime(tmp_path, "kill-learner", envs_per_worker=1, shards=1, eval_episodes=0,
+                 checkpoint_interval=40, log_interval=0.5)
+    result = run(TinyAgentConfig(seed=5), rt, on_progress=kill_learner)
+    s = result.summary
+    assert killed and s["restarts"] == {"learner": 1}
+    updates = [rec["updates"] for rec in result.history]
+    steps = [rec["env_steps"] for rec in result.history]
+    versions = [rec["weight_version"] for rec in result.history]
+    assert updates == sorted(updates) and steps == sorted(steps) and versions == sorted(versions)
+    assert s["env_steps"] >= 640 and s["updates"] > killed[0][0]
+    # the agent went on from the checkpoint: its own update count misses exactly the lost ones
+    state = torch.load(os.path.join(s["checkpoint"], "learner.pt"), weights_only=True)
+    assert state["agent"]["updates"] == s["updates"] - s["updates_lost"]
+    assert s["metric_max"]["seq_violations"] == 0
+    assert_ratio_held(result)

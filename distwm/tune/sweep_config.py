@@ -25,6 +25,7 @@ agent field or env name fails before any trial starts.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping, Optional
@@ -86,7 +87,9 @@ class TuneSettings(ConfigBase):
 
     ``storage_path``: where Tune keeps results and checkpoints (a local path, shared by the
     cluster's nodes, or ``s3://``/``gs://``); runs write their own files under
-    ``<storage_path>/<name>/runs`` (needs a path every node can write: local or NFS).
+    ``runs_path`` (default ``<storage_path>/<name>/runs``; it must be a filesystem path that the
+    nodes running learners can write, e.g. NFS on a multi-node cluster, so set it when
+    ``storage_path`` is a bucket).
     ``max_concurrent_trials``: trials at once (``None``: as many as the cluster holds).
     ``max_failures``: restarts of a failed trial from its last checkpoint.
     ``num_samples``: draws from ``search`` (the grid of agents x games x seeds is repeated
@@ -97,6 +100,7 @@ class TuneSettings(ConfigBase):
     """
 
     storage_path: str = "~/ray_results"
+    runs_path: Optional[str] = None
     max_concurrent_trials: Optional[int] = None
     max_failures: int = 2
     num_samples: int = 1
@@ -199,6 +203,11 @@ class SweepConfig(ConfigBase):
             if getattr(t, name) < (0 if name == "max_failures" else 1):
                 raise ValueError(f"tune.{name} must be >= {0 if name == 'max_failures' else 1}, "
                                  f"got {getattr(t, name)!r}")
+        if "://" in t.storage_path and t.runs_path is None:
+            raise ValueError(
+                f"tune.runs_path is required when tune.storage_path is a URI ({t.storage_path!r}): "
+                "runs write checkpoints and replay snapshots to a filesystem path"
+            )
         if t.driver_cpus < 0:
             raise ValueError(f"tune.driver_cpus must be >= 0, got {t.driver_cpus}")
         self._check_suite()
@@ -305,6 +314,19 @@ class SweepConfig(ConfigBase):
                     raise ValueError(f"agents.{label} on game {game!r}: {exc}") from None
 
     # -- the trial matrix ------------------------------------------------------------------------
+    def experiment_path(self) -> str:
+        """Where Tune keeps this sweep (``distwm report`` reads it)."""
+        storage = self.tune.storage_path
+        if "://" not in storage:
+            storage = os.path.abspath(os.path.expanduser(storage))
+        return f"{storage.rstrip('/')}/{self.name}"
+
+    def runs_root(self) -> str:
+        """The directory holding one run directory per trial."""
+        if self.tune.runs_path is not None:
+            return os.path.abspath(os.path.expanduser(self.tune.runs_path))
+        return os.path.join(self.experiment_path(), "runs")
+
     def num_grid_trials(self) -> int:
         """Trials of agents x games x seeds x grid entries, times ``tune.num_samples``."""
         n = len(self.agents) * len(self.games) * len(self.seeds) * self.tune.num_samples

@@ -1,0 +1,262 @@
+"""``distwm sweep``: run a :class:`~distwm.tune.sweep_config.SweepConfig` with Ray Tune.
+
+Every trial (:func:`distwm.tune.trainable.train_trial`) is one actor-learner run. Its
+resources are reserved by Tune with ``tune.with_resources`` and a ``PlacementGroupFactory``:
+bundle 0 for the trial's driver, then the run's own bundles as ``distwm.runtime.placement``
+plans them (the learner, with ``GPU`` and the cluster's custom ``learner`` resource when it
+has one, then one bundle per env worker, then shards and evaluator when they reserve CPUs).
+A runtime that cannot place its actors in the trial's placement group (no
+``RuntimeConfig.placement_group``) reserves its own group inside the trial; Tune then reserves
+only the driver's bundle and the sweep caps ``max_concurrent_trials`` so that every running
+trial's group fits the cluster.
+
+``workers: auto`` and ``learner_gpus: auto`` are resolved once, against the cluster's resources
+divided by ``tune.max_concurrent_trials``. A failed trial restarts from its last checkpoint up to
+``tune.max_failures`` times; ``resume=True`` continues an interrupted sweep (``Tuner.restore``).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import sys
+from typing import Any, Mapping
+
+from distwm.tune.sweep_config import SweepConfig
+from distwm.tune.trainable import trial_label, trial_run_config, train_trial
+
+__all__ = [
+    "LEARNER_RESOURCE",
+    "runtime_uses_trial_placement_group",
+    "resolve_for_cluster",
+    "trial_bundles",
+    "build_param_space",
+    "build_scheduler",
+    "run_sweep",
+    "SweepOutcome",
+]
+
+#: the custom resource GPU nodes of ``cluster/*.yaml`` advertise for learners
+LEARNER_RESOURCE = "learner"
+
+
+def runtime_uses_trial_placement_group() -> bool:
+    """Whether ``distwm.runtime`` can place a run in the trial's placement group."""
+    from distwm.configs.runtime_config import RuntimeConfig
+
+    return "placement_group" in RuntimeConfig.field_names()
+
+
+def _wants_gpu(sweep: SweepConfig) -> bool:
+    return any(str(spec.agent.get("device", "auto")).startswith(("auto", "cuda", "gpu"))
+               for spec in sweep.agents.values())
+
+
+def resolve_for_cluster(sweep: SweepConfig, resources: Mapping[str, float]) -> SweepConfig:
+    """A copy whose ``runtime.workers`` / ``runtime.learner_gpus`` are numbers: ``auto`` gets the
+    cluster's CPUs (GPUs) divided by ``tune.max_concurrent_trials``, less each trial's driver."""
+    from distwm.configs.runtime_config import RuntimeConfig
+    from distwm.runtime.placement import plan_actors
+
+    runtime = RuntimeConfig.from_dict(sweep.runtime, _prefix="runtime.")
+    share = float(sweep.tune.max_concurrent_trials or 1)
+    cpus = resources.get("CPU", 0.0) / share - sweep.tune.driver_cpus
+    gpus = math.floor(resources.get("GPU", 0.0) / share)
+    plan = plan_actors(runtime.replace(eval_episodes=sweep.budget.eval_episodes), cpus, gpus,
+                       want_gpu=_wants_gpu(sweep))
+    fixed = dict(sweep.runtime)
+    if runtime.workers == "auto":
+        fixed["workers"] = plan.workers
+    if runtime.learner_gpus == "auto":
+        fixed["learner_gpus"] = plan.learner_gpus
+    if runtime_uses_trial_placement_group():
+        fixed["placement_group"] = "current"
+    return SweepConfig.from_dict({**sweep.to_dict(), "runtime": fixed})
+
+
+def trial_bundles(sweep: SweepConfig, config: Mapping[str, Any],
+                  cluster_has_learner_resource: bool = False,
+                  whole_run: bool = True) -> list[dict[str, float]]:
+    """The placement-group bundles of one trial (see the module docstring)."""
+    from distwm.runtime.placement import plan_actors
+
+    driver = {"CPU": sweep.tune.driver_cpus} if sweep.tune.driver_cpus > 0 else {}
+    if not whole_run:
+        return [driver or {"CPU": 0.01}]
+    runtime = trial_run_config(sweep, config, None).runtime
+    plan = plan_actors(runtime, math.inf, math.inf)
+    bundles = [dict(b) for b in plan.bundles]
+    if cluster_has_learner_resource and plan.learner_gpus > 0:
+        bundles[0][LEARNER_RESOURCE] = 1
+    return [driver, *bundles]
+
+
+def _placement_group_factory(config: Mapping[str, Any], sweep: Mapping[str, Any],
+                             cluster_has_learner_resource: bool, whole_run: bool) -> Any:
+    from ray import tune
+
+    sweep = SweepConfig.from_dict(sweep)
+    strategy = str(sweep.runtime.get("placement_strategy", "PACK"))
+    return tune.PlacementGroupFactory(
+        trial_bundles(sweep, config, cluster_has_learner_resource, whole_run), strategy=strategy)
+
+
+def _concurrency_cap(sweep: SweepConfig, resources: Mapping[str, float]) -> int:
+    """Trials whose own placement groups all fit the cluster at once (>= 1)."""
+    from distwm.runtime.placement import plan_actors
+
+    config = {"agent": next(iter(sweep.agents)), "game": sweep.games[0], "seed": sweep.seeds[0]}
+    plan = plan_actors(trial_run_config(sweep, config, None).runtime, math.inf, math.inf)
+    need_cpu = plan.total("CPU") + sweep.tune.driver_cpus
+    cap = int(resources.get("CPU", 0.0) // need_cpu) if need_cpu > 0 else sys.maxsize
+    if plan.total("GPU") > 0:
+        cap = min(cap, int(resources.get("GPU", 0.0) // plan.total("GPU")))
+    return max(cap, 1)
+
+
+def _domain(spec: Mapping[str, Any]) -> Any:
+    from ray import tune
+
+    kind, arg = next(iter(spec.items()))
+    if kind == "grid":
+        return tune.grid_search(list(arg))
+    if kind == "choice":
+        return tune.choice(list(arg))
+    return getattr(tune, kind)(*arg)
+
+
+def build_param_space(sweep: SweepConfig) -> dict[str, Any]:
+    """agents x games x seeds as grid searches and the search entries as Tune domains."""
+    from ray import tune
+
+    space: dict[str, Any] = {
+        "agent": tune.grid_search(list(sweep.agents)),
+        "game": tune.grid_search(list(sweep.games)),
+        "seed": tune.grid_search(list(sweep.seeds)),
+    }
+    space.update({key: _domain(spec) for key, spec in sweep.search.items()})
+    return space
+
+
+def build_scheduler(sweep: SweepConfig) -> Any:
+    """ASHA or PBT over ``env_steps``, or ``None`` (FIFO)."""
+    from ray.tune.schedulers import ASHAScheduler, PopulationBasedTraining
+
+    s = sweep.scheduler
+    if s.type == "asha":
+        return ASHAScheduler(time_attr="env_steps", max_t=s.max_t or sweep.budget.env_steps,
+                             grace_period=s.grace_period, reduction_factor=s.reduction_factor)
+    if s.type == "pbt":
+        mutations = {key: (list(spec["choice"]) if "choice" in spec else _domain(spec))
+                     for key, spec in sweep.search.items()}
+        return PopulationBasedTraining(
+            time_attr="env_steps", perturbation_interval=s.perturbation_interval,
+            hyperparam_mutations=mutations, quantile_fraction=s.quantile_fraction,
+            resample_probability=s.resample_probability)
+    return None
+
+
+def _trial_name(trial: Any) -> str:
+    return trial_label(trial.config)
+
+
+def _trial_dirname(trial: Any) -> str:
+    return f"{trial_label(trial.config)}-{trial.trial_id}"
+
+
+class SweepOutcome:
+    """What a sweep left: its experiment path and one row per trial."""
+
+    def __init__(self, path: str, rows: list[dict[str, Any]]):
+        self.path = path
+        self.rows = rows
+
+    @property
+    def num_errors(self) -> int:
+        return sum(1 for r in self.rows if r["status"] == "ERROR")
+
+    def table(self) -> str:
+        from distwm.cli import format_table
+
+        rows = [(r["trial"], r["status"], f"{r['env_steps']:,}" if r["env_steps"] is not None else "-",
+                 "-" if r["score"] is None else f"{r['score']:.2f}", r["error"] or "")
+                for r in self.rows]
+        return format_table(("trial", "status", "env steps", "score", "error"), rows)
+
+
+def _outcome(path: str, result_grid: Any) -> SweepOutcome:
+    rows = []
+    for result in result_grid:
+        metrics = result.metrics or {}
+        config = result.config or {}
+        error = result.error
+        rows.append({
+            "trial": trial_label(config) if config else "?",
+            "status": "ERROR" if error is not None else ("DONE" if metrics.get("final") else "STOPPED"),
+            "env_steps": metrics.get("env_steps"), "score": metrics.get("score"),
+            "error": None if error is None else f"{type(error).__name__}: {str(error).splitlines()[-1] if str(error) else ''}",
+        })
+    return SweepOutcome(path, sorted(rows, key=lambda r: r["trial"]))
+
+
+def run_sweep(sweep: SweepConfig, address: str | None = None, resume: bool = False) -> SweepOutcome:
+    """Run (or with ``resume`` continue) the sweep; returns its outcome table.
+
+    A new sweep saves its resolved settings as ``<experiment>/sweep.yaml``; ``resume`` reads
+    them back from there (the YAML given only names the experiment).
+    """
+    import ray
+    from ray import tune
+
+    from distwm.runtime.placement import connect
+    from distwm.tune.storage import load_saved_sweep, save_sweep
+
+    path = sweep.experiment_path()
+    if not resume and tune.Tuner.can_restore(path):
+        raise ValueError(
+            f"{path} already holds sweep {sweep.name!r}: continue it with --resume, or change "
+            "`name` (or tune.storage_path) to start a new one"
+        )
+    if resume and not tune.Tuner.can_restore(path):
+        raise ValueError(f"--resume: no sweep to continue at {path}")
+    started = connect(address)
+    try:
+        resources = ray.cluster_resources()
+        whole_run = runtime_uses_trial_placement_group()
+        sweep = load_saved_sweep(path) if resume else resolve_for_cluster(sweep, resources)
+        trainable = tune.with_resources(
+            tune.with_parameters(train_trial, sweep=sweep.to_dict()),
+            functools.partial(_placement_group_factory, sweep=sweep.to_dict(),
+                              cluster_has_learner_resource=resources.get(LEARNER_RESOURCE, 0) > 0,
+                              whole_run=whole_run))
+        if resume:
+            tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True,
+                                       resume_errored=True)
+        else:
+            concurrent = sweep.tune.max_concurrent_trials
+            if not whole_run:
+                cap = _concurrency_cap(sweep, resources)
+                concurrent = min(concurrent or cap, cap)
+            save_sweep(sweep, path)
+            os.makedirs(sweep.runs_root(), exist_ok=True)
+            tuner = tune.Tuner(
+                trainable,
+                param_space=build_param_space(sweep),
+                tune_config=tune.TuneConfig(
+                    metric=sweep.tune.metric, mode=sweep.tune.mode,
+                    scheduler=build_scheduler(sweep), num_samples=sweep.tune.num_samples,
+                    max_concurrent_trials=concurrent, trial_name_creator=_trial_name,
+                    trial_dirname_creator=_trial_dirname),
+                run_config=tune.RunConfig(
+                    name=sweep.name, storage_path=path.rsplit("/", 1)[0],
+                    failure_config=tune.FailureConfig(max_failures=sweep.tune.max_failures),
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=sweep.tune.keep_checkpoints),
+                    stop=({"time_total_s": sweep.budget.time_limit_s}
+                          if sweep.budget.time_limit_s else None),
+                    verbose=sweep.tune.verbose),
+            )
+        return _outcome(path, tuner.fit())
+    finally:
+        if started:
+            ray.shutdown()

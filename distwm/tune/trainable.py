@@ -1,0 +1,220 @@
+"""The Tune trainable: each trial is one distributed training run of ``distwm.runtime``.
+
+A trial's config holds ``agent`` (a label of ``sweep.agents``), ``game``, ``seed`` and the sampled
+``search`` entries (``agent.<field>`` / ``runtime.<field>``); the sweep itself comes in as a
+parameter (``tune.with_parameters``), the dict the sweep saved as ``sweep.yaml``.
+
+:func:`train_trial` builds the run's :class:`~distwm.configs.runtime_config.RunConfig` and calls
+``distwm.runtime.run`` with a progress callback that reports to Tune every progress interval:
+``env_steps`` (the schedulers' time attribute), ``score`` (the latest evaluation return, or the
+recent training return before the first evaluation), rates, replay ratio, and whenever the learner
+has written a new checkpoint, a Tune checkpoint that points at it. The run directory
+(``<runs_root>/<label>-<trial id>``) survives the trial, so a restarted trial (``FailureConfig``,
+``Tuner.restore``) resumes the run from its last learner checkpoint. Under PBT a trial may be
+handed another trial's checkpoint: it then continues that run's latest checkpoint in its own
+directory with its own (mutated) runtime settings.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from typing import Any, Mapping
+
+from distwm.configs.runtime_config import RunConfig, RuntimeConfig
+from distwm.tune.sweep_config import SweepConfig
+
+__all__ = [
+    "TRIAL_STATE_FILE",
+    "trial_label",
+    "search_overrides",
+    "trial_run_config",
+    "trial_run_dir",
+    "TrialReporter",
+    "train_trial",
+]
+
+_log = logging.getLogger(__name__)
+
+#: the file inside a Tune checkpoint that points at the run and its learner checkpoint
+TRIAL_STATE_FILE = "distwm_trial.json"
+#: progress-record keys reported to Tune as they are
+REPORTED_KEYS = ("env_steps", "updates", "env_steps_per_s", "updates_per_s", "replay_ratio",
+                 "replay_fill", "weight_lag", "learner_idle", "episodes")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", str(text)).strip("-")
+
+
+def search_overrides(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The sampled ``agent.*`` / ``runtime.*`` entries of a trial config, sorted by key."""
+    return {k: config[k] for k in sorted(config) if k.startswith(("agent.", "runtime."))}
+
+
+def trial_label(config: Mapping[str, Any]) -> str:
+    """``<agent>-<game>-s<seed>`` (file-name safe)."""
+    return f"{_slug(config['agent'])}-{_slug(config['game'])}-s{config['seed']}"
+
+
+def trial_run_dir(sweep: SweepConfig, config: Mapping[str, Any], trial_id: str) -> str:
+    return os.path.join(sweep.runs_root(), f"{trial_label(config)}-{trial_id}")
+
+
+def trial_run_config(sweep: SweepConfig, config: Mapping[str, Any], run_dir: str | None) -> RunConfig:
+    """The run of one trial: the agent's config for ``game`` and ``seed`` with the sampled
+    overrides, the sweep's runtime settings and budget."""
+    label = config["agent"]
+    if label not in sweep.agents:
+        raise ValueError(f"trial agent {label!r} is not one of the sweep's agents {sorted(sweep.agents)}")
+    spec = sweep.agents[label]
+    agent = {**spec.agent, "env": config["game"], "seed": int(config["seed"])}
+    runtime = {**sweep.runtime, "steps": sweep.budget.env_steps,
+               "eval_episodes": sweep.budget.eval_episodes,
+               "eval_interval": sweep.budget.eval_interval, "run_dir": run_dir}
+    for key, value in search_overrides(config).items():
+        section, _, name = key.partition(".")
+        (agent if section == "agent" else runtime)[name] = value
+    return RunConfig(model=spec.model, agent=agent,
+                     runtime=RuntimeConfig.from_dict(runtime, _prefix="runtime.").validate())
+
+
+def _adopt_run(donor_run_dir: str, run_dir: str) -> None:
+    """Continue another trial's run (PBT exploit): copy its ``run.yaml`` and newest learner
+    checkpoint into ``run_dir`` (whatever was there is replaced)."""
+    from distwm.runtime.learner import LATEST, latest_checkpoint
+    from distwm.runtime.setup import RUN_CONFIG_FILE
+
+    for _ in range(3):  # the donor keeps running and may prune the checkpoint we copy
+        source = latest_checkpoint(donor_run_dir)
+        if source is None:
+            raise RuntimeError(f"PBT donor run {donor_run_dir!r} has no checkpoint to continue")
+        shutil.rmtree(run_dir, ignore_errors=True)
+        target = os.path.join(run_dir, os.path.relpath(source, donor_run_dir))
+        try:
+            shutil.copytree(source, target)
+        except (FileNotFoundError, shutil.Error):
+            continue
+        shutil.copy2(os.path.join(donor_run_dir, RUN_CONFIG_FILE), os.path.join(run_dir, RUN_CONFIG_FILE))
+        with open(os.path.join(os.path.dirname(target), LATEST), "w") as f:
+            f.write(os.path.basename(target))
+        return
+    raise RuntimeError(f"could not copy a checkpoint of PBT donor run {donor_run_dir!r}")
+
+
+def resume_point(run_config: RunConfig, run_dir: str, checkpoint: Any) -> tuple[RunConfig, bool]:
+    """``(run config, resume?)`` for a trial that starts with Tune ``checkpoint`` (or None).
+
+    A run directory that already holds a run is resumed (a restarted trial). A checkpoint of
+    another trial (PBT) makes this trial continue that run: its model and agent config (seed
+    included) are kept, the runtime settings are this trial's.
+    """
+    from distwm.runtime.setup import RUN_CONFIG_FILE, load_run_config
+
+    if checkpoint is not None:
+        with checkpoint.as_directory() as path:
+            with open(os.path.join(path, TRIAL_STATE_FILE), encoding="utf-8") as f:
+                donor = json.load(f)["run_dir"]
+        if os.path.abspath(donor) != os.path.abspath(run_dir):
+            _log.info("continuing the run of %s in %s", donor, run_dir)
+            _adopt_run(donor, run_dir)
+            saved = load_run_config(run_dir)
+            run_config = run_config.replace(model=saved.model, agent=saved.agent)
+    return run_config, os.path.isfile(os.path.join(run_dir, RUN_CONFIG_FILE))
+
+
+class TrialReporter:
+    """Turns the runtime's progress records into Tune results and checkpoints."""
+
+    def __init__(self, run_dir: str, total_steps: int):
+        self.run_dir = run_dir
+        self.total_steps = total_steps
+        self.train_return: float | None = None
+        self.reported_checkpoint: str | None = None
+
+    def metrics(self, record: Mapping[str, Any], evals: list[Mapping[str, Any]]) -> dict[str, Any] | None:
+        """Tune metrics of a progress record, or ``None`` while there is no score yet."""
+        if record.get("episode_return") is not None:
+            self.train_return = float(record["episode_return"])
+        out: dict[str, Any] = {k: record[k] for k in REPORTED_KEYS if record.get(k) is not None}
+        out.update({k: v for k, v in record.items() if k.startswith("train/") and v is not None})
+        out["budget_fraction"] = record["env_steps"] / max(self.total_steps, 1)
+        out["final"] = False
+        if self.train_return is not None:
+            out["episode_return"] = self.train_return
+        if evals:
+            out["eval_return"] = float(evals[-1]["return_mean"])
+            out["score"] = out["eval_return"]
+        elif self.train_return is not None:
+            out["score"] = self.train_return
+        else:
+            return None
+        return out
+
+    def report(self, metrics: Mapping[str, Any], learner_checkpoint: str | None) -> None:
+        from ray import tune
+
+        if not learner_checkpoint or learner_checkpoint == self.reported_checkpoint:
+            tune.report(dict(metrics))
+            return
+        with tempfile.TemporaryDirectory(prefix="distwm-trial-") as tmp:
+            state = {"run_dir": self.run_dir, "checkpoint": learner_checkpoint,
+                     "env_steps": metrics.get("env_steps"), "updates": metrics.get("updates")}
+            with open(os.path.join(tmp, TRIAL_STATE_FILE), "w", encoding="utf-8") as f:
+                json.dump(state, f)
+            tune.report(dict(metrics), checkpoint=tune.Checkpoint.from_directory(tmp))
+        self.reported_checkpoint = learner_checkpoint
+
+    def on_progress(self, record: Mapping[str, Any], driver: Any) -> None:
+        metrics = self.metrics(record, getattr(driver, "evals", []))
+        if metrics is not None:
+            self.report(metrics, getattr(driver, "checkpoint", None))
+
+    def finish(self, summary: Mapping[str, Any]) -> dict[str, Any]:
+        """The last result: the final evaluation is the trial's score."""
+        final_eval = summary.get("final_eval")
+        metrics: dict[str, Any] = {
+            "env_steps": int(summary["env_steps"]), "updates": int(summary["updates"]),
+            "env_steps_per_s": float(summary["env_steps_per_s"]),
+            "updates_per_s": float(summary["updates_per_s"]),
+            "replay_ratio": float(summary["replay_ratio"]),
+            "budget_fraction": summary["env_steps"] / max(self.total_steps, 1),
+            "final": True, "total_seconds": float(summary.get("total_seconds", 0.0)),
+        }
+        last_train = summary.get("last_train_return")
+        if last_train is not None:
+            metrics["episode_return"] = float(last_train)
+        if final_eval is not None:
+            metrics["eval_return"] = float(final_eval["return_mean"])
+            metrics["eval_returns"] = [float(r) for r in final_eval["returns"]]
+            metrics["score"] = metrics["eval_return"]
+            metrics["score_source"] = "final_eval"
+        elif last_train is not None:
+            metrics["score"] = float(last_train)
+            metrics["score_source"] = "train"
+        else:
+            raise RuntimeError(
+                f"the run in {self.run_dir} ended without an evaluation or a finished episode: "
+                "no score (raise budget.env_steps or lower the env's time limit)"
+            )
+        self.report(metrics, summary.get("checkpoint"))
+        return metrics
+
+
+def train_trial(config: dict[str, Any], sweep: Mapping[str, Any]) -> None:
+    """The Tune function trainable (see the module docstring)."""
+    from ray import tune
+
+    from distwm.runtime.driver import run
+
+    sweep = SweepConfig.from_dict(sweep)
+    run_dir = trial_run_dir(sweep, config, tune.get_context().get_trial_id())
+    run_config = trial_run_config(sweep, config, run_dir)
+    run_config, resume = resume_point(run_config, run_dir, tune.get_checkpoint())
+    reporter = TrialReporter(run_dir, run_config.runtime.steps)
+    result = run(run_config, resume=run_dir if resume else None, on_progress=reporter.on_progress)
+    reporter.finish(result.summary)

@@ -192,3 +192,39 @@ def test_train_rssm_phase_and_evaluation(tmp_path, model_kind):
     result = evaluate(memory, model, str(tmp_path), eps=3, seq_len=8)
     assert os.path.isfile(result["image"]) and result["image"].endswith("eval_3.png")
     assert np.isfinite(result["prior_mse"]) and np.isfinite(result["posterior_mse"])
+
+
+def test_save_frames_writes_a_target_prior_posterior_grid(tmp_path):
+    import imageio.v2 as iio
+
+    from distwm.training.train_rssm import save_frames
+
+    target = torch.rand(7, 3, 16, 16) - 0.5
+    path = save_frames(target, torch.zeros(7, 3, 8, 8), target.numpy(), str(tmp_path / "grid"), n_rows=4)
+    grid = iio.imread(path)
+    assert grid.shape == (4 * 16, 2 * 3 * 16, 3)  # 4 rows, 2 columns of (target|prior|posterior)
+    np.testing.assert_array_equal(grid[:16, :16], grid[:16, 32:48])  # posterior == target
+    with pytest.raises(ValueError, match="pred_prior has 6 frames"):
+        save_frames(target, target[:6], target, str(tmp_path / "bad"))
+
+
+def test_image_rssm_evaluation_and_torch_image_env(tmp_path):
+    from distwm.controller.rollout_generator import RolloutGenerator
+    from distwm.memory.planet_memory import Episode, Memory
+    from distwm.models.planet_env import TorchImageEnvWrapper
+    from distwm.models.rssm import RecurrentStateSpaceModel
+    from distwm.training.train_rssm import evaluate
+
+    env = TorchImageEnvWrapper(gym.make("Pendulum-v1", render_mode="rgb_array", max_episode_steps=10), 5)
+    obs, _ = env.reset()
+    assert obs.shape == (3, 64, 64) and obs.min() >= -0.5 and obs.max() <= 0.5
+    assert env.max_episode_steps == 5  # 10 env steps at action repeat 2
+    generator = RolloutGenerator(env, "cpu", episode_gen=lambda: Episode(postprocess_fn=env.to_storage))
+    memory = Memory()
+    memory.append(generator.rollout_n(1, random_policy=True))
+    assert memory[0].x.dtype == np.uint8 and memory[0].x.shape == (6, 3, 64, 64)
+    model = RecurrentStateSpaceModel(1, 16, 4, 16, 32)
+    result = evaluate(memory, model, str(tmp_path), eps=0, seq_len=4)
+    assert result["image"].endswith("eval_0.png") and os.path.isfile(result["image"])
+    with pytest.raises(ValueError, match="observation_shape must be"):
+        TorchImageEnvWrapper("Pendulum-v1", 5, observation_shape=(1, 64, 64))

@@ -17,7 +17,7 @@ from distwm.models.planet_agent import action_space_info
 from distwm.models.planet_loss import prepare_observation
 from distwm.utils.utils import postprocess_img
 
-__all__ = ["PlanetEnv"]
+__all__ = ["PlanetEnv", "TorchImageEnvWrapper"]
 
 
 class PlanetEnv:
@@ -111,3 +111,52 @@ class PlanetEnv:
 
     def close(self) -> None:
         self.env.close()
+
+
+class TorchImageEnvWrapper(PlanetEnv):
+    """Torch Env Wrapper that wraps a gym env and makes interactions using Tensors. Also returns
+    observations in image form.
+
+    Args:
+        env: an env id of any backend (``"CartPole-v1"``, ``"cartpole-swingup"``; built here
+            with pixel observations) or a Gymnasium env (rendered with ``render_mode="rgb_array"``).
+        bit_depth: bits per image channel kept by preprocessing.
+        observation_shape: ``(3, H, W)`` of the images (default ``(3, 64, 64)``).
+        act_rep: action repeat.
+        seed: seed of the env.
+
+    ``reset()`` returns ``(image, info)`` and ``step(action)`` Gymnasium's 5-tuple, with
+    images as float tensors in ``[-0.5, 0.5]``; actions are float vectors (one-hot for discrete
+    envs), see :class:`PlanetEnv`.
+    """
+
+    def __init__(self, env: Any, bit_depth: int, observation_shape: Any = None, act_rep: int = 2,
+                 seed: int = 0):
+        from distwm.envs.wrappers import ActionRepeat, standardize_actions
+
+        shape = tuple(int(d) for d in (observation_shape or (3, 64, 64)))
+        if len(shape) != 3 or shape[0] != 3:
+            raise ValueError(f"observation_shape must be (3, H, W) for RGB frames, got {shape}")
+        if not isinstance(act_rep, int) or act_rep < 1:
+            raise ValueError(f"act_rep must be an int >= 1, got {act_rep!r}")
+        if isinstance(env, str):
+            from distwm.configs.rl_config import RLConfig
+            from distwm.envs import make_env_from_config
+
+            config = RLConfig(env=env, obs_type="pixels", image_size=shape[1], action_repeat=act_rep,
+                              time_limit=0, seed=seed)
+            if shape[1] != shape[2]:
+                config = config.replace(env_kwargs={"size": [shape[1], shape[2]]})
+            wrapped = make_env_from_config(config, seed)
+        else:
+            from distwm.envs.gym_env import make_gym_env
+
+            wrapped = make_gym_env(env, seed=seed, size=shape[1:], obs_type="pixels")
+            if act_rep > 1:
+                wrapped = ActionRepeat(wrapped, act_rep)
+            wrapped = standardize_actions(wrapped)
+        super().__init__(wrapped, bit_depth, obs_key="image")
+        self.act_rep = act_rep
+        if self._max_episode_steps is None:
+            limit = getattr(getattr(env, "spec", None), "max_episode_steps", None)
+            self._max_episode_steps = -(-limit // act_rep) if limit else None

@@ -23,7 +23,7 @@ from torch.distributions import kl_divergence
 from distwm.models.modular_rssm import ModularRSSM
 from distwm.models.planet_loss import memory_batch, optimizer_step, planet_loss
 
-__all__ = ["modular_rssm_loss", "train_rssm", "evaluate", "main", "build_parser"]
+__all__ = ["modular_rssm_loss", "train_rssm", "evaluate", "save_frames", "main", "build_parser"]
 
 
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -92,6 +92,49 @@ def train_rssm(memory, model, optimizer, record_grads: bool = True, *, steps: in
     return {k: float(np.mean([r[k] for r in rows if k in r])) for k in rows[0]}
 
 
+def save_frames(target, pred_prior, pred_posterior, name: str, n_rows: int = 5) -> str:
+    """Save side-by-side target, prior-prediction, and posterior-prediction frames.
+
+    Each input is ``(T, C, H, W)`` / ``(T, H, W, C)`` or a single frame without the time axis
+    (tensor or array, uint8, ``[0, 1]`` or ``[-0.5, 0.5]``: values are normalised to
+    ``[0, 1]``). Predictions are resized to the target's size. The PNG ``{name}.png`` shows
+    one ``target | prior | posterior`` triple per time step, ``n_rows`` triples a column.
+    Returns the file written.
+    """
+    import cv2
+    import imageio.v2 as iio
+
+    from distwm.utils.utils import normalize_frames_for_saving
+
+    if not isinstance(n_rows, int) or n_rows <= 0:
+        raise ValueError(f"save_frames: n_rows must be a positive int, got {n_rows!r}")
+
+    def frames(x) -> np.ndarray:
+        array = x.detach().cpu().float().numpy() if torch.is_tensor(x) else np.asarray(x)
+        return normalize_frames_for_saving(array[None] if array.ndim == 3 else array)
+
+    target = frames(target)
+    height, width = target.shape[1:3]
+    steps = len(target)
+    panels = [target]
+    for name_, pred in (("pred_prior", pred_prior), ("pred_posterior", pred_posterior)):
+        pred = frames(pred)
+        if len(pred) != steps:
+            raise ValueError(f"save_frames: {name_} has {len(pred)} frames, target has {steps}")
+        panels.append(np.stack([f if f.shape[:2] == (height, width) else cv2.resize(f, (width, height))
+                                for f in pred]))
+    triples = np.concatenate(panels, axis=2)  # (T, H, 3W, 3)
+    columns = -(-steps // n_rows)
+    grid = np.ones((min(steps, n_rows) * height, columns * 3 * width, 3), np.float32)
+    for t, triple in enumerate(triples):
+        row, col = t % n_rows, t // n_rows
+        grid[row * height:(row + 1) * height, col * 3 * width:(col + 1) * 3 * width] = triple
+    path = f"{name}.png"
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    iio.imwrite(path, np.round(grid * 255).astype(np.uint8))
+    return path
+
+
 @torch.no_grad()
 def _predictions(model, batch) -> tuple[torch.Tensor, torch.Tensor]:
     """One-step prior and posterior reconstructions (T, B, ...) of a batch."""
@@ -110,8 +153,8 @@ def evaluate(memory, model, path: str, eps: int, *, seq_len: int = 16, bit_depth
     """Run one RSSM reconstruction/prediction evaluation and save visual outputs.
 
     Decodes the one-step priors and the posteriors of a sampled sequence and writes
-    ``{path}/eval_{eps}.png``: for images a frame grid (target, prior, posterior rows, via
-    :func:`distwm.utils.utils.save_frames`), for vectors a plot of the squared errors over time.
+    ``{path}/eval_{eps}.png``: for images a frame grid (target, prior, posterior, via
+    :func:`save_frames`), for vectors a plot of the squared errors over time.
     Returns ``prior_mse``, ``posterior_mse`` and the ``image`` path.
     """
     model.eval()
@@ -126,10 +169,7 @@ def evaluate(memory, model, path: str, eps: int, *, seq_len: int = 16, bit_depth
     os.makedirs(path, exist_ok=True)
     name = os.path.join(path, f"eval_{eps}")
     if target.dim() == 4:
-        from distwm.utils.utils import save_frames
-
-        save_frames(target.cpu(), prior.clamp(-0.5, 0.5).cpu(), posterior.clamp(-0.5, 0.5).cpu(), name)
-        image = f"{name}.png"
+        image = save_frames(target.cpu(), prior.clamp(-0.5, 0.5).cpu(), posterior.clamp(-0.5, 0.5).cpu(), name)
     else:
         from distwm.utils.utils import lineplot
 

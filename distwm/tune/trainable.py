@@ -184,6 +184,8 @@ class TrialReporter:
             "replay_ratio": float(summary["replay_ratio"]),
             "budget_fraction": summary["env_steps"] / max(self.total_steps, 1),
             "final": True, "total_seconds": float(summary.get("total_seconds", 0.0)),
+            "resumed": int(summary.get("epoch", 0)),
+            "actor_restarts": int(sum(summary.get("restarts", {}).values())),
         }
         last_train = summary.get("last_train_return")
         if last_train is not None:

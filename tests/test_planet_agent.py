@@ -228,3 +228,26 @@ def test_image_rssm_evaluation_and_torch_image_env(tmp_path):
     assert result["image"].endswith("eval_0.png") and os.path.isfile(result["image"])
     with pytest.raises(ValueError, match="observation_shape must be"):
         TorchImageEnvWrapper("Pendulum-v1", 5, observation_shape=(1, 64, 64))
+
+
+def test_train_planet_and_train_rssm_scripts(tmp_path):
+    from distwm.training import train_planet, train_rssm
+
+    tiny = ["state_size=16", "latent_size=4", "hidden_size=16", "embedding_size=16", "num_candidates=16",
+            "top_candidates=4", "num_iterations=2", "planning_horizon=3", "seed_episodes=1", "time_limit=20"]
+    history = train_planet.main(["--env", "Pendulum-v1", "--device", "cpu", "--epochs", "1",
+                                 "--steps-per-epoch", "2", "--batch-size", "2", "--chunk-length", "4",
+                                 "--results-dir", str(tmp_path / "planet"), "--headless",
+                                 *[a for kv in tiny for a in ("--set", kv)]])
+    assert len(history) == 1 and (tmp_path / "planet" / "checkpoint_00001.pt").is_file()
+    with pytest.raises(SystemExit):
+        train_planet.main(["--scheduler", "linear"])
+
+    rows = train_rssm.main(["--env", "Pendulum-v1", "--model", "modular", "--backbone", "transformer",
+                            "--episodes", "2", "--seed-episodes", "1", "--steps-per-episode", "2",
+                            "--batch-size", "2", "--seq-len", "4", "--eval-every", "1",
+                            "--max-episode-steps", "10", "--device", "cpu",
+                            "--results-dir", str(tmp_path / "rssm")])
+    assert [r["episode"] for r in rows] == [1, 2] and "eval_prior_mse" in rows[-1]
+    assert (tmp_path / "rssm" / "checkpoint.pt").is_file()
+    assert torch.load(tmp_path / "rssm" / "checkpoint.pt", weights_only=True)["episode"] == 2

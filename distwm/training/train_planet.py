@@ -61,6 +61,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     Builds environment/model/policy objects, iteratively trains on replayed episodes, and
     periodically saves videos and checkpoints. Returns the per-epoch metrics.
     """
+    import yaml
+
     from distwm.configs.planet_config import PlanetConfig
     from distwm.models.planet import Planet
 
@@ -69,9 +71,12 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     overrides = {k: v for k, v in (("env", args.env), ("obs_type", args.obs_type),
                                    ("action_repeat", args.action_repeat), ("seed", args.seed),
                                    ("device", args.device)) if v is not None}
+    for assignment in args.set:  # applied together, so that related fields can change at once
+        key, sep, raw = assignment.partition("=")
+        if not sep:
+            raise ValueError(f"Bad --set {assignment!r}: expected key=value")
+        overrides[key.strip()] = yaml.safe_load(raw)
     config = config.replace(**overrides)
-    for assignment in args.set:
-        config = config.set_dotted(assignment)
     planet = Planet(config, headless=args.headless, max_episode_steps=args.max_episode_steps,
                     results_dir=args.results_dir)
     if args.resume:

@@ -1,0 +1,286 @@
+"""Dreamer V1, V2 and V3 as one configuration.
+
+``DreamerConfig(version="v3")`` is DreamerV3 as published; ``version="v1"`` and ``"v2"`` switch
+the algorithmic defaults (latent type, heads, KL scheme, actor gradient, return scaling,
+slow critic, optimiser settings) to those of the earlier papers. Every such field defaults to
+``None``, meaning "the default of ``version``", so that an explicit value always wins and a
+YAML file records only what the user chose. :meth:`DreamerConfig.resolved` returns the copy
+with every ``None`` filled in; that is what the networks read.
+
+Network widths come from ``model_size`` (the DreamerV3 presets XS, S, M, L, XL and a ``tiny``
+one for tests) unless given explicitly (``deter_size``, ``num_units``, ...). Versions 1 and 2
+default to the sizes of their papers (``model_size="paper"``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, Optional
+
+from distwm.configs.rl_config import RLConfig
+
+__all__ = [
+    "ACTIVATION_NAMES",
+    "DreamerConfig",
+    "MODEL_SIZES",
+    "VERSION_DEFAULTS",
+    "dreamer_v1_config",
+    "dreamer_v2_config",
+    "dreamer_v3_config",
+]
+
+#: Network widths of the DreamerV3 size presets (paper table B; RLlib uses the same numbers).
+#: ``stoch_size`` x ``stoch_classes`` categorical latents; ``cnn_depth`` is the first conv width.
+MODEL_SIZES: dict[str, dict[str, int]] = {
+    "tiny": dict(deter_size=32, num_units=32, num_layers=1, cnn_depth=4, stoch_size=4, stoch_classes=4),
+    "XS": dict(deter_size=256, num_units=256, num_layers=1, cnn_depth=24, stoch_size=32, stoch_classes=32),
+    "S": dict(deter_size=512, num_units=512, num_layers=2, cnn_depth=32, stoch_size=32, stoch_classes=32),
+    "M": dict(deter_size=1024, num_units=640, num_layers=3, cnn_depth=48, stoch_size=32, stoch_classes=32),
+    "L": dict(deter_size=2048, num_units=768, num_layers=4, cnn_depth=64, stoch_size=32, stoch_classes=32),
+    "XL": dict(deter_size=4096, num_units=1024, num_layers=5, cnn_depth=96, stoch_size=32, stoch_classes=32),
+    # The sizes of the DreamerV1 (Gaussian, 30 dims) and DreamerV2 (32 x 32) papers.
+    "paper-v1": dict(deter_size=200, num_units=400, num_layers=3, cnn_depth=32, stoch_size=30, stoch_classes=0),
+    "paper-v2": dict(deter_size=600, num_units=400, num_layers=4, cnn_depth=48, stoch_size=32, stoch_classes=32),
+}
+
+#: Algorithmic defaults per version, for every field left at ``None``.
+VERSION_DEFAULTS: dict[str, dict[str, Any]] = {
+    "v1": dict(
+        model_size="paper-v1", latent="gaussian", activation="elu", layer_norm=False,
+        unimix=0.0, learned_initial_state=False, symlog_obs=False,
+        reward_head="normal", critic_head="normal", use_disc_model=False, disc_loss_coeff=10.0,
+        kl_loss_coeff=1.0, kl_alpha=None, kl_dyn_scale=None, kl_rep_scale=None,
+        free_nats=3.0, free_nats_per_step=False,
+        discount=0.99, actor_dist="tanh_normal", actor_grad="dynamics", actor_entropy=0.0,
+        action_noise=0.3, return_norm=False, slow_critic_fraction=1.0,
+        slow_critic_interval=0, slow_critic_reg=0.0, slow_critic_target=False,
+        model_learning_rate=6e-4, actor_learning_rate=8e-5, value_learning_rate=8e-5,
+        adam_epsilon=1e-7, grad_clip_norm=100.0, ac_grad_clip_norm=100.0,
+        batch_size=50, train_seq_len=50, train_ratio=250.0, seed_steps=5000,
+    ),
+    "v2": dict(
+        model_size="paper-v2", latent="categorical", activation="elu", layer_norm=True,
+        unimix=0.0, learned_initial_state=False, symlog_obs=False,
+        reward_head="normal", critic_head="normal", use_disc_model=True, disc_loss_coeff=5.0,
+        kl_loss_coeff=1.0, kl_alpha=0.8, kl_dyn_scale=None, kl_rep_scale=None,
+        free_nats=1.0, free_nats_per_step=False,
+        discount=0.99, actor_dist="tanh_normal", actor_grad="auto", actor_entropy=1e-4,
+        action_noise=0.0, return_norm=False, slow_critic_fraction=1.0,
+        slow_critic_interval=100, slow_critic_reg=0.0, slow_critic_target=True,
+        model_learning_rate=3e-4, actor_learning_rate=8e-5, value_learning_rate=8e-5,
+        adam_epsilon=1e-5, grad_clip_norm=100.0, ac_grad_clip_norm=100.0,
+        batch_size=16, train_seq_len=50, train_ratio=512.0, seed_steps=5000,
+    ),
+    "v3": dict(
+        model_size="S", latent="categorical", activation="silu", layer_norm=True,
+        unimix=0.01, learned_initial_state=True, symlog_obs=True,
+        reward_head="twohot", critic_head="twohot", use_disc_model=True, disc_loss_coeff=1.0,
+        kl_loss_coeff=None, kl_alpha=None, kl_dyn_scale=0.5, kl_rep_scale=0.1,
+        free_nats=1.0, free_nats_per_step=True,
+        discount=0.997, actor_dist="normal", actor_grad="auto", actor_entropy=3e-4,
+        action_noise=0.0, return_norm=True, slow_critic_fraction=0.02,
+        slow_critic_interval=1, slow_critic_reg=1.0, slow_critic_target=False,
+        model_learning_rate=1e-4, actor_learning_rate=3e-5, value_learning_rate=3e-5,
+        adam_epsilon=1e-8, grad_clip_norm=1000.0, ac_grad_clip_norm=100.0,
+        batch_size=16, train_seq_len=64, train_ratio=512.0, seed_steps=1024,
+    ),
+}
+
+#: Activations the Dreamer networks accept (``distwm.models.dreamer_blocks`` maps them to layers).
+ACTIVATION_NAMES = ("silu", "elu", "relu", "gelu", "tanh")
+
+_SIZE_FIELDS = ("deter_size", "num_units", "num_layers", "cnn_depth", "stoch_size", "stoch_classes")
+
+
+@dataclass
+class DreamerConfig(RLConfig):
+    """Configuration of a Dreamer (V1, V2 or V3) agent: env, networks, losses, training loop.
+
+    Fields left at ``None`` take the default of ``version`` (see :data:`VERSION_DEFAULTS`) or,
+    for network widths, of ``model_size`` (see :data:`MODEL_SIZES`).
+    """
+
+    #: import path of the class implementing :class:`distwm.agent.Agent` for this config
+    AGENT_CLASS: ClassVar[str] = "distwm.models.dreamer:Dreamer"
+
+    env: str = "walker-walk"
+    version: Literal["v1", "v2", "v3"] = "v3"
+    model_size: Optional[Literal["tiny", "XS", "S", "M", "L", "XL", "paper-v1", "paper-v2"]] = None
+    exp_name: str = "dreamer"
+
+    # -- training loop ------------------------------------------------------------------------
+    total_steps: int = 500_000
+    num_envs: int = 1
+    buffer_size: int = 1_000_000
+    seed_steps: Optional[int] = None
+    train_ratio: Optional[float] = None
+    batch_size: Optional[int] = None
+    train_seq_len: Optional[int] = None
+    imagine_horizon: int = 15
+    train: bool = True
+    evaluate: bool = False
+    test_interval: int = 10_000
+    test_episodes: int = 5
+    checkpoint_interval: int = 50_000
+    checkpoint_path: str = ""
+    log_interval: int = 1000
+    log_video_freq: int = -1
+    max_videos_to_save: int = 2
+    render: bool = False
+    use_wandb: bool = False
+    wandb_project: str = "distwm"
+    max_nonfinite_updates: int = 10
+
+    # -- networks -----------------------------------------------------------------------------
+    latent: Optional[Literal["gaussian", "categorical"]] = None
+    deter_size: Optional[int] = None
+    stoch_size: Optional[int] = None
+    stoch_classes: Optional[int] = None
+    num_units: Optional[int] = None
+    num_layers: Optional[int] = None
+    cnn_depth: Optional[int] = None
+    obs_embed_size: Optional[int] = None
+    activation: Optional[str] = None
+    layer_norm: Optional[bool] = None
+    unimix: Optional[float] = None
+    learned_initial_state: Optional[bool] = None
+    symlog_obs: Optional[bool] = None
+    reward_head: Optional[Literal["normal", "twohot"]] = None
+    critic_head: Optional[Literal["normal", "twohot"]] = None
+    num_buckets: int = 255
+    symlog_range: float = 20.0
+    use_disc_model: Optional[bool] = None
+    disc_loss_coeff: Optional[float] = None
+
+    # -- world model loss ---------------------------------------------------------------------
+    kl_loss_coeff: Optional[float] = None
+    kl_alpha: Optional[float] = None
+    kl_dyn_scale: Optional[float] = None
+    kl_rep_scale: Optional[float] = None
+    free_nats: Optional[float] = None
+    free_nats_per_step: Optional[bool] = None
+
+    # -- actor-critic -------------------------------------------------------------------------
+    discount: Optional[float] = None
+    td_lambda: float = 0.95
+    actor_dist: Optional[Literal["tanh_normal", "normal"]] = None
+    actor_grad: Optional[Literal["auto", "dynamics", "reinforce"]] = None
+    actor_entropy: Optional[float] = None
+    action_noise: Optional[float] = None
+    return_norm: Optional[bool] = None
+    return_norm_decay: float = 0.99
+    return_norm_limit: float = 1.0
+    return_norm_percentiles: tuple[float, float] = (5.0, 95.0)
+    slow_critic_fraction: Optional[float] = None
+    slow_critic_interval: Optional[int] = None
+    slow_critic_reg: Optional[float] = None
+    slow_critic_target: Optional[bool] = None
+
+    # -- optimisation -------------------------------------------------------------------------
+    model_learning_rate: Optional[float] = None
+    actor_learning_rate: Optional[float] = None
+    value_learning_rate: Optional[float] = None
+    adam_epsilon: Optional[float] = None
+    grad_clip_norm: Optional[float] = None
+    ac_grad_clip_norm: Optional[float] = None
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # -- resolution ---------------------------------------------------------------------------
+    def resolved(self) -> "DreamerConfig":
+        """A copy with every ``None`` replaced by the version or size-preset default."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        for key, default in VERSION_DEFAULTS[self.version].items():
+            if values[key] is None:
+                values[key] = default
+        sizes = MODEL_SIZES[values["model_size"]]
+        for key in _SIZE_FIELDS:
+            if values[key] is None:
+                values[key] = sizes[key]
+        if values["kl_dyn_scale"] is None or values["kl_rep_scale"] is None:
+            coeff = values["kl_loss_coeff"] if values["kl_loss_coeff"] is not None else 1.0
+            alpha = values["kl_alpha"]
+            # No balancing (V1): KL(post || prior) sends the full gradient to both sides.
+            dyn, rep = (coeff, coeff) if alpha is None else (coeff * alpha, coeff * (1.0 - alpha))
+            values["kl_dyn_scale"] = dyn if values["kl_dyn_scale"] is None else values["kl_dyn_scale"]
+            values["kl_rep_scale"] = rep if values["kl_rep_scale"] is None else values["kl_rep_scale"]
+        if values["latent"] == "gaussian":
+            values["stoch_classes"] = 0
+        return type(self)(**values)
+
+    @property
+    def stoch_dim(self) -> int:
+        """Width of the flattened stochastic state (needs a resolved config)."""
+        cfg = self if self.latent is not None else self.resolved()
+        return cfg.stoch_size * (cfg.stoch_classes if cfg.latent == "categorical" else 1)
+
+    # -- validation ---------------------------------------------------------------------------
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first bad field and what it accepts."""
+        if self.version not in VERSION_DEFAULTS:
+            raise ValueError(
+                f"DreamerConfig.version {self.version!r} is not one of {sorted(VERSION_DEFAULTS)}"
+            )
+        if self.model_size is not None and self.model_size not in MODEL_SIZES:
+            raise ValueError(
+                f"DreamerConfig.model_size {self.model_size!r} is not one of {list(MODEL_SIZES)}"
+            )
+        positive_ints = ("total_steps", "num_envs", "buffer_size", "imagine_horizon",
+                         "test_episodes", "max_nonfinite_updates", "num_buckets", *_SIZE_FIELDS[:4],
+                         "batch_size", "train_seq_len", "stoch_size", "log_interval")
+        for name in positive_ints:
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value <= 0):
+                raise ValueError(f"DreamerConfig.{name} must be a positive integer, got {value!r}")
+        for name in ("seed_steps", "test_interval", "checkpoint_interval", "stoch_classes",
+                     "obs_embed_size", "slow_critic_interval"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 0):
+                raise ValueError(f"DreamerConfig.{name} must be an integer >= 0, got {value!r}")
+        for name in ("discount", "td_lambda", "kl_alpha", "unimix", "slow_critic_fraction",
+                     "return_norm_decay"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ValueError(f"DreamerConfig.{name} must be in [0, 1], got {value!r}")
+        for name in ("train_ratio", "model_learning_rate", "actor_learning_rate",
+                     "value_learning_rate", "adam_epsilon", "grad_clip_norm", "ac_grad_clip_norm",
+                     "symlog_range", "return_norm_limit"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"DreamerConfig.{name} must be > 0, got {value!r}")
+        for name in ("free_nats", "actor_entropy", "action_noise", "kl_loss_coeff",
+                     "kl_dyn_scale", "kl_rep_scale", "disc_loss_coeff", "slow_critic_reg"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"DreamerConfig.{name} must be >= 0, got {value!r}")
+        low, high = self.return_norm_percentiles
+        if not 0.0 <= low < high <= 100.0:
+            raise ValueError(
+                "DreamerConfig.return_norm_percentiles must be (low, high) with "
+                f"0 <= low < high <= 100, got {self.return_norm_percentiles!r}"
+            )
+        if self.latent == "categorical" and self.stoch_classes is not None and self.stoch_classes < 2:
+            raise ValueError(
+                f"DreamerConfig.stoch_classes must be >= 2 for categorical latents, got {self.stoch_classes!r}"
+            )
+        if self.activation is not None and self.activation.lower() not in ACTIVATION_NAMES:
+            raise ValueError(
+                f"DreamerConfig.activation {self.activation!r} is not one of {list(ACTIVATION_NAMES)}"
+            )
+
+
+def dreamer_v1_config() -> DreamerConfig:
+    """DreamerV1 defaults: Gaussian latents, free nats, MSE heads, dynamics backprop."""
+    return DreamerConfig(version="v1")
+
+
+def dreamer_v2_config() -> DreamerConfig:
+    """DreamerV2 defaults: 32 x 32 categorical latents, KL balancing with alpha 0.8."""
+    return DreamerConfig(version="v2")
+
+
+def dreamer_v3_config() -> DreamerConfig:
+    """DreamerV3 as published (size S): symlog two-hot heads, KL 0.5/0.1, free bits 1."""
+    return DreamerConfig(version="v3")

@@ -1,0 +1,173 @@
+"""Dreamer's imagination actor-critic: rollouts in the world model, lambda returns,
+return normalisation, actor and critic losses, slow critic."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Mapping
+
+import torch
+from torch import Tensor, nn
+
+from distwm.configs.dreamer_config import DreamerConfig
+from distwm.models.dreamer.world_model import WorldModel
+from distwm.models.dreamer_decoder import ActionDecoder, DenseDecoder
+from distwm.utils.dreamer_utils import FreezeParameters, compute_return
+
+__all__ = ["ActorCritic", "Imagination", "ReturnNormalizer"]
+
+
+@dataclass
+class Imagination:
+    """An imagined trajectory, time-major: ``H + 1`` states from the start state on."""
+
+    feat: Tensor        # (H+1, N, F) latent features (detached)
+    action: Tensor      # (H+1, N, A) action chosen in each state
+    actor_raw: Tensor   # (H+1, N, *) actor outputs (with gradient to the actor)
+    critic_raw: Tensor  # (H, N, *) critic outputs of states 0..H-1 (gradient to the critic)
+    reward: Tensor      # (H, N) reward predicted on arriving in states 1..H
+    cont: Tensor        # (H+1, N) continue flag (the data's at t=0, predicted after)
+    value: Tensor       # (H+1, N) value estimates used for the returns
+    returns: Tensor     # (H, N) lambda returns of states 0..H-1 (differentiable w.r.t. the
+                        #   actor when actions are trained by dynamics backprop)
+    weight: Tensor      # (H+1, N) cumulative discount of reaching each state
+
+
+class ReturnNormalizer(nn.Module):
+    """EMA of the 5th and 95th return percentiles; scale = max(limit, high - low) (DreamerV3)."""
+
+    def __init__(self, decay: float = 0.99, limit: float = 1.0,
+                 percentiles: tuple[float, float] = (5.0, 95.0)):
+        super().__init__()
+        self.decay, self.limit = decay, limit
+        self.register_buffer("quantiles", torch.tensor([p / 100.0 for p in percentiles]))
+        self.register_buffer("low", torch.zeros(()))
+        self.register_buffer("high", torch.zeros(()))
+        self.register_buffer("initialized", torch.zeros((), dtype=torch.bool))
+
+    @torch.no_grad()
+    def update(self, returns: Tensor) -> Tensor:
+        """Fold ``returns`` into the EMA; return the scale to divide advantages by."""
+        low, high = torch.quantile(returns.detach().flatten().float(), self.quantiles)
+        if not bool(self.initialized):
+            self.low.copy_(low)
+            self.high.copy_(high)
+            self.initialized.fill_(True)
+        else:
+            self.low.mul_(self.decay).add_((1 - self.decay) * low)
+            self.high.mul_(self.decay).add_((1 - self.decay) * high)
+        return self.scale()
+
+    def scale(self) -> Tensor:
+        return torch.clamp(self.high - self.low, min=self.limit)
+
+
+class ActorCritic(nn.Module):
+    """Actor, critic, slow critic and return normaliser, trained in imagination."""
+
+    def __init__(self, cfg: DreamerConfig, action_size: int, discrete: bool, stoch_dim: int):
+        super().__init__()
+        self.cfg = cfg
+        self.discrete = discrete
+        deter = cfg.deter_size
+        self.actor = ActionDecoder(action_size, stoch_dim, deter, cfg.num_layers, cfg.num_units,
+                                   cfg.activation, dist="onehot" if discrete else cfg.actor_dist,
+                                   layer_norm=cfg.layer_norm, unimix=cfg.unimix)
+        self.critic = DenseDecoder(stoch_dim, deter, (), cfg.num_layers, cfg.num_units,
+                                   cfg.activation, cfg.critic_head, cfg.num_buckets,
+                                   cfg.symlog_range, layer_norm=cfg.layer_norm,
+                                   zero_init_output=cfg.critic_head == "twohot")
+        self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self.return_norm = ReturnNormalizer(cfg.return_norm_decay, cfg.return_norm_limit,
+                                            tuple(cfg.return_norm_percentiles))
+        grad = cfg.actor_grad
+        self.reinforce = grad == "reinforce" or (grad == "auto" and discrete)
+
+    # -- imagination ---------------------------------------------------------------------------
+    def imagine(self, world_model: WorldModel, start: Mapping[str, Tensor], start_cont: Tensor) -> Imagination:
+        """Roll the actor out for ``imagine_horizon`` steps from the (detached) start states.
+
+        With REINFORCE the rollout itself needs no gradient: only the actor's and the critic's
+        outputs keep one (to their own parameters), so each network runs once over the
+        trajectory. With dynamics backprop the rollout keeps the gradient path from the
+        returns through the frozen world model and critic into the actions.
+        """
+        cfg = self.cfg
+        rssm = world_model.rssm
+        actor_raw: list[Tensor] = []
+
+        def policy(feat: Tensor) -> Tensor:
+            with torch.enable_grad():
+                raw = self.actor.mlp(feat.detach())
+            actor_raw.append(raw)
+            dist = self.actor.dist_from_raw(raw)
+            if self.reinforce:
+                return dist.sample().detach() if self.discrete else dist.sample()
+            return dist.sample() if self.discrete else dist.rsample()
+
+        with FreezeParameters([world_model, self.critic]), torch.set_grad_enabled(not self.reinforce):
+            states, actions = rssm.imagine_rollout(policy, start, cfg.imagine_horizon,
+                                                   keys=("stoch", "deter"))
+            feat = rssm.get_feat(states)
+            reward = world_model.reward(feat[1:]).mode()
+            if world_model.cont is not None:
+                cont = world_model.cont(feat[1:]).mode()
+            else:
+                cont = torch.ones_like(reward)
+            cont = torch.cat([start_cont.unsqueeze(0), cont], 0)
+            disc = cfg.discount * cont
+            weight = (torch.cumprod(disc, 0) / cfg.discount).detach()
+            if not self.reinforce:
+                value = self.critic(feat).mode()  # differentiable w.r.t. the features only
+        critic_raw = self.critic.mlp(feat.detach())
+        if cfg.slow_critic_target:
+            with torch.no_grad():
+                value = self.slow_critic(feat.detach()).mode()
+        elif self.reinforce:
+            value = self.critic.dist_from_raw(critic_raw.detach()).mode()
+        returns = compute_return(reward, value[:-1], disc[1:], cfg.td_lambda, value[-1])
+        return Imagination(feat.detach(), actions, torch.stack(actor_raw, 0), critic_raw[:-1],
+                           reward, cont, value, returns, weight)
+
+    # -- losses --------------------------------------------------------------------------------
+    def actor_loss(self, imag: Imagination):
+        """``(loss, metrics)``: REINFORCE or dynamics backprop on normalised advantages."""
+        cfg = self.cfg
+        returns, base = imag.returns, imag.value[:-1].detach()
+        scale = self.return_norm.update(returns) if cfg.return_norm else torch.ones((), device=returns.device)
+        dist = self.actor.dist_from_raw(imag.actor_raw[:-1])
+        if self.reinforce:
+            advantage = ((returns - base) / scale).detach()
+            objective = dist.log_prob(imag.action[:-1].detach()) * advantage
+        else:
+            objective = returns / scale
+        metrics = {"return_scale": scale.detach(), "imag_return": returns.detach().mean()}
+        if cfg.actor_entropy > 0:
+            entropy = dist.entropy()
+            objective = objective + cfg.actor_entropy * entropy
+            metrics["actor_entropy"] = entropy.detach().mean()
+        loss = -(imag.weight[:-1] * objective).mean()
+        metrics["actor_loss"] = loss.detach()
+        return loss, metrics
+
+    def value_loss(self, imag: Imagination):
+        """``(loss, metrics)``: critic regression on lambda returns (+ slow-critic regulariser)."""
+        dist = self.critic.dist_from_raw(imag.critic_raw)
+        loss = -dist.log_prob(imag.returns.detach())
+        if self.cfg.slow_critic_reg > 0:
+            with torch.no_grad():
+                slow = self.slow_critic(imag.feat[:-1]).mode()
+            loss = loss - self.cfg.slow_critic_reg * dist.log_prob(slow)
+        loss = (imag.weight[:-1] * loss).mean()
+        return loss, {"value_loss": loss.detach(), "imag_value": imag.value.detach().mean()}
+
+    @torch.no_grad()
+    def update_slow_critic(self, updates: int) -> None:
+        """Move the slow critic toward the critic every ``slow_critic_interval`` updates."""
+        interval = self.cfg.slow_critic_interval
+        if interval <= 0 or updates % interval:
+            return
+        mix = self.cfg.slow_critic_fraction
+        for slow, fast in zip(self.slow_critic.parameters(), self.critic.parameters()):
+            slow.mul_(1.0 - mix).add_(mix * fast)

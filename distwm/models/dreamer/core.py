@@ -1,0 +1,323 @@
+"""The Dreamer learner and policy: the agent protocol of :mod:`distwm.agent`.
+
+:class:`Dreamer` owns the world model, the actor-critic and their optimisers. The Ray
+runtime drives it through ``from_config`` / ``act`` / ``update`` / ``get_weights`` /
+``state_dict``; :class:`distwm.models.dreamer.DreamerAgent` drives the same object in one
+process.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from distwm.agent import DataSpec
+from distwm.configs.dreamer_config import DreamerConfig
+from distwm.models.dreamer.behavior import ActorCritic, Imagination
+from distwm.models.dreamer.checkpoint import CheckpointMixin
+from distwm.models.dreamer.world_model import WorldModel, preprocess_obs
+
+__all__ = ["Dreamer", "NonFiniteLossError", "spaces_to_shapes"]
+
+_log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Raised when ``max_nonfinite_updates`` consecutive updates had non-finite losses."""
+
+
+def spaces_to_shapes(observation_space, action_space) -> tuple[dict[str, tuple], int, bool]:
+    """``(obs_shapes, action_size, discrete)`` from gymnasium spaces.
+
+    Observations: a ``Dict`` with ``image`` and/or ``state`` (other keys are ignored), or a
+    single ``Box`` (3-D: image, 1-D: state). Actions: ``Discrete`` or a ``Box`` of action
+    vectors; a ``Box`` is one-hot discrete when the env marks it (``space.discrete_actions``
+    or ``space.n``, as distwm's one-hot wrapper does).
+    """
+    from gymnasium import spaces
+
+    if isinstance(observation_space, spaces.Dict):
+        shapes = {k: tuple(observation_space[k].shape) for k in ("image", "state")
+                  if k in observation_space.spaces}
+    elif isinstance(observation_space, spaces.Box):
+        shape = tuple(observation_space.shape)
+        if len(shape) not in (1, 3):
+            raise ValueError(f"observation Box must be (C, H, W) or (D,), got shape {shape}")
+        shapes = {"image" if len(shape) == 3 else "state": shape}
+    else:
+        raise ValueError(
+            f"Dreamer needs a Dict (image/state) or Box observation space, got {observation_space}"
+        )
+    if not shapes:
+        raise ValueError(f"observation space has neither 'image' nor 'state': {observation_space}")
+    if isinstance(action_space, spaces.Discrete):
+        return shapes, int(action_space.n), True
+    if isinstance(action_space, spaces.Box) and len(action_space.shape) == 1:
+        discrete = bool(getattr(action_space, "discrete_actions", False) or hasattr(action_space, "n"))
+        return shapes, int(action_space.shape[0]), discrete
+    raise ValueError(f"Dreamer needs a Discrete or 1-D Box action space, got {action_space}")
+
+
+def _resolve_device(device) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class Dreamer(CheckpointMixin):
+    """Dreamer V1/V2/V3: world model + imagination actor-critic (see :class:`DreamerConfig`).
+
+    Args:
+        args: a :class:`DreamerConfig` (resolved here).
+        obs_shape: ``(C, H, W)``, ``(D,)`` or ``{"image": ..., "state": ...}``.
+        action_size: action vector width (number of actions for discrete ones).
+        device: torch device (``"auto"``: CUDA when available).
+        restore: load ``args.checkpoint_path`` after construction.
+        discrete: one-hot discrete actions (categorical actor).
+    """
+
+    def __init__(self, args: DreamerConfig, obs_shape, action_size: int, device="cpu",
+                 restore: bool = False, discrete: bool = False):
+        if not isinstance(args, DreamerConfig):
+            raise ValueError(f"Dreamer needs a DreamerConfig, got {type(args).__name__}")
+        self.args = args.resolved()
+        cfg = self.args
+        if isinstance(obs_shape, Mapping):
+            self.obs_shapes = {k: tuple(int(s) for s in v) for k, v in obs_shape.items()}
+        else:
+            shape = tuple(int(s) for s in obs_shape)
+            self.obs_shapes = {"image" if len(shape) == 3 else "state": shape}
+        self.action_size = int(action_size)
+        self.discrete = bool(discrete)
+        self.device = _resolve_device(device)
+        self.world_model = WorldModel(cfg, self.obs_shapes, self.action_size).to(self.device)
+        self.behavior = ActorCritic(cfg, self.action_size, self.discrete,
+                                    self.world_model.rssm.stoch_dim).to(self.device)
+        self.model_optimizer = torch.optim.Adam(self.world_model.parameters(),
+                                                lr=cfg.model_learning_rate, eps=cfg.adam_epsilon)
+        ac_eps = max(cfg.adam_epsilon, 1e-5)
+        self.actor_optimizer = torch.optim.Adam(self.behavior.actor.parameters(),
+                                                lr=cfg.actor_learning_rate, eps=ac_eps)
+        self.value_optimizer = torch.optim.Adam(self.behavior.critic.parameters(),
+                                                lr=cfg.value_learning_rate, eps=ac_eps)
+        self.updates = 0
+        self.env_steps = 0
+        self.nonfinite_updates = 0
+        self._nonfinite_streak = 0
+        self.replay = None
+        self._imagination: Imagination | None = None
+        if restore:
+            if not cfg.checkpoint_path:
+                raise ValueError("Dreamer(restore=True) needs args.checkpoint_path to be set")
+            self.restore_checkpoint(cfg.checkpoint_path)
+
+    @classmethod
+    def from_config(cls, config, observation_space, action_space, device="cpu") -> "Dreamer":
+        """Build from a :class:`DreamerConfig` (or dict) and the env adapter's spaces."""
+        if isinstance(config, Mapping):
+            config = DreamerConfig.from_dict(config)
+        shapes, action_size, discrete = spaces_to_shapes(observation_space, action_space)
+        return cls(config, shapes, action_size, device, discrete=discrete)
+
+    # -- the agent protocol: data --------------------------------------------------------------
+    def data_spec(self) -> DataSpec:
+        cfg = self.args
+        return DataSpec(cfg.batch_size, cfg.train_seq_len, float(cfg.train_ratio))
+
+    @property
+    def modules(self) -> dict[str, nn.Module]:
+        return {"world_model": self.world_model, "behavior": self.behavior}
+
+    # -- acting --------------------------------------------------------------------------------
+    def initial_state(self, num_envs: int) -> dict[str, Tensor]:
+        """Recurrent state of ``num_envs`` fresh envs: the latent and the previous action."""
+        with torch.no_grad():
+            latent = self.world_model.rssm.init_state(num_envs, self.device)
+        latent["action"] = torch.zeros(num_envs, self.action_size, device=self.device)
+        return latent
+
+    def _to_tensors(self, data: Mapping[str, Any], keys) -> dict[str, Tensor]:
+        return {k: torch.as_tensor(np.asarray(data[k]), device=self.device) for k in keys}
+
+    @torch.no_grad()
+    def act(self, obs: Mapping[str, Any], state: Mapping[str, Tensor] | None, explore: bool):
+        """``(actions (N, A) float32 numpy, new_state)`` for a batch of observations.
+
+        ``obs`` holds ``image``/``state`` arrays with a leading env axis and ``is_first``
+        ``(N,)``; the recurrent state of envs where ``is_first`` is set starts afresh.
+        """
+        missing = [k for k in self.obs_shapes if k not in obs]
+        if missing:
+            raise ValueError(f"act() needs observation keys {missing}; got {sorted(obs)}")
+        tensors = preprocess_obs(self._to_tensors(obs, self.obs_shapes))
+        num = next(iter(tensors.values())).shape[0]
+        first = obs.get("is_first")
+        first = (torch.zeros(num, device=self.device) if first is None
+                 else torch.as_tensor(np.asarray(first), device=self.device).float().reshape(num))
+        fresh = self.initial_state(num)
+        if state is None:
+            state = fresh
+        state = self.world_model.rssm._mask(dict(state), 1.0 - first, fresh)
+        rssm = self.world_model.rssm
+        embed = self.world_model.encoder(tensors)
+        latent = {k: v for k, v in state.items() if k != "action"}
+        post = rssm.get_posterior(latent, state["action"], embed)
+        feat = rssm.get_feat(post)
+        actor = self.behavior.actor
+        action = actor(feat, deter=not explore)
+        if explore and self.args.action_noise > 0:
+            action = actor.add_exploration(action, self.args.action_noise)
+        if not self.discrete:
+            action = action.clamp(-1.0, 1.0)
+        post["action"] = action
+        return action.float().cpu().numpy(), post
+
+    def act_with_world_model(self, obs, prev_state, prev_action, explore: bool = False):
+        """The seed's single step: ``(action (N, A) tensor, posterior state)``."""
+        state = None if prev_state is None else {**prev_state, "action": torch.as_tensor(prev_action)}
+        action, post = self.act(obs, state, explore)
+        post = dict(post)
+        post.pop("action")
+        return torch.as_tensor(action), post
+
+    # -- weights -------------------------------------------------------------------------------
+    def get_weights(self) -> dict[str, Tensor]:
+        """CPU copies of everything acting needs (encoder, RSSM, actor), keyed by module path."""
+        weights = {}
+        for prefix, module in (("world_model.encoder", self.world_model.encoder),
+                               ("world_model.rssm", self.world_model.rssm),
+                               ("behavior.actor", self.behavior.actor)):
+            for key, value in module.state_dict().items():
+                weights[f"{prefix}.{key}"] = value.detach().to("cpu", copy=True)
+        return weights
+
+    def set_weights(self, weights: Mapping[str, Tensor]) -> None:
+        """Load weights from :meth:`get_weights` (of an agent with the same architecture)."""
+        mine = {"world_model.encoder": self.world_model.encoder, "world_model.rssm": self.world_model.rssm,
+                "behavior.actor": self.behavior.actor}
+        for prefix, module in mine.items():
+            sub = {k[len(prefix) + 1:]: v for k, v in weights.items() if k.startswith(prefix + ".")}
+            try:
+                module.load_state_dict(sub, strict=True)
+            except RuntimeError as exc:
+                raise ValueError(f"set_weights: weights do not fit {prefix}: {exc}") from exc
+
+    # -- learning ------------------------------------------------------------------------------
+    def _batch_to_tensors(self, batch: Mapping[str, Any]) -> dict[str, Tensor]:
+        needed = (*self.obs_shapes, "action", "reward", "is_first", "is_terminal")
+        missing = [k for k in needed if k not in batch]
+        if missing:
+            raise ValueError(f"update() batch lacks keys {missing}; it has {sorted(batch)}")
+        data = self._to_tensors(batch, needed)
+        shape = tuple(data["reward"].shape)
+        if len(shape) != 2:
+            raise ValueError(f"update() batch 'reward' must be (B, T), got shape {shape}")
+        for key, value in data.items():
+            if tuple(value.shape[:2]) != shape:
+                raise ValueError(f"update() batch {key!r} has shape {tuple(value.shape)}, expected (B, T)={shape}")
+        if data["action"].shape[-1] != self.action_size:
+            raise ValueError(
+                f"update() batch 'action' has width {data['action'].shape[-1]}, this agent "
+                f"acts with {self.action_size}"
+            )
+        data = preprocess_obs(data)
+        data["is_first"] = data["is_first"].bool()
+        data["is_terminal"] = data["is_terminal"].bool()
+        return data
+
+    def world_model_loss(self, data: Mapping[str, Tensor]):
+        """``(loss, posterior, metrics)`` of a preprocessed batch (see :meth:`update`)."""
+        return self.world_model.loss(data)
+
+    def imagine(self, posterior: Mapping[str, Tensor], is_terminal: Tensor) -> Imagination:
+        """Imagined rollouts from every posterior state of the batch."""
+        start = {k: v.detach().reshape(-1, *v.shape[2:]) for k, v in posterior.items()}
+        start_cont = 1.0 - is_terminal.float().reshape(-1)
+        self._imagination = self.behavior.imagine(self.world_model, start, start_cont)
+        return self._imagination
+
+    def actor_loss(self, imag: Imagination | None = None):
+        return self.behavior.actor_loss(imag if imag is not None else self._imagination)
+
+    def value_loss(self, imag: Imagination | None = None):
+        return self.behavior.value_loss(imag if imag is not None else self._imagination)
+
+    def _step(self, loss: Tensor, optimizer, params, clip: float) -> Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        return torch.nn.utils.clip_grad_norm_(params, clip)
+
+    def _skip_nonfinite(self, what: str, metrics: dict) -> dict[str, float]:
+        self.nonfinite_updates += 1
+        self._nonfinite_streak += 1
+        for opt in (self.model_optimizer, self.actor_optimizer, self.value_optimizer):
+            opt.zero_grad(set_to_none=True)
+        _log.warning("Dreamer update %d: non-finite %s; update skipped (%d so far)",
+                     self.updates, what, self.nonfinite_updates)
+        if self._nonfinite_streak >= self.args.max_nonfinite_updates:
+            raise NonFiniteLossError(
+                f"Dreamer: {self._nonfinite_streak} consecutive updates had a non-finite {what} "
+                f"(limit max_nonfinite_updates={self.args.max_nonfinite_updates}); the run "
+                "diverged. Lower the learning rates, check the observations/rewards for "
+                "NaN/inf, or raise grad clipping."
+            )
+        out = {k: float(v) for k, v in metrics.items()}
+        out.update(skipped=1.0, nonfinite_updates=float(self.nonfinite_updates))
+        return out
+
+    def update(self, batch: Mapping[str, Any]) -> dict[str, float]:
+        """One gradient step of world model, actor and critic on a ``(B, T, ...)`` numpy batch.
+
+        Keys: ``image`` and/or ``state``, ``action`` (the action that led to each
+        observation), ``reward``, ``is_first``, ``is_terminal`` (``is_last`` is not needed:
+        truncated episodes bootstrap). A non-finite loss or gradient skips the update and is
+        counted; ``max_nonfinite_updates`` in a row raise :class:`NonFiniteLossError`.
+        """
+        cfg = self.args
+        data = self._batch_to_tensors(batch)
+        self.world_model.train()
+        model_loss, post, metrics = self.world_model_loss(data)
+        if not torch.isfinite(model_loss):
+            return self._skip_nonfinite("world-model loss", metrics)
+        model_norm = self._step(model_loss, self.model_optimizer, self.world_model.parameters(),
+                                cfg.grad_clip_norm)
+        if not torch.isfinite(model_norm):
+            return self._skip_nonfinite("world-model gradient", metrics)
+        self.model_optimizer.step()
+
+        imag = self.imagine(post, data["is_terminal"])
+        actor_loss, actor_metrics = self.actor_loss(imag)
+        value_loss, value_metrics = self.value_loss(imag)
+        metrics.update(actor_metrics)
+        metrics.update(value_metrics)
+        if not (torch.isfinite(actor_loss) and torch.isfinite(value_loss)):
+            return self._skip_nonfinite("actor/critic loss", metrics)
+        self.actor_optimizer.zero_grad(set_to_none=True)
+        self.value_optimizer.zero_grad(set_to_none=True)
+        (actor_loss + value_loss).backward()
+        actor_norm = torch.nn.utils.clip_grad_norm_(self.behavior.actor.parameters(), cfg.ac_grad_clip_norm)
+        value_norm = torch.nn.utils.clip_grad_norm_(self.behavior.critic.parameters(), cfg.ac_grad_clip_norm)
+        if not (torch.isfinite(actor_norm) and torch.isfinite(value_norm)):
+            return self._skip_nonfinite("actor/critic gradient", metrics)
+        self.actor_optimizer.step()
+        self.value_optimizer.step()
+        self.updates += 1
+        self._nonfinite_streak = 0
+        self.behavior.update_slow_critic(self.updates)
+        metrics.update(model_grad_norm=model_norm, actor_grad_norm=actor_norm,
+                       value_grad_norm=value_norm)
+        out = {k: float(v) for k, v in metrics.items()}
+        out.update(skipped=0.0, nonfinite_updates=float(self.nonfinite_updates), updates=float(self.updates))
+        return out
+
+    def train_one_batch(self) -> dict[str, float]:
+        """One :meth:`update` on a batch sampled from the attached replay (``self.replay``)."""
+        if self.replay is None:
+            raise ValueError("train_one_batch() needs a replay buffer: set dreamer.replay first")
+        return self.update(self.replay.sample(self.args.batch_size, self.args.train_seq_len))
+

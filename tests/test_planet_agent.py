@@ -165,8 +165,8 @@ def test_planet_rejects_bad_arguments():
         make_scheduler(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1), "linear", None, 10)
     with pytest.raises(ValueError, match="Bad scheduler_kwargs"):
         make_scheduler(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1), "step", {"size": 1}, 10)
-    with pytest.raises(ValueError, match="top_candidates"):
-        PlanetConfig(num_candidates=10, top_candidates=20)
+    with pytest.raises(ValueError, match="top_candidates \\(20\\) cannot exceed num_candidates \\(10\\)"):
+        PlanetAgent.from_config(tiny_planet_config(num_candidates=10, top_candidates=20), STATE_SPACE, ACTION_SPACE)
     with pytest.raises(ValueError, match="image_size must be 64"):
         PlanetConfig(obs_type="pixels", image_size=32)
 

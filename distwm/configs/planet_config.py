@@ -89,11 +89,8 @@ class PlanetConfig(RLConfig):
                 raise ValueError(f"PlanetConfig.{name} must be >= 0, got {getattr(self, name)!r}")
         if not 1 <= self.bit_depth <= 8:
             raise ValueError(f"PlanetConfig.bit_depth must be in 1..8, got {self.bit_depth!r}")
-        if self.top_candidates > self.num_candidates:
-            raise ValueError(
-                f"PlanetConfig.top_candidates ({self.top_candidates}) cannot exceed "
-                f"num_candidates ({self.num_candidates})"
-            )
+        # top_candidates <= num_candidates is checked when the planner is built (RSSMPolicy), so
+        # that overrides applied one at a time (--set) may change both in either order.
         if self.obs_type in ("pixels", "both") and self.image_size != 64:
             raise ValueError(
                 f"PlanetConfig.image_size must be 64 for pixel observations (PlaNet's conv "

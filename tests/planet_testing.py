@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from distwm.configs.planet_config import PlanetConfig
 from distwm.memory.planet_memory import Episode, Memory
-
-
-@pytest.fixture(autouse=True)
-def single_torch_thread():
-    """Tiny models run far faster on one thread, above all on a busy 2-core machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def tiny_planet_config(**overrides) -> PlanetConfig:

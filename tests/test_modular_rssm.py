@@ -22,7 +22,6 @@ from distwm.models.modular_rssm import (
     ViTEncoder,
     create_modular_rssm,
 )
-from planet_testing import single_torch_thread  # noqa: F401  (autouse fixture)
 
 IMAGE = (3, 64, 64)
 VECTOR = (5,)

@@ -17,7 +17,7 @@ from distwm.controller.rollout_generator import RolloutGenerator
 from distwm.models.planet import Planet, make_scheduler
 from distwm.models.planet_agent import PlanetAgent
 from distwm.models.planet_env import PlanetEnv
-from planet_testing import single_torch_thread, tiny_planet_config, toy_memory  # noqa: F401
+from planet_testing import tiny_planet_config, toy_memory
 
 STATE_SPACE = gym.spaces.Dict({"state": gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)})
 IMAGE_SPACE = gym.spaces.Dict({"image": gym.spaces.Box(0, 255, (3, 64, 64), np.uint8),

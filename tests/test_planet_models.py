@@ -10,7 +10,7 @@ from distwm.models.rssm_heads import RewardModel, ValueModel
 from distwm.training.train_planet import train
 from distwm.vision.planet_decoder import CNNDecoder
 from distwm.vision.planet_encoder import CNNEncoder
-from planet_testing import single_torch_thread, toy_memory  # noqa: F401  (autouse fixture)
+from planet_testing import toy_memory
 
 
 def _rssm(obs_shape=(4,), **kw):

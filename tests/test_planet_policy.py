@@ -7,7 +7,6 @@ import torch
 
 from distwm.controller.rssm_policy import RSSMPolicy
 from distwm.models.rssm import RecurrentStateSpaceModel
-from planet_testing import single_torch_thread  # noqa: F401  (autouse fixture)
 
 
 class ToyModel:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from planet_testing import single_torch_thread, tiny_planet_config  # noqa: F401  (autouse fixture)
+from planet_testing import tiny_planet_config
 
 
 def test_planet_trains_on_the_runtime(ray_session, tmp_path):

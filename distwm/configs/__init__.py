@@ -8,6 +8,8 @@ _LAZY = {
     "ConfigBase": "distwm.configs.base",
     "RLConfig": "distwm.configs.rl_config",
     "DreamerConfig": "distwm.configs.dreamer_config",
+    "PlanetConfig": "distwm.configs.planet_config",
+    "RuntimeConfig": "distwm.configs.runtime_config",
 }
 
 __all__ = sorted(_LAZY)

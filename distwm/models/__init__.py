@@ -9,7 +9,8 @@ _LAZY = {
     "Dreamer": "distwm.models.dreamer",
     "RSSM": "distwm.models.dreamer_rssm",
     "Planet": "distwm.models.planet",
-    "RecurrentStateSpaceModel": "distwm.models.planet",
+    "RecurrentStateSpaceModel": "distwm.models.rssm",
+    "PlanetAgent": "distwm.models.planet_agent",
     "ModularRSSM": "distwm.models.modular_rssm",
     "create_modular_rssm": "distwm.models.modular_rssm",
 }

@@ -19,6 +19,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -62,36 +63,41 @@ def _processes_of(temp_dir: str) -> list:
 
 
 def _stop_head(block_proc: subprocess.Popen, temp_dir: str) -> None:
-    """Terminate our head (ray start --block exits and its reaper cleans up), then anything
-    still running with our temp dir in its command line."""
-    if block_proc.poll() is None:
-        block_proc.send_signal(signal.SIGTERM)
+    """Terminate our head: `ray start --block`, every process it started (raylet, GCS,
+    dashboard, workers, ...) and anything else with our temp dir in its command line."""
+    ours = [p for p in _processes_of(temp_dir) if p.pid != os.getpid()]
+    try:
+        ours += psutil.Process(block_proc.pid).children(recursive=True)
+        ours.append(psutil.Process(block_proc.pid))
+    except psutil.NoSuchProcess:
+        pass
+    ours = list({p.pid: p for p in ours}.values())
+    for proc in ours:
         try:
-            block_proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            block_proc.kill()
-    deadline = time.time() + 15
-    while time.time() < deadline:
-        leftovers = [p for p in _processes_of(temp_dir) if p.pid != os.getpid()]
-        if not leftovers:
-            break
-        for proc in leftovers:
-            try:
-                proc.terminate()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(leftovers, timeout=5)
-    for proc in _processes_of(temp_dir):
+            proc.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(ours, timeout=10)
+    for proc in alive + [p for p in _processes_of(temp_dir) if p.pid != os.getpid()]:
         try:
             proc.kill()
         except psutil.NoSuchProcess:
             pass
+    try:
+        block_proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+class Head(NamedTuple):
+    address: str  # the dashboard / Jobs API
+    metrics_port: int  # Prometheus endpoint of the node's metrics agent
 
 
 @pytest.fixture(scope="module")
 def local_head():
-    """A Ray head with the dashboard (Jobs API) on free ports; yields its HTTP address."""
-    gcs_port, dashboard_port, client_port, agent_port = _free_ports(4)
+    """A Ray head with the dashboard (Jobs API) on free ports."""
+    gcs_port, dashboard_port, client_port, agent_port, metrics_port = _free_ports(5)
     temp_dir = f"/tmp/distwm_submit_test_{os.getpid()}"
     cmd = [
         str(VENV_BIN / "ray"), "start", "--head", "--block",
@@ -100,6 +106,7 @@ def local_head():
         "--port", str(gcs_port), "--dashboard-port", str(dashboard_port),
         "--ray-client-server-port", str(client_port),
         "--dashboard-agent-listen-port", str(agent_port),
+        "--metrics-export-port", str(metrics_port),
         "--object-store-memory", str(100 * 1024 * 1024),
         "--temp-dir", temp_dir, "--disable-usage-stats",
     ]
@@ -122,7 +129,7 @@ def local_head():
             if time.time() > deadline:
                 raise RuntimeError(f"no dashboard at {address}: {Path(log.name).read_text()[-3000:]}")
             time.sleep(1)
-        yield address
+        yield Head(address, metrics_port)
     finally:
         _stop_head(proc, temp_dir)
         log.close()
@@ -141,7 +148,7 @@ def _distwm_submit(address: str, *args: str, timeout: float = 240) -> subprocess
 def test_submitted_job_runs_in_working_dir_and_streams_its_logs(local_head):
     script = ("import distwm, os; print('job says hello', os.path.exists('pyproject.toml'), "
               "os.environ['PYTHONUNBUFFERED'])")
-    result = _distwm_submit(local_head, "--", "python", "-c", script)
+    result = _distwm_submit(local_head.address, "--", "python", "-c", script)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "job says hello True 1" in result.stdout
     assert "SUCCEEDED" in result.stdout
@@ -149,7 +156,7 @@ def test_submitted_job_runs_in_working_dir_and_streams_its_logs(local_head):
 
 @pytest.mark.ray
 def test_failed_job_gives_nonzero_exit(local_head):
-    result = _distwm_submit(local_head, "--no-working-dir", "--", "python", "-c",
+    result = _distwm_submit(local_head.address, "--no-working-dir", "--", "python", "-c",
                             "import sys; print('about to fail'); sys.exit(3)")
     assert result.returncode == 1, result.stdout + result.stderr
     assert "about to fail" in result.stdout
@@ -168,7 +175,7 @@ def test_submit_without_command_or_cluster_is_a_clear_error(tmp_path):
 
 @pytest.mark.ray
 def test_submit_script_uses_ray_address(local_head):
-    env = {**_clean_env(), "RAY_ADDRESS": local_head}
+    env = {**_clean_env(), "RAY_ADDRESS": local_head.address}
     result = subprocess.run(
         [str(ROOT / "scripts" / "submit.sh"), "--", "python", "-c", "print('from submit.sh')"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=240,

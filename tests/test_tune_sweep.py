@@ -100,14 +100,22 @@ def test_sweep_runs_every_trial_and_restores_the_failed_one(finished_sweep):
 
 
 @pytest.mark.ray
-def test_finished_sweep_is_not_started_twice_and_resumes(finished_sweep):
+def test_finished_sweep_is_not_started_twice_and_resumes(finished_sweep, tmp_path, capsys):
+    from distwm.cli import main
     from distwm.tune.sweep import run_sweep
 
     sweep, outcome, _ = finished_sweep
     with pytest.raises(ValueError, match="--resume"):
         run_sweep(sweep)
-    again = run_sweep(sweep, resume=True)  # Tuner.restore: everything already finished
-    assert [(r["trial"], r["score"]) for r in again.rows] == [(r["trial"], r["score"]) for r in outcome.rows]
+    path = tmp_path / "tiny.yaml"
+    sweep.to_yaml(path)
+    assert main(["sweep", str(path)]) == 2  # refused: it exists
+    assert "already holds sweep 'tiny'" in capsys.readouterr().err
+    assert main(["sweep", str(path), "--resume"]) == 0  # Tuner.restore: all trials finished
+    printed = capsys.readouterr().out
+    for row in outcome.rows:
+        assert f"{row['trial']}  DONE" in printed
+    assert f"distwm report {outcome.path}" in printed
 
 
 @pytest.mark.ray

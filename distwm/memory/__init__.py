@@ -8,6 +8,9 @@ from typing import Any
 _LAZY = {
     "ReplayBuffer": "distwm.memory.dreamer_memory",
     "REPLAY_KEYS": "distwm.memory.dreamer_memory",
+    "SequenceReplay": "distwm.memory.replay",
+    "Memory": "distwm.memory.planet_memory",
+    "Episode": "distwm.memory.planet_memory",
 }
 
 __all__ = sorted(_LAZY)

@@ -1,21 +1,21 @@
-"""Sequence replay for Dreamer (pure numpy).
+"""Sequence replay for Dreamer (pure numpy): the seed's ``ReplayBuffer`` API over
+:class:`distwm.memory.replay.SequenceReplay`, the replay the Ray runtime shards.
 
-:class:`ReplayBuffer` is a ring buffer of env steps in the replay format of
-:mod:`distwm.agent`: per step ``image`` and/or ``state``, ``action`` (the action that led to
-this observation, zero at an episode start), ``reward``, ``is_first``, ``is_terminal`` and
-``is_last``. Steps of ``num_envs`` parallel envs are stored in one stream per env, so that a
-sampled sequence is always consecutive steps of one env: it can run across an episode start
-only where ``is_first`` marks it (the model resets its state there) and never across the
-ring's write position (where the newest step meets the oldest).
+Steps are in the replay format of :mod:`distwm.agent`: per step ``image`` and/or ``state``,
+``action`` (the action that led to this observation, zero at an episode start), ``reward``,
+``is_first``, ``is_terminal`` and ``is_last``. Each env is one stream, so a sampled sequence
+is consecutive steps of one env: it runs across an episode start only where ``is_first``
+marks it (the model resets its state there) and never across the ring's write position.
 """
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+
+from distwm.memory.replay import SequenceReplay
 
 __all__ = ["ReplayBuffer", "Memory", "Episode", "REPLAY_KEYS"]
 
@@ -39,62 +39,65 @@ def _obs_shapes(obs_shape: Sequence[int] | Mapping[str, Sequence[int]]) -> dict[
 
 
 class ReplayBuffer:
-    """Fixed-size FIFO replay of env steps that samples ``(batch, seq_len)`` sequences.
+    """FIFO replay of env steps that samples ``(batch_size, seq_len)`` sequences.
 
     Args:
-        size: capacity in steps (over all envs; each env stream holds ``size // num_envs``).
+        size: capacity in env steps (over all envs).
         obs_shape: ``(C, H, W)`` (image, stored uint8), ``(D,)`` (state, float32), or a dict
             ``{"image": ..., "state": ...}``.
         action_size: width of the action vectors.
-        seq_len: default sequence length of :meth:`sample`.
+        seq_len: length of the sampled sequences.
         batch_size: default number of sequences of :meth:`sample`.
         num_envs: parallel env streams fed together by :meth:`add_batch` / :meth:`add_chunk`.
+        chunk_length: steps per stored block; :meth:`add_chunk` takes chunks of this length,
+            :meth:`add` and :meth:`add_batch` collect single steps into them.
         seed: seed of the sampling generator.
     """
 
     def __init__(self, size: int, obs_shape, action_size: int, seq_len: int, batch_size: int,
-                 num_envs: int = 1, seed: int | None = None):
+                 num_envs: int = 1, chunk_length: int = 1, seed: int | None = None):
         for name, value in (("size", size), ("action_size", action_size), ("seq_len", seq_len),
-                            ("batch_size", batch_size), ("num_envs", num_envs)):
-            if not isinstance(value, (int, np.integer)) or value <= 0:
+                            ("batch_size", batch_size), ("num_envs", num_envs),
+                            ("chunk_length", chunk_length)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
                 raise ValueError(f"ReplayBuffer {name} must be a positive integer, got {value!r}")
-        self.capacity = int(size) // int(num_envs)
-        if self.capacity < seq_len:
+        if size < seq_len * num_envs:
             raise ValueError(
-                f"ReplayBuffer size {size} gives {self.capacity} steps per env stream, fewer "
-                f"than seq_len={seq_len}; use size >= seq_len * num_envs"
+                f"ReplayBuffer size {size} must hold a sequence per env: size >= seq_len * "
+                f"num_envs = {seq_len * num_envs}"
             )
         self.obs_shapes = _obs_shapes(obs_shape)
         self.action_size = int(action_size)
         self.seq_len = int(seq_len)
         self.batch_size = int(batch_size)
         self.num_envs = int(num_envs)
-        self.rng = np.random.default_rng(seed)
-        n, cap = self.num_envs, self.capacity
-        self.data: dict[str, np.ndarray] = {}
-        for key, shape in self.obs_shapes.items():
-            dtype = np.uint8 if key == "image" else np.float32
-            self.data[key] = np.zeros((n, cap, *shape), dtype)
-        self.data["action"] = np.zeros((n, cap, self.action_size), np.float32)
-        self.data["reward"] = np.zeros((n, cap), np.float32)
-        for key in ("is_first", "is_terminal", "is_last"):
-            self.data[key] = np.zeros((n, cap), bool)
-        self.idx = 0
-        self.full = False
-        self.steps = 0
+        self.chunk_length = int(chunk_length)
+        self.replay = SequenceReplay(int(size), self.chunk_length, self.seq_len, seed=seed)
+        self.streams = [f"env{i}" for i in range(self.num_envs)]
+        self._dtypes = {k: np.uint8 if k == "image" else np.float32 for k in self.obs_shapes}
+        self._dtypes.update(action=np.float32, reward=np.float32, is_first=bool,
+                            is_terminal=bool, is_last=bool)
+        self._shapes = {**self.obs_shapes, "action": (self.action_size,), "reward": (),
+                        "is_first": (), "is_terminal": (), "is_last": ()}
+        self._pending: list[dict[str, np.ndarray]] = []
         self.episodes = 0
 
     # -- sizes ---------------------------------------------------------------------------------
     @property
-    def filled(self) -> int:
-        """Steps stored per env stream."""
-        return self.capacity if self.full else self.idx
+    def capacity(self) -> int:
+        return self.replay.capacity
+
+    @property
+    def steps(self) -> int:
+        """Env steps added so far (all envs; including ones since evicted or still pending)."""
+        return self.replay.total_inserted + len(self._pending) * self.num_envs
 
     def __len__(self) -> int:
-        return self.filled * self.num_envs
+        """Env steps stored and available to :meth:`sample`'s sequences."""
+        return len(self.replay)
 
-    def can_sample(self, seq_len: int | None = None) -> bool:
-        return self.filled >= (seq_len or self.seq_len)
+    def can_sample(self) -> bool:
+        return self.replay.num_valid_starts > 0
 
     # -- insertion -----------------------------------------------------------------------------
     def add(self, obs: Mapping[str, Any], ac, rew: float, done: float, *,
@@ -106,8 +109,13 @@ class ReplayBuffer:
         terminated here; ``is_last`` (default ``done``) also marks a time-limit end.
         """
         if self.num_envs != 1:
-            raise ValueError(f"add() is for a single env; this buffer has num_envs={self.num_envs}, use add_batch()")
-        step = {key: np.asarray(obs[key])[None] for key in self.obs_shapes if key in obs}
+            raise ValueError(
+                f"add() is for a single env; this buffer has num_envs={self.num_envs}, use add_batch()"
+            )
+        missing = [k for k in self.obs_shapes if k not in obs]
+        if missing:
+            raise ValueError(f"observation lacks keys {missing}; it has {sorted(obs)}")
+        step = {key: np.asarray(obs[key])[None] for key in self.obs_shapes}
         step.update(action=np.asarray(ac, np.float32)[None], reward=np.asarray([rew], np.float32),
                     is_first=np.asarray([is_first]), is_terminal=np.asarray([bool(done)]),
                     is_last=np.asarray([bool(done) if is_last is None else is_last]))
@@ -115,31 +123,38 @@ class ReplayBuffer:
 
     def add_batch(self, step: Mapping[str, Any]) -> None:
         """Add one step of every env: each value shaped ``(num_envs, ...)``."""
-        self.add_chunk({key: np.asarray(value)[:, None] for key, value in step.items()})
+        self._pending.append(self._checked(step, 1))
+        if len(self._pending) == self.chunk_length:
+            chunk = {k: np.stack([s[k] for s in self._pending], 1) for k in self._shapes}
+            self._pending = []
+            self._insert(chunk)
 
     def add_chunk(self, chunk: Mapping[str, Any]) -> None:
-        """Add ``L`` consecutive steps of every env: each value shaped ``(num_envs, L, ...)``."""
-        missing = [k for k in (*self.obs_shapes, *REPLAY_KEYS) if k not in chunk]
+        """Add ``chunk_length`` consecutive steps of every env: values ``(num_envs, L, ...)``."""
+        if self._pending:
+            raise ValueError(f"add_chunk() after {len(self._pending)} single steps of an unfinished chunk")
+        self._insert({k: v for k, v in self._checked(chunk, 2).items()})
+
+    def _checked(self, data: Mapping[str, Any], lead: int) -> dict[str, np.ndarray]:
+        missing = [k for k in self._shapes if k not in data]
         if missing:
-            raise ValueError(f"replay chunk lacks keys {missing}; it has {sorted(chunk)}")
-        length = np.asarray(chunk["reward"]).shape[1] if np.ndim(chunk["reward"]) == 2 else -1
-        for key, store in self.data.items():
-            value = np.asarray(chunk[key])
-            expected = (self.num_envs, length, *store.shape[2:])
-            if value.shape != expected:
+            raise ValueError(f"replay step lacks keys {missing}; it has {sorted(data)}")
+        lead_shape = (self.num_envs,) if lead == 1 else (self.num_envs, self.chunk_length)
+        out = {}
+        for key, shape in self._shapes.items():
+            value = np.asarray(data[key])
+            if value.shape != (*lead_shape, *shape):
                 raise ValueError(
-                    f"replay chunk {key!r} has shape {value.shape}, expected {expected} "
-                    "(num_envs, steps, ...)"
+                    f"replay {key!r} has shape {value.shape}, expected {(*lead_shape, *shape)}"
                 )
-        if length > self.capacity:
-            raise ValueError(f"chunk of {length} steps exceeds the stream capacity {self.capacity}")
-        positions = (self.idx + np.arange(length)) % self.capacity
-        for key, store in self.data.items():
-            store[:, positions] = np.asarray(chunk[key]).astype(store.dtype, copy=False)
-        self.full = self.full or self.idx + length >= self.capacity
-        self.idx = int((self.idx + length) % self.capacity)
-        self.steps += length * self.num_envs
-        self.episodes += int(np.asarray(chunk["is_last"]).sum())
+            if key == "image" and value.dtype != np.uint8:
+                raise ValueError(f"replay 'image' must be uint8, got {value.dtype}")
+            out[key] = value.astype(self._dtypes[key], copy=False)
+        return out
+
+    def _insert(self, chunk: dict[str, np.ndarray]) -> None:
+        self.replay.insert(chunk, self.streams)
+        self.episodes += int(chunk["is_last"].sum())
 
     # -- sampling ------------------------------------------------------------------------------
     def sample(self, batch_size: int | None = None, seq_len: int | None = None) -> dict[str, np.ndarray]:
@@ -147,54 +162,28 @@ class ReplayBuffer:
 
         Keys: the observation keys, ``action``, ``reward``, ``is_first``, ``is_terminal``,
         ``is_last``. (The seed returned a time-major tuple; distwm uses the agent protocol's
-        batch-major dict.)
+        batch-major dict.) ``seq_len`` is fixed at construction.
         """
-        batch = int(batch_size or self.batch_size)
-        length = int(seq_len or self.seq_len)
-        if length > self.capacity:
-            raise ValueError(f"seq_len {length} exceeds the stream capacity {self.capacity}")
-        if not self.can_sample(length):
+        if seq_len is not None and seq_len != self.seq_len:
+            raise ValueError(f"this buffer samples sequences of {self.seq_len} steps, not {seq_len}")
+        if not self.can_sample():
             raise ValueError(
-                f"ReplayBuffer holds {self.filled} steps per env, fewer than seq_len={length}; "
-                "add more steps before sampling"
+                f"ReplayBuffer holds {len(self)} steps, no complete sequence of "
+                f"{self.seq_len} yet; add more steps before sampling"
             )
-        envs = self.rng.integers(0, self.num_envs, batch)
-        if self.full:
-            # Start at least seq_len steps before the write position (never across it).
-            offsets = self.rng.integers(0, self.capacity - length + 1, batch)
-            starts = (self.idx + offsets) % self.capacity
-        else:
-            starts = self.rng.integers(0, self.idx - length + 1, batch)
-        index = (starts[:, None] + np.arange(length)[None]) % self.capacity
-        return {key: store[envs[:, None], index] for key, store in self.data.items()}
+        return self.replay.sample(int(batch_size or self.batch_size))
 
     # -- persistence ---------------------------------------------------------------------------
-    def save(self, path: str) -> str:
-        """Write the buffer (contents and counters) to an ``.npz`` file; returns the path."""
-        path = os.fspath(path)
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        meta = np.asarray([self.idx, int(self.full), self.steps, self.episodes], np.int64)
-        tmp = path + ".tmp.npz"
-        np.savez(tmp, __meta__=meta, **self.data)
-        os.replace(tmp, path)
-        return path
+    def save(self, path) -> str:
+        """Write the stored steps and counters to ``path`` (``.npz`` or ``.h5``)."""
+        if self._pending:
+            raise ValueError(f"save() with {len(self._pending)} steps of an unfinished chunk pending")
+        return self.replay.save(path, extra={"episodes": self.episodes})
 
-    def load(self, path: str) -> None:
-        """Restore what :meth:`save` wrote; the buffer's shapes must match."""
-        try:
-            archive = np.load(os.fspath(path), allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"{path!r} is not a readable replay file: {exc}") from exc
-        with archive:
-            for key, store in self.data.items():
-                if key not in archive or archive[key].shape != store.shape:
-                    found = archive[key].shape if key in archive else "missing"
-                    raise ValueError(
-                        f"replay file {path!r}: {key!r} is {found}, this buffer needs {store.shape}"
-                    )
-                store[...] = archive[key]
-            idx, full, steps, episodes = (int(v) for v in archive["__meta__"])
-        self.idx, self.full, self.steps, self.episodes = idx, bool(full), steps, episodes
+    def load(self, path) -> None:
+        """Restore what :meth:`save` wrote (capacity, chunk length and seq_len must match)."""
+        extra = self.replay.load(path)
+        self.episodes = int(extra.get("episodes", 0))
 
 
 class Memory:

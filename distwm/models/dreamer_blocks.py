@@ -2,16 +2,26 @@
 
 DreamerV3 normalises every hidden layer (``Linear -> LayerNorm -> SiLU``); DreamerV1 uses
 plain ``Linear -> ELU``. Both are :class:`MLP` with ``layer_norm`` on or off.
+
+:class:`OneHotFeatures` holds latent features ``[one-hot categoricals, dense rest]`` as the
+index of each categorical's active class. An :class:`MLP` fed with it computes its first
+layer as a sum of weight columns instead of a dense matmul over the mostly-zero one-hot part:
+the same numbers, about 30 times fewer operations for 32 x 32 latents. Dreamer's imagination
+uses it, where the latents carry no gradient.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
-from torch import nn
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 from distwm.configs.dreamer_config import ACTIVATION_NAMES
 
-__all__ = ["ACTIVATIONS", "MLP", "ChannelNorm", "activation_layer", "zero_init_"]
+__all__ = ["ACTIVATIONS", "MLP", "ChannelNorm", "OneHotFeatures", "activation_layer",
+           "linear_features", "zero_init_"]
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "silu": nn.SiLU,
@@ -37,6 +47,62 @@ def zero_init_(layer: nn.Linear) -> nn.Linear:
     if layer.bias is not None:
         nn.init.zeros_(layer.bias)
     return layer
+
+
+@dataclass(frozen=True)
+class OneHotFeatures:
+    """Features ``[one_hot(index) (width), rest]`` with the one-hot part stored as indices.
+
+    ``index`` ``(..., S)`` long: for each of ``S`` categoricals the column of its active class
+    in the flattened one-hot vector (``group * classes + class``); ``rest`` ``(..., D)``.
+    """
+
+    index: Tensor
+    rest: Tensor
+    width: int
+
+    def __getitem__(self, item) -> "OneHotFeatures":
+        return OneHotFeatures(self.index[item], self.rest[item], self.width)
+
+    def detach(self) -> "OneHotFeatures":
+        return OneHotFeatures(self.index, self.rest.detach(), self.width)
+
+    def dense(self) -> Tensor:
+        """The ordinary feature tensor ``(..., width + D)``."""
+        onehot = torch.zeros(*self.index.shape[:-1], self.width, dtype=self.rest.dtype,
+                             device=self.rest.device)
+        onehot.scatter_(-1, self.index, 1.0)
+        return torch.cat([onehot, self.rest], -1)
+
+
+class _OneHotMatmul(torch.autograd.Function):
+    """``one_hot(index) @ weight.T`` as a sum of columns; gradient to ``weight`` only."""
+
+    @staticmethod
+    def forward(ctx, index: Tensor, weight: Tensor) -> Tensor:
+        ctx.save_for_backward(index)
+        ctx.width = weight.shape[1]
+        return F.embedding_bag(index, weight.t().contiguous(), mode="sum")
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (index,) = ctx.saved_tensors
+        onehot = torch.zeros(index.shape[0], ctx.width, dtype=grad.dtype, device=grad.device)
+        onehot.scatter_(1, index, 1.0)
+        return None, grad.t() @ onehot
+
+
+def linear_features(linear: nn.Linear, x) -> Tensor:
+    """``linear(x)`` for a tensor or :class:`OneHotFeatures` (exploiting the one-hot part)."""
+    if not isinstance(x, OneHotFeatures):
+        return linear(x)
+    lead = x.rest.shape[:-1]
+    index = x.index.reshape(-1, x.index.shape[-1])
+    rest = x.rest.reshape(-1, x.rest.shape[-1])
+    weight = linear.weight
+    out = _OneHotMatmul.apply(index, weight[:, : x.width])
+    out = out + F.linear(rest, weight[:, x.width:], linear.bias)
+    return out.reshape(*lead, out.shape[-1])
 
 
 class MLP(nn.Sequential):
@@ -66,6 +132,16 @@ class MLP(nn.Sequential):
             width = out_dim
         super().__init__(*modules)
         self.out_dim = width
+
+    def forward(self, x):
+        if isinstance(x, OneHotFeatures):
+            if not len(self) or not isinstance(self[0], nn.Linear):
+                return super().forward(x.dense())
+            x = linear_features(self[0], x)
+            for module in list(self)[1:]:
+                x = module(x)
+            return x
+        return super().forward(x)
 
 
 class ChannelNorm(nn.LayerNorm):

@@ -118,9 +118,9 @@ class DenseDecoder(nn.Module):
         lead = out.shape[:-1]
         events = len(self.output_shape)
         if self.dist == "twohot":
-            logits = out.reshape(*lead, *self.output_shape, self.twohot.num_buckets)
+            logits = out.reshape(lead + self.output_shape + (self.twohot.num_buckets,))
             return TwoHotDist(logits, self.twohot, events)
-        out = out.reshape(*lead, *self.output_shape)
+        out = out.reshape(lead + self.output_shape)
         if self.dist == "none":
             return out
         if self.dist == "normal":

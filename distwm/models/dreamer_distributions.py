@@ -66,12 +66,15 @@ class OneHotDist:
     def mode(self) -> Tensor:
         return self._straight_through(self.probs.argmax(-1))
 
-    def sample(self) -> Tensor:
-        """A one-hot sample (inverse CDF: one uniform number per categorical)."""
+    def sample_index(self) -> Tensor:
+        """Sampled class indices (inverse CDF: one uniform number per categorical)."""
         probs = self.probs.detach()
         uniform = torch.rand(*probs.shape[:-1], 1, device=probs.device, dtype=probs.dtype)
-        index = (probs.cumsum(-1) < uniform).sum(-1).clamp_(max=probs.shape[-1] - 1)
-        return self._straight_through(index)
+        return (probs.cumsum(-1) < uniform).sum(-1).clamp_(max=probs.shape[-1] - 1)
+
+    def sample(self) -> Tensor:
+        """A one-hot sample with straight-through gradients."""
+        return self._straight_through(self.sample_index())
 
     def log_prob(self, onehot: Tensor) -> Tensor:
         return self._reduce((onehot * self.logits).sum(-1))

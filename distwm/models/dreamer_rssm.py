@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Independent, Normal
 
-from distwm.models.dreamer_blocks import activation_layer
+from distwm.models.dreamer_blocks import MLP, OneHotFeatures
 from distwm.models.dreamer_distributions import OneHotDist
 
 __all__ = ["RSSM", "NormGRUCell"]
@@ -42,17 +42,6 @@ class NormGRUCell(nn.Module):
         cand = torch.tanh(torch.sigmoid(reset) * cand)
         update = torch.sigmoid(update - 1.0)
         return update * cand + (1.0 - update) * h
-
-
-class _Dense(nn.Sequential):
-    """``Linear -> [LayerNorm] -> act`` (one hidden layer of the RSSM)."""
-
-    def __init__(self, in_dim: int, out_dim: int, activation: str, layer_norm: bool):
-        layers: list[nn.Module] = [nn.Linear(in_dim, out_dim, bias=not layer_norm)]
-        if layer_norm:
-            layers.append(nn.LayerNorm(out_dim, eps=1e-3))
-        layers.append(activation_layer(activation))
-        super().__init__(*layers)
 
 
 class RSSM(nn.Module):
@@ -90,11 +79,10 @@ class RSSM(nn.Module):
         self.min_std = min_std
         stats = self.stoch_dim if self.discrete else 2 * stoch_size
 
-        self.img_in = _Dense(self.stoch_dim + action_size, hidden_size, activation, layer_norm)
+        self.img_in = MLP(self.stoch_dim + action_size, hidden_size, 1, activation, layer_norm)
         self.cell = NormGRUCell(hidden_size, deter_size) if layer_norm else nn.GRUCell(hidden_size, deter_size)
-        self.img_out = nn.Sequential(_Dense(deter_size, hidden_size, activation, layer_norm),
-                                     nn.Linear(hidden_size, stats))
-        self.obs_hidden = _Dense(deter_size + obs_embed_size, hidden_size, activation, layer_norm)
+        self.img_out = MLP(deter_size, hidden_size, 1, activation, layer_norm, out_dim=stats)
+        self.obs_hidden = MLP(deter_size + obs_embed_size, hidden_size, 1, activation, layer_norm)
         self.obs_stats = nn.Linear(hidden_size, stats)
         self.initial_deter = nn.Parameter(torch.zeros(deter_size)) if learned_initial_state else None
 
@@ -252,6 +240,34 @@ class RSSM(nn.Module):
             states.append({k: state[k] for k in keys})
         actions.append(policy(self.get_feat(state)))
         return {k: torch.stack([s[k] for s in states], 0) for k in keys}, torch.stack(actions, 0)
+
+    def imagine_onehot(self, policy: Callable, init_state: Mapping[str, Tensor],
+                       horizon: int) -> tuple[OneHotFeatures, Tensor]:
+        """:meth:`imagine_rollout` for categorical latents without gradients, fast.
+
+        The latents stay class indices (:class:`OneHotFeatures`), so the first layers of the
+        RSSM, the policy and the heads skip the zero entries of the one-hot vectors. Call
+        under ``torch.no_grad()``; ``policy`` receives :class:`OneHotFeatures`. Returns the
+        ``horizon + 1`` features (time-major) and actions, like :meth:`imagine_rollout`.
+        """
+        if not self.discrete:
+            raise ValueError("imagine_onehot needs categorical latents (stoch_classes > 0)")
+        stoch, deter = init_state["stoch"], init_state["deter"]
+        offsets = torch.arange(self.stoch_size, device=stoch.device) * self.stoch_classes
+        index = stoch.reshape(*stoch.shape[:-1], self.stoch_size, self.stoch_classes).argmax(-1) + offsets
+        width = self.stoch_dim
+        indices, deters, actions = [index], [deter], []
+        for _ in range(horizon):
+            action = policy(OneHotFeatures(index, deter, width))
+            actions.append(action)
+            deter = self.cell(self.img_in(OneHotFeatures(index, action, width)), deter)
+            logits = self.img_out(deter).reshape(*deter.shape[:-1], self.stoch_size, self.stoch_classes)
+            index = OneHotDist(logits, self.unimix).sample_index() + offsets
+            indices.append(index)
+            deters.append(deter)
+        actions.append(policy(OneHotFeatures(index, deter, width)))
+        feat = OneHotFeatures(torch.stack(indices, 0), torch.stack(deters, 0), width)
+        return feat, torch.stack(actions, 0)
 
     def forward(self, x: Tensor, u: Tensor):
         """Posterior rollout of embedded observations ``x (B, T+1, E)`` and actions ``u (B, T, A)``.

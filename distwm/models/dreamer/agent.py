@@ -116,6 +116,13 @@ class DreamerAgent:
         return ReplayBuffer(size, dreamer.obs_shapes, dreamer.action_size, cfg.train_seq_len,
                             cfg.batch_size, num_envs=cfg.num_envs, seed=cfg.seed)
 
+    @staticmethod
+    def _runner(envs, agent, seed: int):
+        # The env loop of the Ray env workers (pure Python, no Ray): one implementation.
+        from distwm.runtime.env_runner import EnvRunner
+
+        return EnvRunner(envs, agent, seeds=[seed + i for i in range(len(envs))])
+
     def _log(self, metrics: Mapping[str, float], step: int) -> None:
         if self._logger is None:
             from distwm.utils.dreamer_utils import Logger
@@ -146,13 +153,12 @@ class DreamerAgent:
                 self._logger.flush()
 
     def _train_loop(self, envs, total: int) -> dict[str, Any]:
-        from distwm.models.dreamer.env_loop import EnvLoop
-
         dreamer = self._build(envs[0])
         rcfg = dreamer.args
         self.replay = self.replay or self._replay(dreamer)
         dreamer.replay = self.replay
-        loop = EnvLoop(envs, dreamer, seed=rcfg.seed)
+        prefill = rcfg.seed_steps > dreamer.env_steps
+        runner = self._runner(envs, _RandomActor(envs) if prefill else dreamer, rcfg.seed)
         spec = dreamer.data_spec()
         repeat = rcfg.action_repeat
         budget = 0.0
@@ -161,14 +167,19 @@ class DreamerAgent:
         next_log = dreamer.env_steps + rcfg.log_interval
         metrics: dict[str, float] = {}
         start, last_time, last_steps = time.time(), time.time(), dreamer.env_steps
+        progress = _progress(total, dreamer.env_steps)
         while dreamer.env_steps < total:
-            random = dreamer.env_steps < rcfg.seed_steps
-            records, finished, stepped = loop.step(explore=True, random=random)
+            if prefill and dreamer.env_steps >= rcfg.seed_steps:
+                prefill = False
+                runner.agent = dreamer  # the policy takes over (with fresh recurrent states)
+            records, finished = runner.step(explore=True)
             self.replay.add_batch(records)
+            stepped = int((~records["is_last"]).sum())  # envs that took an env step
             dreamer.env_steps += stepped * repeat
-            for ret, _ in finished:
+            progress.update(stepped * repeat)
+            for _, ret, _ in finished:
                 self.episode_returns.append((dreamer.env_steps, ret))
-            if not random and self.replay.can_sample(spec.seq_len):
+            if not prefill and self.replay.can_sample():
                 budget += stepped * spec.updates_per_env_step
                 while budget >= 1.0:
                     metrics = dreamer.train_one_batch()
@@ -176,6 +187,7 @@ class DreamerAgent:
             if next_eval is not None and dreamer.env_steps >= next_eval:
                 next_eval += rcfg.test_interval
                 self._evaluate_now(dreamer)
+                progress.set_postfix(eval_return=f"{self.history[-1][1]:.1f}")
             if next_ckpt is not None and dreamer.env_steps >= next_ckpt:
                 next_ckpt += rcfg.checkpoint_interval
                 dreamer.save(os.path.join(self.log_dir, "checkpoints", "latest.pt"))
@@ -185,15 +197,12 @@ class DreamerAgent:
                 fps = (dreamer.env_steps - last_steps) / max(now - last_time, 1e-9)
                 last_time, last_steps = now, dreamer.env_steps
                 recent = [r for _, r in self.episode_returns[-10:]]
-                eta = (total - dreamer.env_steps) / max(fps, 1e-9)
                 line = {**metrics, "env_steps_per_s": fps, "updates": dreamer.updates,
                         "replay_steps": len(self.replay)}
                 if recent:
                     line["train_return"] = float(np.mean(recent))
                 self._log(line, dreamer.env_steps)
-                _log.info("step %d/%d  updates %d  %.1f steps/s  ETA %.0fs  train return %s",
-                          dreamer.env_steps, total, dreamer.updates, fps, eta,
-                          f"{line['train_return']:.1f}" if recent else "n/a")
+        progress.close()
         if rcfg.checkpoint_interval:
             dreamer.save(os.path.join(self.log_dir, "checkpoints", "latest.pt"))
         return {"env_steps": dreamer.env_steps, "updates": dreamer.updates,
@@ -202,16 +211,17 @@ class DreamerAgent:
                 "last_train_returns": [r for _, r in self.episode_returns[-10:]]}
 
     # -- evaluation ----------------------------------------------------------------------------
-    def _evaluate_now(self, dreamer) -> float:
-        from distwm.models.dreamer.env_loop import run_episodes
-
-        cfg = dreamer.args
-        env = make_env(cfg, seed=cfg.seed + 10_000)
+    def _episodes(self, dreamer, episodes: int, seed: int) -> list[float]:
+        env = make_env(dreamer.args, seed=seed)
+        runner = self._runner([env], dreamer, seed)
         try:
-            returns = run_episodes(env, dreamer, cfg.test_episodes, explore=False,
-                                   seed=cfg.seed + 10_000 + len(self.history))
+            return [ret for ret, _ in runner.run_episodes(episodes, explore=False)]
         finally:
-            env.close()
+            runner.close()
+
+    def _evaluate_now(self, dreamer) -> float:
+        cfg = dreamer.args
+        returns = self._episodes(dreamer, cfg.test_episodes, cfg.seed + 10_000 + len(self.history))
         mean = float(np.mean(returns))
         self.history.append((dreamer.env_steps, mean))
         self._log({"eval_return": mean, "eval_return_std": float(np.std(returns))}, dreamer.env_steps)
@@ -221,15 +231,35 @@ class DreamerAgent:
 
     def evaluate(self) -> dict[str, Any]:
         """``test_episodes`` greedy episodes of the current (or ``checkpoint_path``) policy."""
-        from distwm.models.dreamer.env_loop import run_episodes
-
         cfg = self.config
         self._seed()
-        env = make_env(cfg, seed=cfg.seed + 10_000)
-        try:
-            dreamer = self._build(env)
-            returns = run_episodes(env, dreamer, cfg.test_episodes, explore=False, seed=cfg.seed + 10_000)
-        finally:
-            env.close()
+        if self.dreamer is None:
+            env = make_env(cfg, seed=cfg.seed + 10_000)
+            try:
+                self._build(env)
+            finally:
+                env.close()
+        returns = self._episodes(self.dreamer, cfg.test_episodes, cfg.seed + 10_000)
         return {"mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)),
-                "returns": returns, "env_steps": dreamer.env_steps}
+                "returns": returns, "env_steps": self.dreamer.env_steps}
+
+
+class _RandomActor:
+    """Uniformly random actions with the acting half of the agent protocol (prefill)."""
+
+    def __init__(self, envs):
+        self.spaces = [env.action_space for env in envs]
+
+    def initial_state(self, num_envs: int) -> None:
+        return None
+
+    def act(self, obs, state, explore: bool):
+        return np.stack([space.sample() for space in self.spaces]).astype(np.float32), None
+
+
+def _progress(total: int, done: int):
+    """A tqdm bar over env steps (stderr)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=done, unit="step", desc="dreamer", dynamic_ncols=True,
+                mininterval=5.0)

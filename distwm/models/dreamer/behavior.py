@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Any, Mapping
 
 import torch
 from torch import Tensor, nn
@@ -22,7 +22,7 @@ __all__ = ["ActorCritic", "Imagination", "ReturnNormalizer"]
 class Imagination:
     """An imagined trajectory, time-major: ``H + 1`` states from the start state on."""
 
-    feat: Tensor        # (H+1, N, F) latent features (detached)
+    feat: Any           # (H+1, N, F) latent features (detached), or OneHotFeatures
     action: Tensor      # (H+1, N, A) action chosen in each state
     actor_raw: Tensor   # (H+1, N, *) actor outputs (with gradient to the actor)
     critic_raw: Tensor  # (H, N, *) critic outputs of states 0..H-1 (gradient to the critic)
@@ -107,9 +107,12 @@ class ActorCritic(nn.Module):
             return dist.sample() if self.discrete else dist.rsample()
 
         with FreezeParameters([world_model, self.critic]), torch.set_grad_enabled(not self.reinforce):
-            states, actions = rssm.imagine_rollout(policy, start, cfg.imagine_horizon,
-                                                   keys=("stoch", "deter"))
-            feat = rssm.get_feat(states)
+            if self.reinforce and rssm.discrete:
+                feat, actions = rssm.imagine_onehot(policy, start, cfg.imagine_horizon)
+            else:
+                states, actions = rssm.imagine_rollout(policy, start, cfg.imagine_horizon,
+                                                       keys=("stoch", "deter"))
+                feat = rssm.get_feat(states)
             reward = world_model.reward(feat[1:]).mode()
             if world_model.cont is not None:
                 cont = world_model.cont(feat[1:]).mode()

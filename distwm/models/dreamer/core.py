@@ -9,8 +9,7 @@ process.
 from __future__ import annotations
 
 import logging
-import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -280,6 +279,9 @@ class Dreamer(CheckpointMixin):
         """
         cfg = self.args
         data = self._batch_to_tensors(batch)
+        bad = [k for k, v in data.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        if bad:
+            return self._skip_nonfinite(f"input ({', '.join(bad)} in the batch)", {})
         self.world_model.train()
         model_loss, post, metrics = self.world_model_loss(data)
         if not torch.isfinite(model_loss):
@@ -291,6 +293,8 @@ class Dreamer(CheckpointMixin):
         self.model_optimizer.step()
 
         imag = self.imagine(post, data["is_terminal"])
+        if not (torch.isfinite(imag.returns).all() and torch.isfinite(imag.value).all()):
+            return self._skip_nonfinite("imagined return", metrics)
         actor_loss, actor_metrics = self.actor_loss(imag)
         value_loss, value_metrics = self.value_loss(imag)
         metrics.update(actor_metrics)

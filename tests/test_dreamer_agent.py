@@ -1,0 +1,80 @@
+"""DreamerAgent: construction without side effects, config inputs, and a tiny end-to-end run."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+
+from distwm.configs.dreamer_config import DreamerConfig
+from distwm.models.dreamer import DreamerAgent, get_available_memory
+
+TINY = dict(env="CartPole-v1", env_backend="gym", action_repeat=1, model_size="tiny",
+            batch_size=2, train_seq_len=8, imagine_horizon=3, seed_steps=100, train_ratio=4.0,
+            test_interval=150, test_episodes=2, checkpoint_interval=200, log_interval=100)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_constructor_has_no_side_effects(tmp_path, monkeypatch):
+    import distwm.models.dreamer.agent as agent_module
+
+    monkeypatch.setattr(agent_module, "make_env", lambda *a, **k: pytest.fail("env built"))
+    log_dir = tmp_path / "runs"
+    agent = DreamerAgent(log_dir=str(log_dir), **TINY)
+    assert not log_dir.exists() and agent.dreamer is None
+    assert agent.config.env == "CartPole-v1" and agent.config.model_size == "tiny"
+
+
+def test_config_inputs(tmp_path):
+    path = tmp_path / "dreamer.yaml"
+    DreamerConfig(version="v1", env="CartPole-v1").to_yaml(path)
+    assert DreamerAgent(str(path)).config.version == "v1"
+    assert DreamerAgent({"version": "v2"}, seed=3).config.seed == 3
+    assert DreamerAgent(DreamerConfig(version="v1")).config.resolved().latent == "gaussian"
+    assert DreamerAgent().config == DreamerConfig()
+    with pytest.raises(ValueError, match="Did you mean 'batch_size'"):
+        DreamerAgent(batch_sise=3)
+    with pytest.raises(ValueError, match="DreamerConfig, a dict, a YAML path"):
+        DreamerAgent(42)
+    with pytest.raises(ValueError, match="does not exist"):
+        DreamerAgent(str(tmp_path / "missing.yaml"))
+    assert get_available_memory() > 0
+
+
+def test_tiny_train_on_cartpole_end_to_end(tmp_path):
+    agent = DreamerAgent(log_dir=str(tmp_path), exp_name="tiny", **TINY)
+    summary = agent.train(total_steps=300)
+    assert summary["env_steps"] >= 300
+    assert summary["updates"] >= 40 and summary["nonfinite_updates"] == 0
+    assert [step for step, _ in summary["eval_history"]] == [150, 300]
+    assert all(ret >= 1 for _, ret in summary["eval_history"])
+    assert agent.replay.steps >= 300 and agent.replay.episodes >= 1
+    ckpt = tmp_path / "tiny" / "checkpoints" / "latest.pt"
+    assert ckpt.is_file()
+    lines = [json.loads(line) for line in open(tmp_path / "tiny" / "metrics.jsonl")]
+    assert any("eval_return" in line for line in lines) and any("model_loss" in line for line in lines)
+    result = agent.evaluate()
+    assert len(result["returns"]) == 2 and result["env_steps"] == summary["env_steps"]
+    # a new agent resumes from the checkpoint
+    resumed = DreamerAgent(log_dir=str(tmp_path), exp_name="tiny2", checkpoint_path=str(ckpt), **TINY)
+    assert resumed.evaluate()["env_steps"] == summary["env_steps"]
+
+
+def test_create_model_names(tmp_path, monkeypatch):
+    import distwm
+
+    monkeypatch.chdir(tmp_path)
+    for name, version in (("dreamer", "v3"), ("dreamer-v1", "v1"), ("dreamerv2", "v2"),
+                          ("dreamer_v3", "v3")):
+        agent = distwm.create_model(name, env="CartPole-v1")
+        assert isinstance(agent, DreamerAgent) and agent.config.version == version
+    assert os.listdir(tmp_path) == []  # nothing written by construction

@@ -1,0 +1,117 @@
+"""Dreamer replay invariants: wrap-around, episode boundaries, streams, counters, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from distwm.memory.dreamer_memory import Episode, Memory, ReplayBuffer
+
+
+def fill(buffer: ReplayBuffer, steps: int, num_envs: int, seed: int = 0):
+    """Add ``steps`` lockstep steps; ``state = [global step, episode id, env id]``.
+
+    Episodes of random length 1..7 (ended by termination or truncation); the step after an
+    ``is_last`` is the next episode's ``is_first``. Returns (episodes ended, is_last count).
+    """
+    rng = np.random.default_rng(seed)
+    episode = np.arange(num_envs) * 1000
+    remaining = rng.integers(1, 8, num_envs)
+    first = np.ones(num_envs, bool)
+    ended = 0
+    for t in range(steps):
+        last = (remaining == 0) & ~first
+        terminal = last & (rng.random(num_envs) < 0.5)
+        state = np.stack([np.full(num_envs, t), episode, np.arange(num_envs)], 1).astype(np.float32)
+        buffer.add_batch({"state": state, "action": np.zeros((num_envs, 2), np.float32),
+                          "reward": np.ones(num_envs, np.float32), "is_first": first.copy(),
+                          "is_terminal": terminal, "is_last": last})
+        ended += int(last.sum())
+        first = last.copy()
+        episode = np.where(last, episode + 1, episode)
+        remaining = np.where(last, rng.integers(1, 8, num_envs), remaining - 1)
+    return ended
+
+
+@pytest.mark.parametrize("num_envs", [1, 3])
+def test_sequences_are_consecutive_recent_and_cross_episodes_only_at_is_first(num_envs):
+    buffer = ReplayBuffer(60 * num_envs, (3,), 2, seq_len=8, batch_size=64, num_envs=num_envs, seed=1)
+    ended = fill(buffer, 250, num_envs)  # wraps the 60-step streams around four times
+    assert buffer.steps == 250 * num_envs and buffer.episodes == ended
+    assert len(buffer) <= buffer.capacity
+    batch = buffer.sample()
+    state = batch["state"]
+    assert state.shape == (64, 8, 3) and batch["is_first"].shape == (64, 8)
+    step, episode, env = state[..., 0], state[..., 1], state[..., 2]
+    assert np.all(np.diff(step, axis=1) == 1), "a sequence skipped or repeated a step"
+    assert np.all(env == env[:, :1]), "a sequence mixed two env streams"
+    assert step.min() >= 250 - 60, "a sequence used an overwritten (older than capacity) step"
+    changed = np.diff(episode, axis=1) != 0
+    assert np.all(batch["is_first"][:, 1:][changed]), "an episode change without is_first"
+    assert np.all(changed[batch["is_first"][:, 1:]]), "is_first inside an episode"
+    assert np.all(batch["is_last"][:, :-1][changed]), "a new episode started before is_last"
+    assert np.all(batch["is_terminal"] <= batch["is_last"])
+
+
+def test_single_env_add_and_counters():
+    buffer = ReplayBuffer(20, {"state": (2,)}, 1, seq_len=3, batch_size=2)
+    assert not buffer.can_sample()
+    with pytest.raises(ValueError, match="no complete sequence"):
+        buffer.sample()
+    for t in range(5):
+        buffer.add({"state": np.full(2, t, np.float32)}, np.zeros(1), 1.0, done=t == 4,
+                   is_first=t == 0)
+    assert buffer.can_sample() and buffer.steps == 5 and buffer.episodes == 1
+    batch = buffer.sample()
+    assert set(batch) == {"state", "action", "reward", "is_first", "is_terminal", "is_last"}
+
+
+def test_image_steps_stay_uint8_and_chunks(tmp_path):
+    buffer = ReplayBuffer(32, {"image": (3, 8, 8)}, 2, seq_len=4, batch_size=3, num_envs=2,
+                          chunk_length=4)
+    chunk = {"image": np.zeros((2, 4, 3, 8, 8), np.uint8), "action": np.zeros((2, 4, 2), np.float32),
+             "reward": np.zeros((2, 4), np.float32), "is_first": np.zeros((2, 4), bool),
+             "is_terminal": np.zeros((2, 4), bool), "is_last": np.zeros((2, 4), bool)}
+    chunk["is_first"][:, 0] = True
+    buffer.add_chunk(chunk)
+    batch = buffer.sample()
+    assert batch["image"].dtype == np.uint8 and batch["image"].shape == (3, 4, 3, 8, 8)
+    path = buffer.save(tmp_path / "replay.npz")
+    other = ReplayBuffer(32, {"image": (3, 8, 8)}, 2, seq_len=4, batch_size=3, num_envs=2,
+                         chunk_length=4)
+    other.load(path)
+    assert len(other) == len(buffer) and other.steps == buffer.steps
+
+
+def test_bad_input_raises():
+    with pytest.raises(ValueError, match="size"):
+        ReplayBuffer(4, (2,), 1, seq_len=8, batch_size=2)
+    with pytest.raises(ValueError, match="obs_shape"):
+        ReplayBuffer(40, (2, 2), 1, seq_len=8, batch_size=2)
+    with pytest.raises(ValueError, match="seq_len"):
+        ReplayBuffer(40, (2,), 1, seq_len=0, batch_size=2)
+    buffer = ReplayBuffer(40, (2,), 1, seq_len=4, batch_size=2, num_envs=2)
+    with pytest.raises(ValueError, match="add_batch"):
+        buffer.add({"state": np.zeros(2)}, np.zeros(1), 0.0, 0.0)
+    with pytest.raises(ValueError, match="lacks keys"):
+        buffer.add_batch({"state": np.zeros((2, 2))})
+    good = {"state": np.zeros((2, 2), np.float32), "action": np.zeros((2, 1), np.float32),
+            "reward": np.zeros(2, np.float32), "is_first": np.zeros(2, bool),
+            "is_terminal": np.zeros(2, bool), "is_last": np.zeros(2, bool)}
+    with pytest.raises(ValueError, match="'action' has shape"):
+        buffer.add_batch({**good, "action": np.zeros((2, 3), np.float32)})
+    with pytest.raises(ValueError, match="sequences of 4"):
+        buffer.sample(seq_len=5)
+
+
+def test_seed_memory_and_episode():
+    memory = Memory(capacity=3)
+    for i in range(5):
+        memory.append(i, i * 2)
+    assert len(memory) == 3 and all(t[0] >= 2 for t in memory.sample(3))
+    with pytest.raises(ValueError, match="cannot sample"):
+        memory.sample(4)
+    episode = Episode(np.zeros(2))
+    episode.append(np.ones(1), np.ones(2), 1.5, False)
+    episode.append(np.ones(1), np.ones(2), 2.0, True)
+    assert len(episode) == 2 and episode.total_reward == 3.5

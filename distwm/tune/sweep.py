@@ -2,11 +2,11 @@
 
 Every trial (:func:`distwm.tune.trainable.train_trial`) is one actor-learner run. Its
 resources are reserved by Tune with ``tune.with_resources`` and a ``PlacementGroupFactory``:
-bundle 0 for the trial's driver, then the run's own bundles as ``distwm.runtime.placement``
-plans them (the learner, with ``GPU`` and the cluster's custom ``learner`` resource when it
+bundle 0 for the trial's driver (``tune.driver_cpus``), then the run's own bundles as
+``distwm.runtime.placement`` plans them (the learner, with ``GPU`` and the cluster's custom ``learner`` resource when it
 has one, then one bundle per env worker, then shards and evaluator when they reserve CPUs).
-A runtime that cannot place its actors in the trial's placement group (no
-``RuntimeConfig.placement_group``) reserves its own group inside the trial; Tune then reserves
+The run places its actors in that group (``RuntimeConfig.placement_group="current"``). A
+runtime without that option reserves its own group inside the trial; Tune then reserves
 only the driver's bundle and the sweep caps ``max_concurrent_trials`` so that every running
 trial's group fits the cluster.
 
@@ -24,7 +24,12 @@ import sys
 from typing import Any, Mapping
 
 from distwm.tune.sweep_config import SweepConfig
-from distwm.tune.trainable import trial_label, trial_run_config, train_trial
+from distwm.tune.trainable import (
+    runtime_uses_trial_placement_group,
+    train_trial,
+    trial_label,
+    trial_run_config,
+)
 
 __all__ = [
     "LEARNER_RESOURCE",
@@ -39,13 +44,6 @@ __all__ = [
 
 #: the custom resource GPU nodes of ``cluster/*.yaml`` advertise for learners
 LEARNER_RESOURCE = "learner"
-
-
-def runtime_uses_trial_placement_group() -> bool:
-    """Whether ``distwm.runtime`` can place a run in the trial's placement group."""
-    from distwm.configs.runtime_config import RuntimeConfig
-
-    return "placement_group" in RuntimeConfig.field_names()
 
 
 def _wants_gpu(sweep: SweepConfig) -> bool:
@@ -70,8 +68,6 @@ def resolve_for_cluster(sweep: SweepConfig, resources: Mapping[str, float]) -> S
         fixed["workers"] = plan.workers
     if runtime.learner_gpus == "auto":
         fixed["learner_gpus"] = plan.learner_gpus
-    if runtime_uses_trial_placement_group():
-        fixed["placement_group"] = "current"
     return SweepConfig.from_dict({**sweep.to_dict(), "runtime": fixed})
 
 
@@ -81,9 +77,10 @@ def trial_bundles(sweep: SweepConfig, config: Mapping[str, Any],
     """The placement-group bundles of one trial (see the module docstring)."""
     from distwm.runtime.placement import plan_actors
 
-    driver = {"CPU": sweep.tune.driver_cpus} if sweep.tune.driver_cpus > 0 else {}
+    # never empty: Tune would drop an empty head bundle and shift the run's bundle indices
+    driver = {"CPU": max(sweep.tune.driver_cpus, 0.01)}
     if not whole_run:
-        return [driver or {"CPU": 0.01}]
+        return [driver]
     runtime = trial_run_config(sweep, config, None).runtime
     plan = plan_actors(runtime, math.inf, math.inf)
     bundles = [dict(b) for b in plan.bundles]

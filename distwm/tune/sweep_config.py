@@ -52,6 +52,7 @@ SWEEP_OWNED_RUNTIME_FIELDS = {
     "steps": "budget.env_steps", "eval_episodes": "budget.eval_episodes",
     "run_dir": "tune.storage_path (each trial's run lives under <storage_path>/<name>/runs)",
     "address": "`distwm sweep --address`",
+    "placement_group": "the sweep (each run is placed in its trial's placement group)",
 }
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 

@@ -86,7 +86,7 @@ def test_sweep_runs_every_trial_and_restores_the_failed_one(finished_sweep):
     from distwm.runtime.learner import latest_checkpoint
 
     sweep, outcome, tmp = finished_sweep
-    assert outcome.num_errors == 0, outcome.table()
+    assert outcome.num_errors == 0, outcome.rows
     assert [r["trial"] for r in outcome.rows] == ["dreamer-cartpole-balance-s0",
                                                   "dreamer-cartpole-balance-s1"]
     assert all(r["status"] == "DONE" and r["env_steps"] >= 200 for r in outcome.rows)
@@ -149,8 +149,8 @@ def _metrics_text(port: int) -> str:
 
 
 @pytest.mark.ray
-def test_report_as_a_ray_job_logs_the_report_and_exports_gauges(finished_sweep, local_head,
-                                                                 tmp_path):
+def test_report_as_a_ray_job_logs_the_report_and_exports_gauges(
+        finished_sweep, local_head, tmp_path):  # noqa: F811 (the imported fixture)
     from distwm.benchmarks.reference import resolve_reference_dir
 
     _, outcome, _ = finished_sweep

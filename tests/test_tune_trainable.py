@@ -44,7 +44,8 @@ def test_trial_run_config_applies_game_seed_budget_and_search():
     assert (rt.steps, rt.eval_episodes, rt.eval_interval, rt.run_dir) == (1000, 3, 500, "/runs/x")
     assert (rt.workers, rt.train_ratio) == (2, 16.0)
     assert trial_label(config) == "dreamer-walker-walk-s1"
-    assert trial_run_dir(sweep, config, "abc_00001") == "/tmp/distwm-unit/unit/runs/dreamer-walker-walk-s1-abc_00001"
+    assert (trial_run_dir(sweep, config, "abc_00001")
+            == "/tmp/distwm-unit/unit/runs/dreamer-walker-walk-s1-abc_00001")
     with pytest.raises(ValueError, match="not one of the sweep's agents"):
         trial_run_config(sweep, {**config, "agent": "planet"}, None)
 

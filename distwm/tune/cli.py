@@ -29,8 +29,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
           f"({len(sweep.agents)} agents x {len(sweep.games)} games x {len(sweep.seeds)} seeds"
           + (f", search over {', '.join(sweep.search)}" if sweep.search else "")
           + f") -> {sweep.experiment_path()}", flush=True)
+    from distwm.cli import format_table
+
     outcome = run_sweep(sweep, address=args.address, resume=args.resume)
-    print(outcome.table())
+    print(format_table(outcome.HEADERS, outcome.table_rows()))
     print(f"\nResults: {outcome.path}\nReport:  distwm report {outcome.path}", flush=True)
     return 1 if outcome.num_errors else 0
 

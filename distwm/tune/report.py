@@ -12,7 +12,8 @@ are computed the same way on the same tasks and shown side by side.
 
 Written to ``<out>/`` (default ``<RESULTS_DIR>/report``): ``report.md`` (printed: aggregates,
 per-task table, trials), ``trials.csv``, and from ``distwm.benchmarks.report.write_report``:
-``report.{json,csv,tex}``, ``report_performance_profile.png``, ``report_aggregate_intervals.png``. Inside a Ray job
+``report.{json,csv,tex}``, ``report_performance_profile.png``,
+``report_aggregate_intervals.png``. Inside a Ray job
 (``RAY_ADDRESS`` set) or with ``--address`` the headline numbers are also exported as
 ``ray.util.metrics`` gauges (``distwm_report_aggregate``), held by a detached actor so that the
 dashboard's metrics view keeps them after the job ends.
@@ -83,9 +84,11 @@ def load_trial_outcomes(results_dir: str) -> list[TrialOutcome]:
             if trial.status == "ERROR":
                 status, cause = "failed", _last_line(trial.get_error())
             elif trial.status == "TERMINATED":
-                status, cause = "stopped", f"stopped early at {steps or 0:,} env steps (scheduler or time limit)"
+                status = "stopped"
+                cause = f"stopped early at {steps or 0:,} env steps (scheduler or time limit)"
             else:
-                status, cause = "unfinished", f"{trial.status.lower()}: continue it with `distwm sweep --resume`"
+                status = "unfinished"
+                cause = f"{trial.status.lower()}: continue it with `distwm sweep --resume`"
         outcomes.append(TrialOutcome(_agent_label(config), str(config["game"]), int(config["seed"]),
                                      status, steps, score, cause))
     return sorted(outcomes, key=lambda o: (o.agent, o.game, o.seed))

@@ -3,8 +3,9 @@
 Every trial (:func:`distwm.tune.trainable.train_trial`) is one actor-learner run. Its
 resources are reserved by Tune with ``tune.with_resources`` and a ``PlacementGroupFactory``:
 bundle 0 for the trial's driver (``tune.driver_cpus``), then the run's own bundles as
-``distwm.runtime.placement`` plans them (the learner, with ``GPU`` and the cluster's custom ``learner`` resource when it
-has one, then one bundle per env worker, then shards and evaluator when they reserve CPUs).
+``distwm.runtime.placement`` plans them (the learner, with ``GPU`` and the cluster's custom
+``learner`` resource when it has one, then one bundle per env worker, then shards and the
+evaluator when they reserve CPUs).
 The run places its actors in that group (``RuntimeConfig.placement_group="current"``). A
 runtime without that option reserves its own group inside the trial; Tune then reserves
 only the driver's bundle and the sweep caps ``max_concurrent_trials`` so that every running
@@ -169,17 +170,17 @@ class SweepOutcome:
         self.path = path
         self.rows = rows
 
+    HEADERS = ("trial", "status", "env steps", "score", "error")
+
     @property
     def num_errors(self) -> int:
         return sum(1 for r in self.rows if r["status"] == "ERROR")
 
-    def table(self) -> str:
-        from distwm.cli import format_table
-
-        rows = [(r["trial"], r["status"], f"{r['env_steps']:,}" if r["env_steps"] is not None else "-",
+    def table_rows(self) -> list[tuple[str, ...]]:
+        """One row of text per trial, under :attr:`HEADERS`."""
+        return [(r["trial"], r["status"], "-" if r["env_steps"] is None else f"{r['env_steps']:,}",
                  "-" if r["score"] is None else f"{r['score']:.2f}", r["error"] or "")
                 for r in self.rows]
-        return format_table(("trial", "status", "env steps", "score", "error"), rows)
 
 
 def _outcome(path: str, result_grid: Any) -> SweepOutcome:
@@ -188,11 +189,12 @@ def _outcome(path: str, result_grid: Any) -> SweepOutcome:
         metrics = result.metrics or {}
         config = result.config or {}
         error = result.error
+        cause = str(error).strip().splitlines()[-1] if error is not None and str(error).strip() else ""
         rows.append({
             "trial": trial_label(config) if config else "?",
             "status": "ERROR" if error is not None else ("DONE" if metrics.get("final") else "STOPPED"),
             "env_steps": metrics.get("env_steps"), "score": metrics.get("score"),
-            "error": None if error is None else f"{type(error).__name__}: {str(error).splitlines()[-1] if str(error) else ''}",
+            "error": None if error is None else f"{type(error).__name__}: {cause}",
         })
     return SweepOutcome(path, sorted(rows, key=lambda r: r["trial"]))
 

@@ -199,7 +199,8 @@ class SweepConfig(ConfigBase):
             raise ValueError(f"budget.time_limit_s must be > 0 or null, got {b.time_limit_s!r}")
         t = self.tune
         if t.max_concurrent_trials is not None and t.max_concurrent_trials < 1:
-            raise ValueError(f"tune.max_concurrent_trials must be >= 1 or null, got {t.max_concurrent_trials}")
+            raise ValueError(
+                f"tune.max_concurrent_trials must be >= 1 or null, got {t.max_concurrent_trials}")
         for name in ("max_failures", "num_samples", "keep_checkpoints"):
             if getattr(t, name) < (0 if name == "max_failures" else 1):
                 raise ValueError(f"tune.{name} must be >= {0 if name == 'max_failures' else 1}, "

@@ -143,6 +143,20 @@ def test_report_gives_tables_plots_and_iqm_with_ci(finished_sweep, tmp_path, cap
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.ray
+def test_report_without_reference_data(finished_sweep, tmp_path, monkeypatch):
+    import distwm.benchmarks.reference as reference
+    from distwm.tune.report import build_sweep_report
+
+    _, outcome, _ = finished_sweep
+    monkeypatch.setattr(reference, "_candidates", lambda _: [tmp_path / "no-reference"])
+    result = build_sweep_report(outcome.path, out_dir=str(tmp_path), num_samples=100)
+    assert "Published agents (DreamerV3) left out" in result["markdown"]
+    assert list(result["report"]["agents"]) == ["dreamer"]
+    with pytest.raises(ValueError, match="--compare IRIS"):
+        build_sweep_report(outcome.path, compare=["IRIS"], out_dir=str(tmp_path), num_samples=100)
+
+
 def _metrics_text(port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
         return r.read().decode()

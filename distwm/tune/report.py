@@ -168,8 +168,20 @@ def build_sweep_report(results_dir: str, compare: Sequence[str] | None = None,
         causes = "; ".join(f"{o.agent} {o.game} seed {o.seed}: {o.status}, {o.cause}" for o in outcomes)
         raise ValueError(f"no trial of {results_dir!r} has a final score ({causes or 'no trials'})")
     games = sorted({g for scores in ours.values() for g in scores})
-    compare = list(sweep.compare if compare is None else compare)
-    scores = {**ours, **_published(compare, sweep, games)}
+    notes = []
+    if compare is None:  # the sweep's default comparison: skipped, with a note, without data
+        compare = list(sweep.compare)
+        try:
+            published = _published(compare, sweep, games)
+        except FileNotFoundError as exc:
+            published = {}
+            notes = [f"Published agents ({', '.join(compare)}) left out: {exc}", ""]
+    else:
+        try:
+            published = _published(list(compare), sweep, games)
+        except FileNotFoundError as exc:
+            raise ValueError(f"--compare {','.join(compare)}: {exc}") from None
+    scores = {**ours, **published}
     suite = SUITE_NORMALISATION.get(sweep.suite) if sweep.suite else None
     report = compute_suite_report(scores, suite=suite, normalize=suite is not None,
                                   num_samples=num_samples, alpha=alpha, seed=seed)
@@ -186,7 +198,7 @@ def build_sweep_report(results_dir: str, compare: Sequence[str] | None = None,
               + f"; {round(100 * (1 - alpha))}% stratified-bootstrap CIs over {num_samples} resamples "
               "(IQM: 25% trimmed mean over all runs of all tasks).", "",
               f"Plots: `{os.path.basename(paths['aggregate_intervals'])}`, "
-              f"`{os.path.basename(paths['performance_profile'])}`", ""]
+              f"`{os.path.basename(paths['performance_profile'])}`", "", *notes]
     aggregate_md = render_markdown(report).split("\n", 2)[2]  # drop its title line
     markdown = "\n".join(header + [aggregate_md] + _trials_markdown(outcomes))
     paths["md"] = os.path.join(out_dir, "report.md")

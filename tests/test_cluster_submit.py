@@ -76,7 +76,7 @@ def _stop_head(block_proc: subprocess.Popen, temp_dir: str) -> None:
             proc.terminate()
         except psutil.NoSuchProcess:
             pass
-    _, alive = psutil.wait_procs(ours, timeout=10)
+    _, alive = psutil.wait_procs(ours, timeout=5)
     for proc in alive + [p for p in _processes_of(temp_dir) if p.pid != os.getpid()]:
         try:
             proc.kill()

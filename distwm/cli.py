@@ -6,18 +6,9 @@ import argparse
 import sys
 from typing import Callable, Sequence
 
+from distwm.utils.tables import format_table
+
 __all__ = ["main", "build_parser", "format_table"]
-
-
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A plain fixed-width text table."""
-    widths = [len(h) for h in headers]
-    for row in rows:
-        widths = [max(w, len(str(c))) for w, c in zip(widths, row)]
-    line = "  ".join("-" * w for w in widths)
-    out = ["  ".join(str(h).ljust(w) for h, w in zip(headers, widths)).rstrip(), line]
-    out += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
-    return "\n".join(out)
 
 
 def _cmd_models(args: argparse.Namespace) -> int:

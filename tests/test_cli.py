@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from distwm import cli
+from distwm.utils.tables import format_table
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -47,7 +48,7 @@ def test_envs_with_unknown_model_is_an_error(capsys):
 
 
 def test_format_table_aligns_columns():
-    text = cli.format_table(("a", "bb"), [("xxx", "y"), ("z", "wwww")])
+    text = format_table(("a", "bb"), [("xxx", "y"), ("z", "wwww")])
     lines = text.splitlines()
     assert lines[0] == "a    bb"
     assert lines[2] == "xxx  y"

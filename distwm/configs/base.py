@@ -42,6 +42,8 @@ def check_value(field: str, value: Any, tp: Any) -> Any:
                 return check_value(field, value, arg)
             except ValueError as exc:
                 errors.append(str(exc))
+        if len(errors) == 1:
+            raise ValueError(errors[0])
         raise ValueError(f"Config field {field!r}: {value!r} is not a valid {_type_name(tp)}")
     if origin is Literal:
         choices = get_args(tp)

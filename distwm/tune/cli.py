@@ -29,7 +29,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
           f"({len(sweep.agents)} agents x {len(sweep.games)} games x {len(sweep.seeds)} seeds"
           + (f", search over {', '.join(sweep.search)}" if sweep.search else "")
           + f") -> {sweep.experiment_path()}", flush=True)
-    from distwm.cli import format_table
+    from distwm.utils.tables import format_table
 
     outcome = run_sweep(sweep, address=args.address, resume=args.resume)
     print(format_table(outcome.HEADERS, outcome.table_rows()))

@@ -36,6 +36,7 @@ _LAZY = {
     "write_video": "distwm.utils.utils",
     "save_video": "distwm.utils.utils",
     "StreamingVideoWriter": "distwm.utils.utils",
+    "format_table": "distwm.utils.tables",
 }
 
 __all__ = sorted(_LAZY)

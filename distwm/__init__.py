@@ -49,7 +49,8 @@ _LAZY: dict[str, str] = {
     "TanhBijector": "distwm.vision.dreamer_decoder",
     "SampleDist": "distwm.vision.dreamer_decoder",
     "ReplayBuffer": "distwm.memory.dreamer_memory",
-    "DreamerOperator": "distwm.inference",
+    "DreamerOperator": "distwm.inference.operators.dreamer_operator",
+    "get_operator": "distwm.inference.operators",
     # PlaNet and the modular RSSM
     "RecurrentStateSpaceModel": "distwm.models.rssm",
     "CNNEncoder": "distwm.vision.planet_encoder",

@@ -180,3 +180,49 @@ def test_checkpoint_errors_say_what_is_wrong(tmp_path):
         other_obs.restore_checkpoint(path)
     with pytest.raises(ValueError, match="restore=True"):
         Dreamer(tiny_config("v3"), shapes, 2, "cpu", restore=True)
+
+
+def test_seed_env_methods_collect_into_replay_and_evaluate():
+    from distwm.models.dreamer import make_env
+
+    cfg = tiny_config("v3", env="CartPole-v1", env_backend="gym", action_repeat=1, buffer_size=500)
+    env = make_env(cfg, seed=0)
+    agent = Dreamer.from_config(cfg, env.observation_space, env.action_space)
+    returns = agent.collect_random_episodes(env, 60)
+    assert agent.replay.steps >= 60 and agent.env_steps == 60 and all(r >= 1 for r in returns)
+    agent.act_and_collect_data(env, 20)
+    assert agent.env_steps == 80
+    metrics = agent.train_one_batch()
+    assert metrics["skipped"] == 0.0
+    result = agent.evaluate(env, 2)
+    assert len(result["returns"]) == 2 and result["mean_return"] >= 1
+    with pytest.raises(ValueError, match="render_mode"):  # state-only envs have no frames
+        agent.evaluate(env, 1, render=True)
+    with pytest.raises(ValueError, match="positive int"):
+        agent.act_and_collect_data(env, 0)
+    env.close()
+
+
+class _ImageEnv(gym.Env):
+    """Five-step episodes of random 16 x 16 images."""
+
+    observation_space = gym.spaces.Dict({"image": gym.spaces.Box(0, 255, (3, 16, 16), np.uint8)})
+    action_space = gym.spaces.Box(-1, 1, (2,), np.float32)
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return {"image": self.np_random.integers(0, 256, (3, 16, 16), dtype=np.uint8)}, {}
+
+    def step(self, action):
+        self.t += 1
+        obs = {"image": self.np_random.integers(0, 256, (3, 16, 16), dtype=np.uint8)}
+        return obs, 1.0, False, self.t >= 5, {}
+
+
+def test_evaluate_records_the_frames_of_the_first_episode():
+    env = _ImageEnv()
+    agent = Dreamer.from_config(tiny_config("v3"), env.observation_space, env.action_space)
+    result = agent.evaluate(env, 2, render=True)
+    assert result["returns"] == [5.0, 5.0]
+    assert result["frames"].shape == (6, 3, 16, 16) and result["frames"].dtype == np.uint8

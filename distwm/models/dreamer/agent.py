@@ -12,6 +12,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from distwm.configs.dreamer_config import DreamerConfig
+from distwm.models.dreamer.interaction import RandomActor, make_runner
 
 __all__ = ["DreamerAgent", "get_available_memory", "make_env", "resolve_config"]
 
@@ -116,13 +117,6 @@ class DreamerAgent:
         return ReplayBuffer(size, dreamer.obs_shapes, dreamer.action_size, cfg.train_seq_len,
                             cfg.batch_size, num_envs=cfg.num_envs, seed=cfg.seed)
 
-    @staticmethod
-    def _runner(envs, agent, seed: int):
-        # The env loop of the Ray env workers (pure Python, no Ray): one implementation.
-        from distwm.runtime.env_runner import EnvRunner
-
-        return EnvRunner(envs, agent, seeds=[seed + i for i in range(len(envs))])
-
     def _log(self, metrics: Mapping[str, float], step: int) -> None:
         if self._logger is None:
             from distwm.utils.dreamer_utils import Logger
@@ -158,7 +152,7 @@ class DreamerAgent:
         self.replay = self.replay or self._replay(dreamer)
         dreamer.replay = self.replay
         prefill = rcfg.seed_steps > dreamer.env_steps
-        runner = self._runner(envs, _RandomActor(envs) if prefill else dreamer, rcfg.seed)
+        runner = make_runner(envs, RandomActor(envs) if prefill else dreamer, rcfg.seed)
         spec = dreamer.data_spec()
         repeat = rcfg.action_repeat
         budget = 0.0
@@ -213,11 +207,10 @@ class DreamerAgent:
     # -- evaluation ----------------------------------------------------------------------------
     def _episodes(self, dreamer, episodes: int, seed: int) -> list[float]:
         env = make_env(dreamer.args, seed=seed)
-        runner = self._runner([env], dreamer, seed)
         try:
-            return [ret for ret, _ in runner.run_episodes(episodes, explore=False)]
+            return dreamer.evaluate(env, episodes, seed=seed)["returns"]
         finally:
-            runner.close()
+            env.close()
 
     def _evaluate_now(self, dreamer) -> float:
         cfg = dreamer.args
@@ -242,19 +235,6 @@ class DreamerAgent:
         returns = self._episodes(self.dreamer, cfg.test_episodes, cfg.seed + 10_000)
         return {"mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)),
                 "returns": returns, "env_steps": self.dreamer.env_steps}
-
-
-class _RandomActor:
-    """Uniformly random actions with the acting half of the agent protocol (prefill)."""
-
-    def __init__(self, envs):
-        self.spaces = [env.action_space for env in envs]
-
-    def initial_state(self, num_envs: int) -> None:
-        return None
-
-    def act(self, obs, state, explore: bool):
-        return np.stack([space.sample() for space in self.spaces]).astype(np.float32), None
 
 
 def _progress(total: int, done: int):

@@ -19,6 +19,7 @@ from distwm.agent import DataSpec
 from distwm.configs.dreamer_config import DreamerConfig
 from distwm.models.dreamer.behavior import ActorCritic, Imagination
 from distwm.models.dreamer.checkpoint import CheckpointMixin
+from distwm.models.dreamer.interaction import InteractionMixin
 from distwm.models.dreamer.world_model import WorldModel, preprocess_obs
 
 __all__ = ["Dreamer", "NonFiniteLossError", "spaces_to_shapes"]
@@ -68,7 +69,7 @@ def _resolve_device(device) -> torch.device:
     return torch.device(device)
 
 
-class Dreamer(CheckpointMixin):
+class Dreamer(CheckpointMixin, InteractionMixin):
     """Dreamer V1/V2/V3: world model + imagination actor-critic (see :class:`DreamerConfig`).
 
     Args:

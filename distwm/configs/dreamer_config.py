@@ -231,44 +231,51 @@ class DreamerConfig(RLConfig):
                          "test_episodes", "max_nonfinite_updates", "num_buckets", *_SIZE_FIELDS[:4],
                          "batch_size", "train_seq_len", "stoch_size", "log_interval")
         for name in positive_ints:
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value <= 0):
-                raise ValueError(f"DreamerConfig.{name} must be a positive integer, got {value!r}")
+            _check(name, getattr(self, name), "a positive integer", int, lambda v: v > 0)
         for name in ("seed_steps", "test_interval", "checkpoint_interval", "stoch_classes",
                      "obs_embed_size", "slow_critic_interval"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 0):
-                raise ValueError(f"DreamerConfig.{name} must be an integer >= 0, got {value!r}")
+            _check(name, getattr(self, name), "an integer >= 0", int, lambda v: v >= 0)
         for name in ("discount", "td_lambda", "kl_alpha", "unimix", "slow_critic_fraction",
                      "return_norm_decay"):
-            value = getattr(self, name)
-            if value is not None and not 0.0 <= value <= 1.0:
-                raise ValueError(f"DreamerConfig.{name} must be in [0, 1], got {value!r}")
+            _check(name, getattr(self, name), "a number in [0, 1]", float, lambda v: 0 <= v <= 1)
         for name in ("train_ratio", "model_learning_rate", "actor_learning_rate",
                      "value_learning_rate", "adam_epsilon", "grad_clip_norm", "ac_grad_clip_norm",
                      "symlog_range", "return_norm_limit"):
-            value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise ValueError(f"DreamerConfig.{name} must be > 0, got {value!r}")
+            _check(name, getattr(self, name), "a number > 0", float, lambda v: v > 0)
         for name in ("free_nats", "actor_entropy", "action_noise", "kl_loss_coeff",
                      "kl_dyn_scale", "kl_rep_scale", "disc_loss_coeff", "slow_critic_reg"):
-            value = getattr(self, name)
-            if value is not None and value < 0:
-                raise ValueError(f"DreamerConfig.{name} must be >= 0, got {value!r}")
-        low, high = self.return_norm_percentiles
-        if not 0.0 <= low < high <= 100.0:
+            _check(name, getattr(self, name), "a number >= 0", float, lambda v: v >= 0)
+        percentiles = self.return_norm_percentiles
+        if (not isinstance(percentiles, (tuple, list)) or len(percentiles) != 2
+                or not all(_is_number(p) for p in percentiles)
+                or not 0.0 <= percentiles[0] < percentiles[1] <= 100.0):
             raise ValueError(
                 "DreamerConfig.return_norm_percentiles must be (low, high) with "
-                f"0 <= low < high <= 100, got {self.return_norm_percentiles!r}"
+                f"0 <= low < high <= 100, got {percentiles!r}"
             )
         if self.latent == "categorical" and self.stoch_classes is not None and self.stoch_classes < 2:
             raise ValueError(
                 f"DreamerConfig.stoch_classes must be >= 2 for categorical latents, got {self.stoch_classes!r}"
             )
-        if self.activation is not None and self.activation.lower() not in ACTIVATION_NAMES:
+        if self.activation is not None and (not isinstance(self.activation, str)
+                                            or self.activation.lower() not in ACTIVATION_NAMES):
             raise ValueError(
                 f"DreamerConfig.activation {self.activation!r} is not one of {list(ACTIVATION_NAMES)}"
             )
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check(name: str, value, what: str, kind: type, ok) -> None:
+    """``ValueError`` unless ``value`` is ``None`` or a ``kind`` (an int counts as a float)
+    for which ``ok(value)`` holds."""
+    if value is None:
+        return
+    right_type = isinstance(value, int) and not isinstance(value, bool) if kind is int else _is_number(value)
+    if not right_type or not ok(value):
+        raise ValueError(f"DreamerConfig.{name} must be {what}, got {value!r}")
 
 
 def dreamer_v1_config() -> DreamerConfig:

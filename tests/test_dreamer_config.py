@@ -55,6 +55,8 @@ def test_yaml_round_trip_keeps_unset_fields_unset(tmp_path):
     ("activation", "swishy", "activation"),
     ("return_norm_percentiles", (95.0, 5.0), "return_norm_percentiles"),
     ("stoch_classes", -1, "stoch_classes"),
+    ("model_learning_rate", "1e-4", "model_learning_rate must be a number"),
+    ("batch_size", 2.5, "batch_size must be a positive integer"),
 ])
 def test_bad_values_raise_naming_the_field(field, value, message):
     with pytest.raises(ValueError, match=message):

@@ -137,7 +137,8 @@ class RSSM(nn.Module):
         return {k: v.reshape(v.shape[0] * v.shape[1], *v.shape[2:]) for k, v in state_dict.items()}
 
     @staticmethod
-    def _mask(state: Mapping[str, Tensor], keep: Tensor, reset: Mapping[str, Tensor]) -> State:
+    def mask_state(state: Mapping[str, Tensor], keep: Tensor, reset: Mapping[str, Tensor]) -> State:
+        """``state`` where ``keep`` (``(B,)``, 1.0 or 0.0) is set, ``reset`` elsewhere."""
         out = {}
         for key, value in state.items():
             k = keep.reshape(keep.shape[0], *([1] * (value.dim() - 1)))
@@ -194,7 +195,7 @@ class RSSM(nn.Module):
         rest = nn.Sequential(*list(self.obs_hidden)[1:])
         deters, posts = [], []
         for t in range(steps):
-            state = self._mask(state, keep[:, t], init)
+            state = self.mask_state(state, keep[:, t], init)
             deter = self._deter_step(state, actions[:, t])
             hidden = rest(F.linear(deter, w_deter) + embed_part[:, t])
             state = self._stats_to_state(self.obs_stats(hidden), deter)

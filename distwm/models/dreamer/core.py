@@ -162,7 +162,7 @@ class Dreamer(CheckpointMixin, InteractionMixin):
         fresh = self.initial_state(num)
         if state is None:
             state = fresh
-        state = self.world_model.rssm._mask(dict(state), 1.0 - first, fresh)
+        state = self.world_model.rssm.mask_state(dict(state), 1.0 - first, fresh)
         rssm = self.world_model.rssm
         embed = self.world_model.encoder(tensors)
         latent = {k: v for k, v in state.items() if k != "action"}

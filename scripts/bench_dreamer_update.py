@@ -124,9 +124,9 @@ def main(argv=None) -> int:
     agent = distwm_learner(args.batch_size, args.seq_len)
     module = algo.get_module()
     rllib_params = count_params([module])
-    ours = count_params([agent.world_model, agent.behavior.actor, agent.behavior.critic])
-    print(f"parameters: RLlib {rllib_params / 1e6:.2f}M, distwm {ours / 1e6:.2f}M "
-          "(world model + actor + critic)", flush=True)
+    ours = count_params([agent.world_model, agent.behavior])
+    print(f"parameters: RLlib {rllib_params / 1e6:.3f}M, distwm {ours / 1e6:.3f}M "
+          "(world model, actor, critic and slow critic)", flush=True)
 
     times: dict[str, list[tuple[float, float]]] = {"rllib": [], "distwm": []}
     for i in range(args.warmup + args.updates):

@@ -42,6 +42,9 @@ class RuntimeConfig(ConfigBase):
       ``runs/<model>-<env>-<time>``).
     * ``max_restarts``: restarts allowed per actor role (env workers count together).
     * ``env_factory``: ``"module:function"`` called as ``f(agent_config, seed)`` to build one env.
+    * ``placement_group``: ``None`` reserves a placement group for the run; ``"current"`` uses the
+      group the driver runs in (a Tune trial): its bundle 0 is the driver's, bundles ``1..``
+      are the run's, in the order ``distwm.runtime.placement.plan_actors`` lists them.
     """
 
     workers: Union[int, Literal["auto"]] = "auto"
@@ -71,6 +74,7 @@ class RuntimeConfig(ConfigBase):
     shard_cpus: float = 0.0
     evaluator_cpus: float = 0.0
     placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
+    placement_group: Optional[Literal["current"]] = None
     snapshot_format: Literal["npz", "hdf5"] = "npz"
     env_factory: str = "distwm.envs:make_env_from_config"
     wandb: bool = False

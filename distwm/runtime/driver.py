@@ -167,16 +167,19 @@ class Driver:
     def _options(self, role: str, index: int = 0) -> dict[str, Any]:
         plan = self.plan
         if role == _Role.LEARNER:
-            return {"num_cpus": plan.learner_cpus, "num_gpus": plan.learner_gpus,
-                    "scheduling_strategy": placement.scheduling(self.pg, 0)}
-        if role == _Role.WORKER:
-            return {"num_cpus": plan.worker_cpus,
-                    "scheduling_strategy": placement.scheduling(self.pg, plan.worker_bundle(index))}
-        if role == _Role.SHARD:
-            return {"num_cpus": plan.shard_cpus,
-                    "scheduling_strategy": placement.scheduling(self.pg, plan.shard_bundle(index))}
-        return {"num_cpus": plan.evaluator_cpus if plan.evaluator_cpus > 0 else 0,
-                "scheduling_strategy": placement.scheduling(self.pg, plan.evaluator_bundle())}
+            cpus, bundle = plan.learner_cpus, 0
+        elif role == _Role.WORKER:
+            cpus, bundle = plan.worker_cpus, plan.worker_bundle(index)
+        elif role == _Role.SHARD:
+            cpus, bundle = plan.shard_cpus, plan.shard_bundle(index)
+        else:
+            cpus, bundle = plan.evaluator_cpus, plan.evaluator_bundle()
+        if bundle >= 0:
+            bundle += self.bundle_offset
+        options = {"num_cpus": cpus, "scheduling_strategy": placement.scheduling(self.pg, bundle)}
+        if role == _Role.LEARNER:
+            options["num_gpus"] = plan.learner_gpus
+        return options
 
     def _new_shard(self, index: int, snapshot: str | None, wait: bool = True):
         """A replay shard, restored from ``snapshot`` when given (``wait=False``: returns
@@ -262,7 +265,12 @@ class Driver:
         """Create every actor, then wait for all of them to be ready (they start in parallel)."""
         import ray
 
-        self.pg = placement.create_placement_group(self.plan, self.runtime.placement_strategy)
+        if self.runtime.placement_group == "current":
+            self.pg, self.bundle_offset = placement.current_placement_group(self.plan), 1
+            self.owns_pg = False
+        else:
+            self.pg = placement.create_placement_group(self.plan, self.runtime.placement_strategy)
+            self.bundle_offset, self.owns_pg = 0, True
         pending = []
         for i in range(self.runtime.shards):
             shard, ref = self._new_shard(i, self._snapshot_path(i), wait=False)
@@ -583,7 +591,7 @@ class Driver:
         for actor in [*self.workers, self.evaluator, self.learner, *self.shards]:
             if actor is not None:
                 _kill(actor)
-        if getattr(self, "pg", None) is not None:
+        if getattr(self, "pg", None) is not None and self.owns_pg:
             try:
                 remove_placement_group(self.pg)
             except Exception:  # pragma: no cover

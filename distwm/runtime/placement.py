@@ -7,7 +7,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ActorPlan", "connect", "plan_actors", "create_placement_group"]
+__all__ = ["ActorPlan", "connect", "plan_actors", "check_fits", "create_placement_group",
+           "current_placement_group", "scheduling"]
 
 _log = logging.getLogger(__name__)
 
@@ -140,6 +141,26 @@ def create_placement_group(plan: ActorPlan, strategy: str, timeout: float = 120.
             f"Ray could not place {len(plan.bundles)} bundles ({plan.total('CPU'):g} CPUs, "
             f"{plan.total('GPU'):g} GPUs, strategy {strategy}) within {timeout:.0f} s"
         ) from exc
+    return pg
+
+
+def current_placement_group(plan: ActorPlan):
+    """The placement group the driver runs in (a Tune trial's), checked to hold the driver's
+    bundle followed by the plan's bundles."""
+    from ray.util import get_current_placement_group
+
+    pg = get_current_placement_group()
+    if pg is None:
+        raise ValueError(
+            "runtime.placement_group='current' but the driver does not run in a placement group "
+            "(only Tune trials do): leave it null"
+        )
+    have = len(pg.bundle_specs)
+    if have < 1 + len(plan.bundles):
+        raise ValueError(
+            f"the current placement group has {have} bundles; the run needs 1 (driver) + "
+            f"{len(plan.bundles)} (learner, workers, ...)"
+        )
     return pg
 
 

@@ -125,6 +125,7 @@ class DreamerAgent:
                                   wandb_project=self.config.wandb_project,
                                   config=self.config.to_dict())
         self._logger.log_scalars(dict(metrics), step)
+        self._logger.flush()  # a long run's metrics.jsonl is readable while it runs
 
     # -- training ------------------------------------------------------------------------------
     def train(self, total_steps: int | None = None) -> dict[str, Any]:

@@ -23,6 +23,8 @@ from typing import Any, Callable, ClassVar, Mapping
 
 import numpy as np
 
+from distwm._lazy import lazy_exports
+
 __all__ = ["BaseAdapter", "AgentAdapter", "env_id_of", "parse_evaluation", "run_agent_episodes"]
 
 
@@ -232,3 +234,11 @@ def run_agent_episodes(env, agent, num_episodes: int, seed: int | None = None,
         out["frames"] = videos
     return out
 
+
+# The seed's paths of the model families' adapters (``distwm.benchmarks.adapters.DreamerAdapter``);
+# they live in their own modules, which import this one.
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "DreamerAdapter": "distwm.benchmarks.dreamer_adapters",
+    "DreamerV1Adapter": "distwm.benchmarks.dreamer_adapters",
+    "DreamerV2Adapter": "distwm.benchmarks.dreamer_adapters",
+})

@@ -24,16 +24,15 @@ def runtime(tmp_path, name: str, **overrides) -> RuntimeConfig:
     return RuntimeConfig(**base)
 
 
-def assert_ratio_held(result):
+def assert_ratio_held(records, summary):
     """Every progress record keeps |sampled - ratio * (inserted - min_fill)| within the limiter's
     tolerance, and the run ends on the target ratio."""
-    s = result.summary
-    for rec in result.history:
-        past = rec["replay_inserted"] - s["min_fill_steps"]
+    for rec in records:
+        past = rec["replay_inserted"] - summary["min_fill_steps"]
         if past > 0:
-            drift = rec["replay_sampled"] - s["target_ratio"] * past
-            assert abs(drift) <= s["ratio_tolerance_steps"], (rec, s["ratio_tolerance_steps"])
-    assert s["replay_ratio"] == pytest.approx(s["target_ratio"], rel=0.1)
+            drift = rec["replay_sampled"] - summary["target_ratio"] * past
+            assert abs(drift) <= summary["ratio_tolerance_steps"], (rec, summary["ratio_tolerance_steps"])
+    assert records[-1]["replay_ratio"] == pytest.approx(summary["target_ratio"], rel=0.1)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +52,7 @@ def test_two_workers_two_shards_and_a_learner(basic_run):
     assert s["updates"] > 100  # (640 - 64) * 16 / 32 = 288 owed
     assert min(s["worker_versions"].values()) > 0  # both workers received learner weights
     assert s["metric_max"]["seq_violations"] == 0  # every batch respected the replay format
-    assert_ratio_held(basic_run)
+    assert_ratio_held(basic_run.history, basic_run.summary)
     # every sampled step went into an update (plus at most the prefetched batch)
     assert s["updates"] * s["batch_steps"] <= s["replay_sampled"] <= (s["updates"] + 2) * s["batch_steps"]
     assert s["restarts"] == {} and s["final_eval"] is not None
@@ -74,47 +73,64 @@ def test_checkpoint_loads_with_weights_only(basic_run):
     assert sorted(os.listdir(ckpt)) == ["learner.pt", "shard_0.npz", "shard_1.npz"]
 
 
-def test_resume_from_run_directory(basic_run):
+def test_resume_from_run_directory_with_the_cli(basic_run):
+    from distwm import cli
     from distwm.runtime import run
+    from distwm.runtime.learner import latest_checkpoint, load_checkpoint
+    from distwm.runtime.report import read_metrics
     from distwm.runtime.setup import load_run_config
 
-    first = basic_run.summary
-    saved = load_run_config(basic_run.run_dir)
+    first, run_dir = basic_run.summary, basic_run.run_dir
+    saved = load_run_config(run_dir)
     with pytest.raises(ValueError, match="runtime.shards cannot change on resume"):
-        run(saved.replace(runtime=saved.runtime.replace(shards=1)), resume=basic_run.run_dir)
-    more = saved.replace(runtime=saved.runtime.replace(steps=960, eval_interval=0))
-    result = run(more, resume=basic_run.run_dir)
-    s = result.summary
-    assert s["epoch"] == 1
-    assert result.history[0]["env_steps"] >= first["env_steps"]  # counters intact from the start
-    assert result.history[0]["updates"] >= first["updates"]
-    assert result.history[0]["replay_inserted"] >= first["replay_inserted"]  # replay restored
-    assert 960 <= s["env_steps"] <= 960 + 64 and s["updates"] > first["updates"]
-    assert s["metric_max"]["seq_violations"] == 0
-    assert_ratio_held(result)
+        run(saved.replace(runtime=saved.runtime.replace(shards=1)), resume=run_dir)
+    assert cli.main(["train", "--resume", run_dir, "--steps", "960",
+                     "--set", "runtime.eval_interval=0"]) == 0
+    state = load_checkpoint(latest_checkpoint(run_dir))
+    counters = state["counters"]
+    assert counters["epoch"] == 1 and 960 <= counters["env_steps"] <= 960 + 64
+    assert state["updates"] > first["updates"]
+    records = [r for r in read_metrics(os.path.join(run_dir, "metrics.jsonl")) if "replay_inserted" in r]
+    second = records[len(basic_run.history):]
+    assert second, "the resumed session logged no progress"
+    # counters and replay continue from the first session's
+    assert second[0]["env_steps"] >= first["env_steps"] and second[0]["updates"] >= first["updates"]
+    assert second[0]["replay_inserted"] >= first["replay_inserted"]
+    assert all(r["train/seq_violations"] == 0 for r in second if "train/seq_violations" in r)
+    assert_ratio_held(second, first)
+    assert "resumed | 1 time(s)" in open(os.path.join(run_dir, "report.md")).read()
 
 
-def test_killed_env_worker_is_restarted(ray_session, tmp_path):
+def test_killed_env_worker_and_replay_shard_are_restarted(ray_session, tmp_path):
     import ray
 
     from distwm.runtime import run
 
-    killed = []
+    killed = {}
 
-    def kill_worker(rec, driver):
-        if not killed and rec["env_steps"] >= 160:
-            killed.append(rec["env_steps"])
+    def kill(rec, driver):
+        if "worker" not in killed and rec["env_steps"] >= 160:
+            killed["worker"] = rec["env_steps"]
             ray.kill(driver.workers[0], no_restart=True)
+        elif "worker" in killed and "shard" not in killed and driver.checkpoint is not None:
+            killed["shard"] = (rec["replay_inserted"], driver.checkpoint)
+            ray.kill(driver.shards[0], no_restart=True)
 
     rt = runtime(tmp_path, "kill-worker", shards=1, envs_per_worker=1, eval_episodes=0,
-                 log_interval=0.5)
-    result = run(TinyAgentConfig(seed=4), rt, on_progress=kill_worker)
+                 checkpoint_interval=40, log_interval=0.5)
+    result = run(TinyAgentConfig(seed=4), rt, on_progress=kill)
     s = result.summary
-    assert killed and s["restarts"] == {"worker": 1}
+    assert set(killed) == {"worker", "shard"}
+    assert s["restarts"] == {"worker": 1, "shard": 1}
     assert s["worker_incarnations"] == [1, 0]
     assert s["env_steps"] >= 640 and s["worker_steps"][0] > 0
+    # the shard came back from a checkpoint's snapshot (not empty) and went on filling
+    event = next(e for e in s["events"] if e["role"] == "shard")
+    assert event["restored_from"] is not None and "ckpt-" in event["restored_from"]
+    assert event["restored_steps"] > 0  # before any worker knew the new shard
+    assert s["shard_stats"][0]["inserted"] > event["restored_steps"]
     assert s["metric_max"]["seq_violations"] == 0
-    assert_ratio_held(result)
+    assert_ratio_held(result.history, result.summary)
 
 
 def test_killed_learner_resumes_from_its_checkpoint(ray_session, tmp_path):
@@ -144,4 +160,4 @@ def test_killed_learner_resumes_from_its_checkpoint(ray_session, tmp_path):
     state = torch.load(os.path.join(s["checkpoint"], "learner.pt"), weights_only=True)
     assert state["agent"]["updates"] == s["updates"] - s["updates_lost"]
     assert s["metric_max"]["seq_violations"] == 0
-    assert_ratio_held(result)
+    assert_ratio_held(result.history, result.summary)

@@ -5,6 +5,7 @@
     distwm train dreamer --env cartpole-balance --workers 4 --envs-per-worker 2 --shards 2 \\
         --train-ratio 512 --steps 100000 [--address auto] [--config run.yaml] \\
         [--set key=value ...] [--run-dir DIR]
+    distwm train --config quickstart      # a preset: small DreamerV3 on CartPole-v1, ~10 min CPU
     distwm train --resume RUN_DIR [--steps 200000]
 
 Precedence: the model's defaults < ``--config run.yaml`` < the flags < ``--set`` (in order).
@@ -16,9 +17,10 @@ Every option is checked (and one env and agent are built) before any actor start
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
-__all__ = ["add_train_parser", "build_run_config", "cmd_train"]
+__all__ = ["add_train_parser", "build_run_config", "cmd_train", "list_presets"]
 
 #: flag -> runtime field
 _RUNTIME_FLAGS = {"workers": "workers", "envs_per_worker": "envs_per_worker", "shards": "shards",
@@ -57,7 +59,8 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     p.add_argument("--seed", type=int, help="run seed (agent config field seed)")
     p.add_argument("--address", help="Ray address ('auto', ray://host:10001); default RAY_ADDRESS "
                                      "or a new local instance")
-    p.add_argument("--config", help="a run.yaml (model, agent, runtime)")
+    p.add_argument("--config", help="a run.yaml (model, agent, runtime) or a preset name "
+                                    f"({', '.join(list_presets())})")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a field: runtime.<field>=v, agent.<field>=v or <agent field>=v")
     p.add_argument("--run-dir", dest="run_dir", help="run directory (default runs/<model>-<env>-<time>)")
@@ -66,6 +69,26 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
                    help="print the resolved run.yaml and exit without training")
     p.set_defaults(func=cmd_train)
     return p
+
+
+PRESETS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "presets")
+
+
+def list_presets() -> list[str]:
+    """Names of the run presets shipped with distwm (``--config NAME``)."""
+    return sorted(f[:-5] for f in os.listdir(PRESETS_DIR) if f.endswith(".yaml"))
+
+
+def resolve_config_path(config: str) -> str:
+    """``config`` if it is a file, else the shipped preset of that name."""
+    if os.path.isfile(config):
+        return config
+    preset = os.path.join(PRESETS_DIR, f"{config}.yaml")
+    if os.sep not in config and os.path.isfile(preset):
+        return preset
+    raise ValueError(
+        f"--config {config!r} is neither a file nor a preset (presets: {', '.join(list_presets())})"
+    )
 
 
 def build_run_config(args: argparse.Namespace):
@@ -78,7 +101,7 @@ def build_run_config(args: argparse.Namespace):
         if args.model and args.model != run.model:
             raise ValueError(f"--resume {args.resume} continues a {run.model!r} run, not {args.model!r}")
     elif args.config:
-        run = RunConfig.from_yaml(args.config)
+        run = RunConfig.from_yaml(resolve_config_path(args.config))
         if args.model:
             run = run.replace(model=args.model)
     elif args.model:

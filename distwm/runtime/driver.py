@@ -297,6 +297,9 @@ class Driver:
             ) from cause
         self._say(f"[distwm] {role} {index} died ({type(cause).__name__}); restarting "
                   f"({restarts[role]}/{self.runtime.max_restarts})")
+        event = {"role": role, "index": index, "cause": type(cause).__name__,
+                 "env_steps": self.counters["env_steps"], "updates": self.updates}
+        self.events.append(event)
         if role == _Role.WORKER:
             _kill(self.workers[index])
             self.worker_incarnation[index] += 1
@@ -308,10 +311,16 @@ class Driver:
             self.counters["version"] = max(int(self.counters.get("version", 0)), self.weights[0])
             self.learner_call = None
             self.learner = self._new_learner()
+            event["restored_from"] = self.checkpoint
         elif role == _Role.SHARD:
             _kill(self.shards[index])
             self.checkpoint = latest_checkpoint(self.run_dir) or self.checkpoint
-            self.shards[index] = self._new_shard(index, self._snapshot_path(index))
+            snapshot = self._snapshot_path(index)
+            self.shards[index] = self._new_shard(index, snapshot)
+            event["restored_from"] = snapshot if snapshot and os.path.isfile(snapshot) else None
+            import ray
+
+            event["restored_steps"] = ray.get(self.shards[index].get_stats.remote())["inserted"]
         else:
             _kill(self.evaluator)
             self.eval_call = None
@@ -466,6 +475,8 @@ class Driver:
         sampled = sum(s["sampled"] for s in stats)
         past = inserted - self.layout.min_size * len(stats)
         fps = (self.counters["env_steps"] - win["env_steps"]) / dt
+        # the ETA uses a smoothed rate (chunks make the per-window rate jumpy)
+        self.fps_ema = fps if self.fps_ema is None else 0.7 * self.fps_ema + 0.3 * fps
         busy = self.learner_time["total"] - win["total"]
         versions = [self.worker_versions.get(i, -1) for i in range(len(self.workers))]
         left = self.runtime.steps - self.counters["env_steps"]
@@ -483,7 +494,7 @@ class Driver:
                                if win["episodes"] else None),
             "episode_length": (float(np.mean([n for _, n in win["episodes"]]))
                                if win["episodes"] else None),
-            "eta_seconds": left / fps if fps > 0 and left > 0 else (0.0 if left <= 0 else None),
+            "eta_seconds": (0.0 if left <= 0 else left / self.fps_ema if self.fps_ema > 0 else None),
             "elapsed": now - self.start_time,
         }
         for key, (total, count) in win["train"].items():
@@ -544,6 +555,7 @@ class Driver:
             self._handle(ref)
             final_eval = self.evals[-1] if self.evals else None
         summary = self._summary(final_eval)
+        self.logger.flush()
         md, _ = write_report(self.run_dir, summary)
         with open(md, encoding="utf-8") as f:
             report = f.read()
@@ -578,6 +590,7 @@ class Driver:
             "worker_steps": dict(self.worker_steps), "worker_versions": dict(self.worker_versions),
             "worker_incarnations": list(self.worker_incarnation),
             "weight_version": self.weights[0], "restarts": dict(self.counters["restarts"]),
+            "events": list(self.events),
             "metric_max": dict(self.metric_max), "final_eval": final_eval, "evals": self.evals,
             "last_train_return": (float(np.mean(list(self.recent_returns)))
                                   if self.recent_returns else None),
@@ -625,6 +638,7 @@ class Driver:
             self.recent_returns: deque = deque(maxlen=20)
             self.evals: list[dict] = []
             self._shard_suspect: set[int] = set()
+            self.events: list[dict[str, Any]] = []
             self.updates = int(self.counters.get("updates", 0))
             self._start_actors()
             self._check_shards()
@@ -636,6 +650,7 @@ class Driver:
             self.worker_done = [False] * len(self.workers)
             self.collect_done = self.learner_done = False
             self.window = self._new_window()
+            self.fps_ema: float | None = None
             self._say(f"[distwm] run {self.run_dir}: {self.plan.workers} workers x "
                       f"{rt.envs_per_worker} envs, {rt.shards} shards, learner on "
                       f"{self.plan.learner_device}; batch {self.spec.batch_size}x{self.spec.seq_len}, "

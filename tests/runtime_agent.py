@@ -2,7 +2,8 @@
 
 ``SignEnv``: the state is ``[x, episode_step, env_marker, 1]``; the reward for an action is 1
 when its index matches ``x > 0`` (``x`` is redrawn every step); episodes end by termination
-(probability ``p_terminate`` a step) or truncation at ``time_limit``.
+(probability ``p_terminate`` a step) or truncation at ``time_limit``; with ``fail_after`` the env
+raises after that many steps (to test restarts).
 
 ``TinyAgent``: an MLP Q-model of ``reward(state_{t-1}, action_t)`` trained by Adam on replay
 sequences, acting greedily on it (epsilon-greedy when exploring). Its recurrent state counts
@@ -24,7 +25,8 @@ from distwm.configs.rl_config import RLConfig
 
 
 class SignEnv(gym.Env):
-    def __init__(self, seed: int = 0, time_limit: int = 20, p_terminate: float = 0.05):
+    def __init__(self, seed: int = 0, time_limit: int = 20, p_terminate: float = 0.05,
+                 fail_after: int = 0):
         self.observation_space = gym.spaces.Dict(
             {"state": gym.spaces.Box(-np.inf, np.inf, (4,), np.float32)})
         self.action_space = gym.spaces.Box(0.0, 1.0, (2,), np.float32)
@@ -35,6 +37,8 @@ class SignEnv(gym.Env):
         self._seeded = False
         self._t = 0
         self._x = 0.0
+        self.fail_after = fail_after
+        self._steps = 0
 
     def _obs(self) -> dict:
         return {"state": np.array([self._x, self._t, self.marker, 1.0], np.float32)}
@@ -50,6 +54,9 @@ class SignEnv(gym.Env):
         action = np.asarray(action, np.float32)
         if action.shape != (2,):
             raise ValueError(f"SignEnv takes a one-hot (2,) action, got shape {action.shape}")
+        self._steps += 1
+        if self.fail_after and self._steps > self.fail_after:
+            raise RuntimeError(f"SignEnv failure injected after {self.fail_after} steps")
         reward = float(int(np.argmax(action)) == int(self._x > 0))
         self._t += 1
         self._x = float(self._rng.uniform(-1, 1))
@@ -59,7 +66,8 @@ class SignEnv(gym.Env):
 
 
 def make_env(config: "TinyAgentConfig", seed: int) -> SignEnv:
-    return SignEnv(seed=seed, time_limit=config.time_limit, p_terminate=config.p_terminate)
+    return SignEnv(seed=seed, time_limit=config.time_limit, p_terminate=config.p_terminate,
+                   fail_after=config.fail_after)
 
 
 @dataclass
@@ -69,6 +77,7 @@ class TinyAgentConfig(RLConfig):
     env: str = "sign"
     time_limit: int = 20
     p_terminate: float = 0.05
+    fail_after: int = 0  # > 0: envs raise after that many steps (failure injection)
     batch_size: int = 4
     seq_len: int = 8
     train_ratio: float = 32.0

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
 import pytest
 
-from distwm.configs.runtime_config import RunConfig, RuntimeConfig
+from distwm.configs.runtime_config import RuntimeConfig
 from runtime_agent import TinyAgentConfig
 
 pytestmark = pytest.mark.ray
@@ -161,3 +160,16 @@ def test_killed_learner_resumes_from_its_checkpoint(ray_session, tmp_path):
     assert state["agent"]["updates"] == s["updates"] - s["updates_lost"]
     assert s["metric_max"]["seq_violations"] == 0
     assert_ratio_held(result.history, result.summary)
+
+
+def test_restarts_are_bounded(ray_session, tmp_path):
+    """An env that keeps raising: its worker is restarted max_restarts times, then the run stops
+    with the env's error (and cleans up its actors)."""
+    from distwm.runtime import run
+
+    rt = runtime(tmp_path, "failing", workers=1, envs_per_worker=1, shards=1, eval_episodes=0,
+                 steps=10_000, max_restarts=1)
+    with pytest.raises(RuntimeError, match=r"(?s)restart budget.*spent.*failure injected after 40"):
+        run(TinyAgentConfig(fail_after=40), rt)
+    log = open(os.path.join(tmp_path, "failing", "progress.log")).read()
+    assert "worker 0 failed (RayTaskError" in log and "restarting (1/1)" in log

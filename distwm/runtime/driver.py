@@ -292,11 +292,12 @@ class Driver:
         restarts[role] = restarts.get(role, 0) + 1
         if restarts[role] > self.runtime.max_restarts:
             raise RuntimeError(
-                f"{role} {index} died and the {role} restart budget (runtime.max_restarts="
-                f"{self.runtime.max_restarts}) is spent: {cause}"
+                f"{role} {index} failed and the {role} restart budget (runtime.max_restarts="
+                f"{self.runtime.max_restarts}) is spent. Last failure: {cause}"
             ) from cause
-        self._say(f"[distwm] {role} {index} died ({type(cause).__name__}); restarting "
-                  f"({restarts[role]}/{self.runtime.max_restarts})")
+        self._say(f"[distwm] {role} {index} failed ({type(cause).__name__}: "
+                  f"{str(cause).strip().splitlines()[-1] if str(cause).strip() else ''}); "
+                  f"restarting ({restarts[role]}/{self.runtime.max_restarts})")
         event = {"role": role, "index": index, "cause": type(cause).__name__,
                  "env_steps": self.counters["env_steps"], "updates": self.updates}
         self.events.append(event)
@@ -405,7 +406,11 @@ class Driver:
         self.claims.pop(ref, None)
         try:
             result = ray.get(ref)
-        except ray.exceptions.RayActorError as exc:
+        except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as exc:
+            # a dead actor is restarted; so is an env worker or evaluator whose env or policy
+            # raised (bounded by max_restarts); an error in the learner's update ends the run
+            if isinstance(exc, ray.exceptions.RayTaskError) and role == _Role.LEARNER:
+                raise
             if role == _Role.LEARNER:
                 self.learner_call = None
             if role == _Role.EVALUATOR:
@@ -597,6 +602,18 @@ class Driver:
             "checkpoint": self.checkpoint,
         }
 
+    def _interrupted_checkpoint(self) -> None:
+        """On Ctrl-C, checkpoint what the learner has so that ``--resume`` loses nothing."""
+        import ray
+
+        self._say("[distwm] interrupted: writing a checkpoint (Ctrl-C again to skip)")
+        try:
+            path = ray.get(self.learner.checkpoint.remote(self.shards, self._counters_snapshot()),
+                           timeout=300)
+            self._say(f"[distwm] checkpoint {path}; continue with `distwm train --resume {self.run_dir}`")
+        except (KeyboardInterrupt, ray.exceptions.RayError) as exc:
+            self._say(f"[distwm] no checkpoint written ({type(exc).__name__})")
+
     def _cleanup(self) -> None:
         import ray
         from ray.util.placement_group import remove_placement_group
@@ -657,7 +674,11 @@ class Driver:
                       f"train_ratio {self.spec.train_ratio:g}"
                       + (f"; resumed at {self.counters['env_steps']:,d} steps, {self.updates:,d} "
                          f"updates" if self.checkpoint and self.resuming else ""))
-            self._loop()
+            try:
+                self._loop()
+            except KeyboardInterrupt:
+                self._interrupted_checkpoint()
+                raise
             return self._finish()
         finally:
             self._cleanup()

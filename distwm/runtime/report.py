@@ -156,6 +156,14 @@ def write_report(run_dir: str, summary: Mapping[str, Any]) -> tuple[str, str]:
     if summary.get("last_train_return") is not None:
         lines.append(f"| last training return | {summary['last_train_return']:.2f} |")
     lines += ["", "![learning curve](learning_curve.png)", ""]
+    events = summary.get("events") or []
+    if events:
+        lines += ["Restarts:", ""]
+        for e in events:
+            where = f" from `{e['restored_from']}`" if e.get("restored_from") else ""
+            lines.append(f"- {e['role']} {e['index']} ({e['cause']}) at {e['env_steps']:,d} steps, "
+                         f"{e['updates']:,d} updates: restarted{where}")
+        lines.append("")
     if summary.get("checkpoint"):
         lines += [f"Last checkpoint: `{summary['checkpoint']}`; continue with "
                   f"`distwm train --resume {run_dir}`.", ""]

@@ -9,9 +9,9 @@ import torch
 
 from dreamer_helpers import OBS_CASES, observation, random_batch, tiny_config
 from distwm.models.dreamer import Dreamer
-from distwm.models.dreamer_blocks import MLP, OneHotFeatures
-from distwm.models.dreamer_decoder import ActionDecoder, ConvDecoder, DenseDecoder
-from distwm.models.dreamer_encoder import ConvEncoder
+from distwm.blocks.dreamer_blocks import MLP, OneHotFeatures
+from distwm.vision.dreamer_decoder import ActionDecoder, ConvDecoder, DenseDecoder
+from distwm.vision.dreamer_encoder import ConvEncoder
 from distwm.models.dreamer_rssm import RSSM
 from distwm.utils.dreamer_utils import symlog
 

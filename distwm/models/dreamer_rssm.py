@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Independent, Normal
 
-from distwm.models.dreamer_blocks import MLP, OneHotFeatures
-from distwm.models.dreamer_distributions import OneHotDist
+from distwm.blocks.dreamer_blocks import MLP, OneHotFeatures
+from distwm.blocks.dreamer_distributions import OneHotDist
 
 __all__ = ["RSSM", "NormGRUCell"]
 

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from distwm.configs.dreamer_config import DreamerConfig
 from distwm.models.dreamer.world_model import WorldModel
-from distwm.models.dreamer_decoder import ActionDecoder, DenseDecoder
+from distwm.vision.dreamer_decoder import ActionDecoder, DenseDecoder
 from distwm.utils.dreamer_utils import FreezeParameters, compute_return
 
 __all__ = ["ActorCritic", "Imagination", "ReturnNormalizer"]

@@ -9,8 +9,8 @@ from torch import Tensor, nn
 from torch.distributions import kl_divergence
 
 from distwm.configs.dreamer_config import DreamerConfig
-from distwm.models.dreamer_decoder import DenseDecoder, MultiDecoder
-from distwm.models.dreamer_encoder import MultiEncoder
+from distwm.vision.dreamer_decoder import DenseDecoder, MultiDecoder
+from distwm.vision.dreamer_encoder import MultiEncoder
 from distwm.models.dreamer_rssm import RSSM
 
 __all__ = ["WorldModel", "preprocess_obs"]

@@ -8,7 +8,7 @@
 * :class:`MultiDecoder`: one decoder per observation key.
 
 Each ``forward`` takes features ``(…, stoch + deter)``; the distribution classes live in
-:mod:`distwm.models.dreamer_distributions` (``TanhBijector`` and ``SampleDist`` are
+:mod:`distwm.blocks.dreamer_distributions` (``TanhBijector`` and ``SampleDist`` are
 re-exported here, where the seed has them).
 """
 
@@ -19,8 +19,8 @@ from typing import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from distwm.models.dreamer_blocks import MLP, ChannelNorm, activation_layer
-from distwm.models.dreamer_distributions import (
+from distwm.blocks.dreamer_blocks import MLP, ChannelNorm, activation_layer
+from distwm.blocks.dreamer_distributions import (
     BernoulliDist,
     GaussianDist,
     MSEDist,
@@ -32,7 +32,7 @@ from distwm.models.dreamer_distributions import (
     bounded_normal,
     tanh_normal,
 )
-from distwm.models.dreamer_encoder import conv_stages
+from distwm.vision.dreamer_encoder import conv_stages
 from distwm.utils.dreamer_utils import TwoHotEncoder
 
 __all__ = [

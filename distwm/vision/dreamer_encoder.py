@@ -12,7 +12,7 @@ from typing import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from distwm.models.dreamer_blocks import MLP, ChannelNorm, activation_layer
+from distwm.blocks.dreamer_blocks import MLP, ChannelNorm, activation_layer
 from distwm.utils.dreamer_utils import symlog
 
 __all__ = ["ConvEncoder", "MultiEncoder", "conv_stages"]

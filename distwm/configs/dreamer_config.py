@@ -87,7 +87,7 @@ VERSION_DEFAULTS: dict[str, dict[str, Any]] = {
     ),
 }
 
-#: Activations the Dreamer networks accept (``distwm.models.dreamer_blocks`` maps them to layers).
+#: Activations the Dreamer networks accept (``distwm.blocks.dreamer_blocks`` maps them to layers).
 ACTIVATION_NAMES = ("silu", "elu", "relu", "gelu", "tanh")
 
 _SIZE_FIELDS = ("deter_size", "num_units", "num_layers", "cnn_depth", "stoch_size", "stoch_classes")

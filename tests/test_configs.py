@@ -81,3 +81,20 @@ def test_replace_and_set_dotted_validate():
         cfg.set_dotted("action_repeat")
     with pytest.raises(ValueError, match="Unknown config field 'seeds'"):
         cfg.replace(seeds=3)
+
+
+@pytest.mark.parametrize("config_cls", ["DreamerConfig", "PlanetConfig"])
+def test_every_family_checks_activation_names_against_the_one_table(config_cls):
+    import importlib
+
+    from distwm.blocks.layers import ACTIVATIONS, activation_module
+    from distwm.configs.activations import ACTIVATION_NAMES
+
+    module = importlib.import_module(
+        "distwm.configs." + ("dreamer_config" if config_cls == "DreamerConfig" else "planet_config"))
+    cls = getattr(module, config_cls)
+    with pytest.raises(ValueError, match=rf"{config_cls}.activation 'swishy' is not one of relu, elu"):
+        cls(activation="swishy")
+    assert isinstance(cls(activation="ELU"), cls)  # names are case-insensitive everywhere
+    assert set(ACTIVATIONS) == set(ACTIVATION_NAMES)
+    assert type(activation_module("Mish")).__name__ == "Mish"

@@ -18,27 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from distwm.configs.dreamer_config import ACTIVATION_NAMES
+from distwm.blocks.layers import activation_module
 
-__all__ = ["ACTIVATIONS", "MLP", "ChannelNorm", "OneHotFeatures", "activation_layer",
-           "linear_features", "zero_init_"]
+__all__ = ["MLP", "ChannelNorm", "OneHotFeatures", "linear_features", "zero_init_"]
 
-ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "silu": nn.SiLU,
-    "elu": nn.ELU,
-    "relu": nn.ReLU,
-    "gelu": nn.GELU,
-    "tanh": nn.Tanh,
-}
-assert tuple(ACTIVATIONS) == ACTIVATION_NAMES
-
-
-def activation_layer(name: str) -> nn.Module:
-    """A fresh activation module for ``name`` (one of :data:`ACTIVATIONS`)."""
-    key = name.lower() if isinstance(name, str) else name
-    if key not in ACTIVATIONS:
-        raise ValueError(f"Unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}")
-    return ACTIVATIONS[key]()
 
 
 def zero_init_(layer: nn.Linear) -> nn.Linear:
@@ -124,7 +107,7 @@ class MLP(nn.Sequential):
             modules.append(nn.Linear(width, units, bias=not layer_norm))
             if layer_norm:
                 modules.append(nn.LayerNorm(units, eps=1e-3))
-            modules.append(activation_layer(activation))
+            modules.append(activation_module(activation))
             width = units
         if out_dim is not None:
             head = nn.Linear(width, out_dim)

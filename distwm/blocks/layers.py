@@ -1,4 +1,4 @@
-"""Layer helpers shared by the RSSM families (PlaNet RSSM, modular RSSM): activations, MLPs, Gaussians.
+"""Layer helpers shared by every network family (PlaNet, modular RSSM, Dreamer): activations, MLPs, Gaussians.
 
 ``activation_module(name)`` turns an activation name into a fresh ``nn.Module`` and
 ``build_mlp`` stacks linear layers with that activation. Both raise ``ValueError`` naming the
@@ -12,6 +12,8 @@ from typing import Sequence
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from distwm.configs.activations import ACTIVATION_NAMES
 
 __all__ = ["ACTIVATIONS", "activation_module", "build_mlp", "gaussian_params"]
 
@@ -27,6 +29,7 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "softplus": nn.Softplus,
     "mish": nn.Mish,
 }
+assert tuple(ACTIVATIONS) == ACTIVATION_NAMES
 
 
 def activation_module(name: str) -> nn.Module:

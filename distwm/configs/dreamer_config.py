@@ -18,10 +18,10 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Optional
 
+from distwm.configs.activations import check_activation
 from distwm.configs.rl_config import RLConfig
 
 __all__ = [
-    "ACTIVATION_NAMES",
     "DreamerConfig",
     "MODEL_SIZES",
     "VERSION_DEFAULTS",
@@ -87,8 +87,6 @@ VERSION_DEFAULTS: dict[str, dict[str, Any]] = {
     ),
 }
 
-#: Activations the Dreamer networks accept (``distwm.blocks.dreamer_blocks`` maps them to layers).
-ACTIVATION_NAMES = ("silu", "elu", "relu", "gelu", "tanh")
 
 _SIZE_FIELDS = ("deter_size", "num_units", "num_layers", "cnn_depth", "stoch_size", "stoch_classes")
 
@@ -257,11 +255,8 @@ class DreamerConfig(RLConfig):
             raise ValueError(
                 f"DreamerConfig.stoch_classes must be >= 2 for categorical latents, got {self.stoch_classes!r}"
             )
-        if self.activation is not None and (not isinstance(self.activation, str)
-                                            or self.activation.lower() not in ACTIVATION_NAMES):
-            raise ValueError(
-                f"DreamerConfig.activation {self.activation!r} is not one of {list(ACTIVATION_NAMES)}"
-            )
+        if self.activation is not None:
+            check_activation("DreamerConfig.activation", self.activation)
 
 
 def _is_number(value) -> bool:

@@ -11,12 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from distwm.configs.activations import check_activation
 from distwm.configs.rl_config import RLConfig
 
-__all__ = ["PlanetConfig", "PLANET_ACTIVATIONS"]
+__all__ = ["PlanetConfig"]
 
 #: activation names the PlaNet networks accept (see ``distwm.blocks.layers``)
-PLANET_ACTIVATIONS = ("relu", "elu", "gelu", "silu", "tanh", "leaky_relu")
 
 
 @dataclass
@@ -96,7 +96,4 @@ class PlanetConfig(RLConfig):
                 f"PlanetConfig.image_size must be 64 for pixel observations (PlaNet's conv "
                 f"encoder and decoder), got {self.image_size}"
             )
-        if self.activation not in PLANET_ACTIVATIONS:
-            raise ValueError(
-                f"PlanetConfig.activation {self.activation!r} is not one of {', '.join(PLANET_ACTIVATIONS)}"
-            )
+        check_activation("PlanetConfig.activation", self.activation)

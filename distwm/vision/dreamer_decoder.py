@@ -19,7 +19,8 @@ from typing import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from distwm.blocks.dreamer_blocks import MLP, ChannelNorm, activation_layer
+from distwm.blocks.dreamer_blocks import MLP, ChannelNorm
+from distwm.blocks.layers import activation_module
 from distwm.blocks.dreamer_distributions import (
     BernoulliDist,
     GaussianDist,
@@ -75,7 +76,7 @@ class ConvDecoder(nn.Module):
             layers.append(nn.ConvTranspose2d(channels, out, 4, 2, 1, bias=not layer_norm))
             if layer_norm:
                 layers.append(ChannelNorm(out, eps=1e-3))
-            layers.append(activation_layer(activation))
+            layers.append(activation_module(activation))
             channels = out
         layers.append(nn.ConvTranspose2d(channels, self.output_shape[0], 4, 2, 1))
         self.deconvs = nn.Sequential(*layers)

@@ -12,7 +12,8 @@ from typing import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from distwm.blocks.dreamer_blocks import MLP, ChannelNorm, activation_layer
+from distwm.blocks.dreamer_blocks import MLP, ChannelNorm
+from distwm.blocks.layers import activation_module
 from distwm.utils.dreamer_utils import symlog
 
 __all__ = ["ConvEncoder", "MultiEncoder", "conv_stages"]
@@ -55,7 +56,7 @@ class ConvEncoder(nn.Module):
             layers.append(nn.Conv2d(channels, out, 4, 2, 1, bias=not layer_norm))
             if layer_norm:
                 layers.append(ChannelNorm(out, eps=1e-3))
-            layers.append(activation_layer(activation))
+            layers.append(activation_module(activation))
             channels = out
         self.convs = nn.Sequential(*layers)
         flat = channels * 16

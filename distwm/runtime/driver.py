@@ -480,14 +480,15 @@ class Driver:
         sampled = sum(s["sampled"] for s in stats)
         past = inserted - self.layout.min_size * len(stats)
         fps = (self.counters["env_steps"] - win["env_steps"]) / dt
-        # the ETA uses a smoothed rate (chunks make the per-window rate jumpy)
+        # chunks arrive in bursts, so a window's own rate jumps between 0 and a spike: the
+        # progress line and the ETA use a smoothed rate
         self.fps_ema = fps if self.fps_ema is None else 0.7 * self.fps_ema + 0.3 * fps
         busy = self.learner_time["total"] - win["total"]
         versions = [self.worker_versions.get(i, -1) for i in range(len(self.workers))]
         left = self.runtime.steps - self.counters["env_steps"]
         rec: dict[str, Any] = {
             "env_steps": self.counters["env_steps"], "updates": self.updates,
-            "env_steps_per_s": fps, "updates_per_s": (self.updates - win["updates"]) / dt,
+            "env_steps_per_s": self.fps_ema, "updates_per_s": (self.updates - win["updates"]) / dt,
             "replay_ratio": sampled / past if past > 0 else 0.0,
             "target_ratio": self.spec.train_ratio,
             "replay_inserted": inserted, "replay_sampled": sampled,

@@ -14,7 +14,7 @@ _log = logging.getLogger(__name__)
 GAUGES = {
     "env_steps": "env steps collected",
     "updates": "learner updates",
-    "env_steps_per_s": "env steps per second",
+    "env_steps_per_s": "env steps per second (smoothed over progress windows)",
     "updates_per_s": "learner updates per second",
     "replay_ratio": "replayed steps per env step",
     "replay_fill": "replay fill fraction",

@@ -191,3 +191,14 @@ def test_agent_adapter_runs_protocol_agent(tmp_path):
         env_spec="counting", seeds=[0, 1], num_episodes=1, checkpoint=str(path))
     assert res["suite"] is None and res["aggregate"]["per_seed_means"] == [2.0, 2.0]
     assert "normalized" not in res["aggregate"]
+
+
+def test_an_adapter_missing_its_interface_cannot_be_built():
+    class NoEvaluate(BaseAdapter):
+        def load_checkpoint(self, path):
+            pass
+
+    with pytest.raises(TypeError, match="evaluate"):
+        NoEvaluate()
+    with pytest.raises(TypeError, match="build_agent"):
+        type("NoBuild", (AgentAdapter,), {})()

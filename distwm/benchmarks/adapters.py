@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+from abc import ABC, abstractmethod
 from typing import Any, Callable, ClassVar, Mapping
 
 import numpy as np
@@ -75,7 +76,7 @@ def parse_evaluation(result: Any, source: str = "evaluate") -> dict[str, Any]:
     return out
 
 
-class BaseAdapter:
+class BaseAdapter(ABC):
     """One model family's bridge to the benchmark runners.
 
     Subclasses implement :meth:`load_checkpoint` and :meth:`evaluate`; optionally
@@ -99,17 +100,17 @@ class BaseAdapter:
     def adapter_name(cls) -> str:
         return cls.name or cls.__name__.removesuffix("Adapter").lower() or cls.__name__.lower()
 
+    @abstractmethod
     def load_checkpoint(self, path: str) -> None:
         """Load trained weights from ``path``; raise if they cannot be loaded."""
-        raise NotImplementedError(f"{type(self).__name__} does not implement load_checkpoint")
 
+    @abstractmethod
     def evaluate(self, num_episodes: int = 1, render: bool = False) -> dict[str, Any]:
         """Run ``num_episodes`` evaluation episodes.
 
         Returns ``{"episode_returns": [float] * num_episodes, ...}``; with ``render`` it may
         add ``"frames"`` (one uint8 ``(T, H, W, 3)`` array per episode).
         """
-        raise NotImplementedError(f"{type(self).__name__} does not implement evaluate")
 
     @classmethod
     def train(cls, env_spec: Any, epochs: int, out_dir: str, **kwargs: Any) -> str:
@@ -137,9 +138,9 @@ class AgentAdapter(BaseAdapter):
         self._agent = None
 
     # -- to implement --------------------------------------------------------------------
+    @abstractmethod
     def build_agent(self, env) -> Any:
         """Build the (untrained) agent for ``env``'s observation and action spaces."""
-        raise NotImplementedError(f"{type(self).__name__} does not implement build_agent")
 
     # -- env and agent, built on first use ----------------------------------------------
     def make_env(self):

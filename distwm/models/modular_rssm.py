@@ -377,8 +377,9 @@ class _RecurrentBackbone(BackboneBase):
         return {"mean": zeros(self.stoch_size), "std": zeros(self.stoch_size),
                 "stoch": zeros(self.stoch_size), "deter": zeros(self.deter_size)}
 
+    @abstractmethod
     def _recur(self, hidden: Tensor, state: Dict[str, Tensor], nonterm) -> Dict[str, Tensor]:
-        raise NotImplementedError
+        """The cell step: ``hidden`` and the previous state -> ``{"deter": ...}`` (+ cell state)."""
 
     def _stochastic(self, raw: Tensor) -> Dict[str, Tensor]:
         mean, std = gaussian_params(raw, MIN_STD)

@@ -98,3 +98,14 @@ def test_every_family_checks_activation_names_against_the_one_table(config_cls):
     assert isinstance(cls(activation="ELU"), cls)  # names are case-insensitive everywhere
     assert set(ACTIVATIONS) == set(ACTIVATION_NAMES)
     assert type(activation_module("Mish")).__name__ == "Mish"
+
+
+def test_direct_construction_checks_choice_fields():
+    with pytest.raises(ValueError, match=r"Outer.mode 'c' is not one of 'a', 'b'"):
+        Outer(mode="c")
+    from distwm.configs.dreamer_config import DreamerConfig
+
+    with pytest.raises(ValueError, match=r"DreamerConfig.imagine_cont 'sample' is not one of 'prob', 'mode'"):
+        DreamerConfig(imagine_cont="sample")
+    assert DreamerConfig(version="v2").resolved().imagine_cont == "prob"
+    assert DreamerConfig().resolved().imagine_cont == "mode"

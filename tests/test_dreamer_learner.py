@@ -70,6 +70,20 @@ def test_truncation_bootstraps_and_termination_does_not():
     assert torch.all(imag.weight[0].reshape(2, 6)[0] == 1.0)
 
 
+@pytest.mark.parametrize("imagine_cont, expected", [("prob", 0.7), ("mode", 1.0)])
+def test_imagination_discounts_by_the_continue_probability_or_its_mode(imagine_cont, expected):
+    shapes = OBS_CASES["vector"]
+    agent = Dreamer(tiny_config("v3", imagine_cont=imagine_cont), shapes, 2, "cpu", discrete=True)
+    last = [m for m in agent.world_model.cont.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():  # a continue head that says "continues with probability 0.7" everywhere
+        last.weight.zero_()
+        last.bias.fill_(float(np.log(0.7 / 0.3)))
+    data = agent._batch_to_tensors(random_batch(shapes, 2, True))
+    _, post, _ = agent.world_model_loss(data)
+    imag = agent.imagine(post, data["is_terminal"])
+    assert torch.allclose(imag.cont[1:], torch.full_like(imag.cont[1:], expected), atol=1e-5)
+
+
 def test_nonfinite_losses_are_skipped_counted_and_stop_the_run():
     shapes = OBS_CASES["vector"]
     agent = Dreamer(tiny_config("v3", max_nonfinite_updates=3), shapes, 2, "cpu", discrete=True)

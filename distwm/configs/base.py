@@ -99,8 +99,37 @@ def check_value(field: str, value: Any, tp: Any) -> Any:
     return value
 
 
+def _literal_choices(tp: Any) -> tuple | None:
+    """The allowed values of a ``Literal[...]`` or ``Optional[Literal[...]]`` type, else None."""
+    if get_origin(tp) is Literal:
+        return get_args(tp)
+    if get_origin(tp) in (Union, types.UnionType):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        if len(args) == 1 and get_origin(args[0]) is Literal:
+            return (*get_args(args[0]), None)
+    return None
+
+
 class ConfigBase:
-    """Mixin for ``@dataclass`` configs with strict dict/YAML round trips."""
+    """Mixin for ``@dataclass`` configs with strict dict/YAML round trips.
+
+    Direct construction checks every ``Literal`` (choice) field, so that
+    ``DreamerConfig(actor_grad="reinfroce")`` fails where it is written, naming the choices;
+    ``from_dict``/``replace`` check every field's type.
+    """
+
+    def __post_init__(self) -> None:
+        self.check_choices()
+
+    def check_choices(self) -> None:
+        """Raise ``ValueError`` naming the field, the bad value and the choices."""
+        for name, tp in self._field_types().items():
+            choices = _literal_choices(tp)
+            if choices is not None and getattr(self, name) not in choices:
+                raise ValueError(
+                    f"{type(self).__name__}.{name} {getattr(self, name)!r} is not one of "
+                    f"{', '.join(map(repr, choices))}"
+                )
 
     @classmethod
     def field_names(cls) -> list[str]:
@@ -108,7 +137,11 @@ class ConfigBase:
 
     @classmethod
     def _field_types(cls) -> dict[str, Any]:
-        return typing.get_type_hints(cls)
+        cached = cls.__dict__.get("_field_types_cache")
+        if cached is None:
+            cached = typing.get_type_hints(cls)
+            cls._field_types_cache = cached  # per class: subclasses resolve their own
+        return cached
 
     @classmethod
     def unknown_field_error(cls, name: str, prefix: str = "") -> ValueError:

@@ -50,6 +50,7 @@ VERSION_DEFAULTS: dict[str, dict[str, Any]] = {
         model_size="paper-v1", latent="gaussian", activation="elu", layer_norm=False,
         unimix=0.0, learned_initial_state=False, symlog_obs=False,
         reward_head="normal", critic_head="normal", use_disc_model=False, disc_loss_coeff=10.0,
+        imagine_cont="prob",
         kl_loss_coeff=1.0, kl_alpha=None, kl_dyn_scale=None, kl_rep_scale=None,
         free_nats=3.0, free_nats_per_step=False,
         discount=0.99, actor_dist="tanh_normal", actor_grad="dynamics", actor_entropy=0.0,
@@ -63,6 +64,7 @@ VERSION_DEFAULTS: dict[str, dict[str, Any]] = {
         model_size="paper-v2", latent="categorical", activation="elu", layer_norm=True,
         unimix=0.0, learned_initial_state=False, symlog_obs=False,
         reward_head="normal", critic_head="normal", use_disc_model=True, disc_loss_coeff=5.0,
+        imagine_cont="prob",
         kl_loss_coeff=1.0, kl_alpha=0.8, kl_dyn_scale=None, kl_rep_scale=None,
         free_nats=1.0, free_nats_per_step=False,
         discount=0.99, actor_dist="tanh_normal", actor_grad="auto", actor_entropy=1e-4,
@@ -76,6 +78,7 @@ VERSION_DEFAULTS: dict[str, dict[str, Any]] = {
         model_size="S", latent="categorical", activation="silu", layer_norm=True,
         unimix=0.01, learned_initial_state=True, symlog_obs=True,
         reward_head="twohot", critic_head="twohot", use_disc_model=True, disc_loss_coeff=1.0,
+        imagine_cont="mode",
         kl_loss_coeff=None, kl_alpha=None, kl_dyn_scale=0.5, kl_rep_scale=0.1,
         free_nats=1.0, free_nats_per_step=True,
         discount=0.997, actor_dist="normal", actor_grad="auto", actor_entropy=3e-4,
@@ -150,6 +153,10 @@ class DreamerConfig(RLConfig):
     symlog_range: float = 20.0
     use_disc_model: Optional[bool] = None
     disc_loss_coeff: Optional[float] = None
+    #: how imagination reads the continue head: ``"prob"`` discounts by the predicted
+    #: continuation probability (DreamerV2, current dreamerv3 code), ``"mode"`` by its 0/1
+    #: threshold (DreamerV3 paper code)
+    imagine_cont: Optional[Literal["prob", "mode"]] = None
 
     # -- world model loss ---------------------------------------------------------------------
     kl_loss_coeff: Optional[float] = None
@@ -184,6 +191,7 @@ class DreamerConfig(RLConfig):
     ac_grad_clip_norm: Optional[float] = None
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         self.validate()
 
     # -- resolution ---------------------------------------------------------------------------

@@ -70,6 +70,7 @@ class PlanetConfig(RLConfig):
     seed_episodes: int = 5
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         positive = ("action_repeat", "batch_size",
                     "train_seq_len", "state_size", "latent_size", "hidden_size", "embedding_size",
                     "planning_horizon", "num_candidates", "num_iterations", "top_candidates",

@@ -115,7 +115,8 @@ class ActorCritic(nn.Module):
                 feat = rssm.get_feat(states)
             reward = world_model.reward(feat[1:]).mode()
             if world_model.cont is not None:
-                cont = world_model.cont(feat[1:]).mode()
+                cont_dist = world_model.cont(feat[1:])
+                cont = cont_dist.mode() if cfg.imagine_cont == "mode" else cont_dist.mean
             else:
                 cont = torch.ones_like(reward)
             cont = torch.cat([start_cont.unsqueeze(0), cont], 0)

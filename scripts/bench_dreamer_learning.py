@@ -152,12 +152,15 @@ def main(argv=None) -> int:
               "env_steps": summary["env_steps"], "updates": summary["updates"],
               "eval_history": history, "first_step_at_target": reached, "target": target,
               "final_eval_return": history[-1][1] if history else None,
+              "last_evals_mean": float(sum(r for _, r in history[-4:]) / len(history[-4:]))
+              if history else None,
               "nonfinite_updates": summary["nonfinite_updates"]}
     with open(os.path.join(args.out, f"{name}.json"), "w") as f:
         json.dump(result, f, indent=1)
     print(f"\nwall time {wall / 60:.1f} min, {summary['updates']} updates, "
           f"{summary['env_steps']} env steps")
-    print(f"final eval return {result['final_eval_return']}, best "
+    print(f"final eval return {result['final_eval_return']}, mean of the last "
+          f"{len(history[-4:])} evaluations {result['last_evals_mean']}, best "
           f"{max((r for _, r in history), default=float('nan')):.1f}; target {target:g} "
           + (f"first reached at {reached} env steps" if reached is not None else "NOT reached"))
     print(f"curve: {png}")

@@ -6,6 +6,7 @@ hiding the package.
 
 from __future__ import annotations
 
+import os
 import sys
 
 import gymnasium
@@ -40,6 +41,8 @@ def test_robotics_point_maze_state():
     assert detect_backend("PointMaze_UMaze-v3")[0] == "robotics"  # not "gym", though registered
     assert "PointMaze_UMaze-v3" not in list_backend_envs("gym")
     env = make_robotics_env("PointMaze_UMaze-v3", seed=0)
+    xml = env.env.unwrapped.tmp_xml_file_path  # written by the maze, removed once loaded
+    assert xml.endswith(".xml") and not os.path.exists(xml)
     obs, _ = env.reset()
     # achieved_goal (2) + desired_goal (2) + observation (4), flattened
     assert set(obs) == {"state"} and obs["state"].shape == (8,) and obs["state"].dtype == np.float32

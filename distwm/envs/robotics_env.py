@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import warnings
 from typing import Any
 
@@ -100,5 +101,18 @@ def make_robotics_env(env: str, *, seed: int = 0, size: int | tuple[int, int] = 
     spec = gymnasium.registry.get(env)
     if spec is None or not is_robotics_spec(spec):
         raise unknown_name_error("Gymnasium-Robotics env", env, list_gymnasium_robotics_envs())
-    return make_gym_env(env, seed=seed, size=size, render_mode=render_mode, obs_type=obs_type,
+    made = make_gym_env(env, seed=seed, size=size, render_mode=render_mode, obs_type=obs_type,
                         gym_kwargs=gym_kwargs, **kwargs)
+    remove_maze_xml(made.env.unwrapped)
+    return made
+
+
+def remove_maze_xml(env: Any) -> None:
+    """Delete the XML file a Gymnasium-Robotics maze env writes into the temp folder (one per
+    env, never removed upstream); MuJoCo has loaded the model from it by the time it returns."""
+    path = getattr(env, "tmp_xml_file_path", None)
+    if isinstance(path, str) and os.path.basename(path).endswith(".xml"):
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            pass

@@ -202,3 +202,23 @@ def test_an_adapter_missing_its_interface_cannot_be_built():
         NoEvaluate()
     with pytest.raises(TypeError, match="build_agent"):
         type("NoBuild", (AgentAdapter,), {})()
+
+
+def test_training_is_refused_before_any_adapter_trains(tmp_path):
+    from distwm.benchmarks import DreamerAdapter, TrainingUnsupported
+
+    trained = []
+
+    class Trains(ConstantAdapter):
+        @classmethod
+        def train(cls, env_spec, epochs, out_dir, **kwargs):
+            trained.append(cls)
+            return "unused"
+
+    assert Trains.can_train() and DreamerAdapter.can_train() and not ConstantAdapter.can_train()
+    runner = MultiAgentBenchmarkRunner([Trains, OtherAdapter], out_dir=str(tmp_path))
+    with pytest.raises(TrainingUnsupported, match=r"OtherAdapter cannot train: pass checkpoints for \['other'\]"):
+        runner.run_all("walker-walk", train_epochs=1)
+    assert trained == []
+    with pytest.raises(TrainingUnsupported, match="ConstantAdapter cannot train"):
+        ConstantAdapter.train("walker-walk", 1, str(tmp_path))

@@ -14,6 +14,7 @@ from distwm._lazy import lazy_exports
 _LAZY = {
     "BaseAdapter": "distwm.benchmarks.adapters",
     "AgentAdapter": "distwm.benchmarks.adapters",
+    "TrainingUnsupported": "distwm.benchmarks.adapters",
     "run_agent_episodes": "distwm.benchmarks.adapters",
     "DreamerAdapter": "distwm.benchmarks.dreamer_adapters",
     "DreamerV1Adapter": "distwm.benchmarks.dreamer_adapters",

@@ -26,7 +26,8 @@ import numpy as np
 
 from distwm._lazy import lazy_exports
 
-__all__ = ["BaseAdapter", "AgentAdapter", "env_id_of", "parse_evaluation", "run_agent_episodes"]
+__all__ = ["BaseAdapter", "AgentAdapter", "TrainingUnsupported", "env_id_of", "parse_evaluation",
+           "run_agent_episodes"]
 
 
 def env_id_of(env_spec: Any) -> str | None:
@@ -113,10 +114,25 @@ class BaseAdapter(ABC):
         """
 
     @classmethod
+    def can_train(cls) -> bool:
+        """Whether this adapter overrides :meth:`train` (otherwise it only evaluates)."""
+        return cls.train.__func__ is not BaseAdapter.train.__func__
+
+    @classmethod
     def train(cls, env_spec: Any, epochs: int, out_dir: str, **kwargs: Any) -> str:
-        """Train a model for ``epochs`` and return its checkpoint path."""
-        raise NotImplementedError(
-            f"{cls.__name__} cannot train: pass a checkpoint for '{cls.adapter_name()}' instead"
+        """Train a model for ``epochs`` and return its checkpoint path. Adapters that only
+        evaluate given checkpoints keep this one, which raises :class:`TrainingUnsupported`."""
+        raise TrainingUnsupported([cls])
+
+
+class TrainingUnsupported(NotImplementedError):
+    """Training was asked of adapters that only evaluate given checkpoints."""
+
+    def __init__(self, adapters):
+        names = [a.adapter_name() for a in adapters]
+        super().__init__(
+            f"{', '.join(a.__name__ for a in adapters)} cannot train: pass checkpoints for "
+            f"{names} instead"
         )
 
 

@@ -32,7 +32,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from distwm.benchmarks.adapters import BaseAdapter, env_id_of, parse_evaluation
+from distwm.benchmarks.adapters import (BaseAdapter, TrainingUnsupported, env_id_of,
+                                        parse_evaluation)
 from distwm.benchmarks.metrics import compute_aggregate_metrics
 
 __all__ = ["BenchmarkRunner", "MultiAgentBenchmarkRunner", "BenchmarkError"]
@@ -253,6 +254,10 @@ class MultiAgentBenchmarkRunner:
             )
         checkpoints = dict(checkpoints or {})
         if train_epochs is not None:
+            untrainable = [cls for cls, name in zip(self.adapters, self.names)
+                           if name not in checkpoints and not cls.can_train()]
+            if untrainable:  # before any training starts, so no run is wasted
+                raise TrainingUnsupported(untrainable)
             for adapter_cls, name in zip(self.adapters, self.names):
                 if name not in checkpoints:
                     train_dir = os.path.join(self.out_dir, name, "train")

@@ -167,10 +167,7 @@ class DreamerAgent:
             if prefill and dreamer.env_steps >= rcfg.seed_steps:
                 prefill = False
                 runner.agent = dreamer  # the policy takes over (with fresh recurrent states)
-            records, finished = runner.step(explore=True)
-            self.replay.add_batch(records)
-            stepped = int((~records["is_last"]).sum())  # envs that took an env step
-            dreamer.env_steps += stepped * repeat
+            stepped, finished = dreamer.step_into_replay(runner, self.replay)
             progress.update(stepped * repeat)
             for _, ret, _ in finished:
                 self.episode_returns.append((dreamer.env_steps, ret))

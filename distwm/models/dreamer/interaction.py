@@ -57,6 +57,16 @@ class InteractionMixin:
         runner.agent = agent
         return runner
 
+    def step_into_replay(self, runner, replay) -> tuple[int, list]:
+        """One exploring step of every env of ``runner`` into ``replay``; counts the env steps
+        (frames). Returns ``(envs that stepped, episodes that ended: (index, return, length))``;
+        an env whose episode had ended resets instead of stepping."""
+        records, episodes = runner.step(explore=True)
+        replay.add_batch(records)
+        stepped = int((~records["is_last"]).sum())
+        self.env_steps += stepped * self.args.action_repeat
+        return stepped, episodes
+
     def _collect(self, env, steps: int, agent) -> list[float]:
         if not isinstance(steps, (int, np.integer)) or steps < 1:
             raise ValueError(f"the number of steps to collect must be a positive int, got {steps!r}")
@@ -65,11 +75,8 @@ class InteractionMixin:
         returns: list[float] = []
         taken = 0
         while taken < steps:
-            records, episodes = runner.step(explore=True)
-            replay.add_batch(records)
-            stepped = int((~records["is_last"]).sum())
+            stepped, episodes = self.step_into_replay(runner, replay)
             taken += stepped
-            self.env_steps += stepped * self.args.action_repeat
             returns.extend(ret for _, ret, _ in episodes)
         return returns
 

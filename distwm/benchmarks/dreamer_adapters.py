@@ -136,11 +136,12 @@ class DreamerAdapter(AgentAdapter):
                              f"valid: {list(ADAPTER_KWARGS)}")
 
     @classmethod
-    def env_kwargs_of(cls, env_spec: Any, kwargs: Mapping[str, Any]) -> dict[str, Any]:
-        """Env kwargs given by ``env_spec`` (a dict's ``env_kwargs``) and ``kwargs``."""
-        out = dict(env_spec.get("env_kwargs", {})) if isinstance(env_spec, Mapping) else {}
-        out.update(kwargs.get("env_kwargs") or {})
-        return out
+    def with_env_kwargs(cls, config, env_spec: Any, kwargs: Mapping[str, Any]):
+        """``config`` with the env kwargs given by ``env_spec`` (a dict's ``env_kwargs``) and
+        ``kwargs`` applied over its own."""
+        given = dict(env_spec.get("env_kwargs", {})) if isinstance(env_spec, Mapping) else {}
+        given.update(kwargs.get("env_kwargs") or {})
+        return config.replace(env_kwargs={**config.env_kwargs, **given}) if given else config
 
     @classmethod
     def make_config(cls, env_spec: Any = None, **kwargs: Any):
@@ -163,10 +164,9 @@ class DreamerAdapter(AgentAdapter):
         env_id = env_id_of(env_spec)
         if env_id is not None:
             overrides["env"] = env_id
-        env_kwargs = cls.env_kwargs_of(env_spec, kwargs)
-        if env_kwargs:
-            overrides["env_kwargs"] = {**config.env_kwargs, **env_kwargs}
-        return config.replace(**overrides) if overrides else config
+        if overrides:
+            config = config.replace(**overrides)
+        return cls.with_env_kwargs(config, env_spec, kwargs)
 
     def config_of_checkpoint(self, state: Mapping[str, Any], file: str):
         """The checkpoint's config (the adapter's when it stores none), checked against this
@@ -189,10 +189,7 @@ class DreamerAdapter(AgentAdapter):
                 f"{file!r} was trained on env {config.env!r}, not on the benchmarked env "
                 f"{env_id!r}; pass the checkpoint of that env"
             )
-        env_kwargs = self.env_kwargs_of(self.env_spec, self.kwargs)
-        if env_kwargs:
-            config = config.replace(env_kwargs={**config.env_kwargs, **env_kwargs})
-        return config
+        return self.with_env_kwargs(config, self.env_spec, self.kwargs)
 
     # -- the AgentAdapter hooks ------------------------------------------------------------
     def make_env(self):

@@ -160,12 +160,9 @@ class DreamerAdapter(AgentAdapter):
                 f"{config.version!r}; use {ADAPTER_OF_VERSION[config.version]} or "
                 f"version={cls.version!r}"
             )
-        overrides: dict[str, Any] = {}
         env_id = env_id_of(env_spec)
         if env_id is not None:
-            overrides["env"] = env_id
-        if overrides:
-            config = config.replace(**overrides)
+            config = config.replace(env=env_id)
         return cls.with_env_kwargs(config, env_spec, kwargs)
 
     def config_of_checkpoint(self, state: Mapping[str, Any], file: str):

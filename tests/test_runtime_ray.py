@@ -115,14 +115,16 @@ def test_killed_env_worker_and_replay_shard_are_restarted(ray_session, tmp_path)
             killed["shard"] = (rec["replay_inserted"], driver.checkpoint)
             ray.kill(driver.shards[0], no_restart=True)
 
+    # a budget well past the shard kill (the first checkpoint after the worker kill), so that
+    # the restored shard always receives new chunks before the run ends
     rt = runtime(tmp_path, "kill-worker", shards=1, envs_per_worker=1, eval_episodes=0,
-                 checkpoint_interval=40, log_interval=0.5)
+                 steps=960, checkpoint_interval=20, log_interval=0.5)
     result = run(TinyAgentConfig(seed=4), rt, on_progress=kill)
     s = result.summary
     assert set(killed) == {"worker", "shard"}
     assert s["restarts"] == {"worker": 1, "shard": 1}
     assert s["worker_incarnations"] == [1, 0]
-    assert s["env_steps"] >= 640 and s["worker_steps"][0] > 0
+    assert s["env_steps"] >= 960 and s["worker_steps"][0] > 0
     # the shard came back from a checkpoint's snapshot (not empty) and went on filling
     event = next(e for e in s["events"] if e["role"] == "shard")
     assert event["restored_from"] is not None and "ckpt-" in event["restored_from"]

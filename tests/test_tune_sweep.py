@@ -118,8 +118,28 @@ def test_finished_sweep_is_not_started_twice_and_resumes(finished_sweep, tmp_pat
     assert f"distwm report {outcome.path}" in printed
 
 
+@pytest.fixture
+def tiny_reference(tmp_path, monkeypatch) -> Path:
+    """A published-results folder made here (3 DreamerV3 seeds on the sweep's task), so the
+    report tests do not depend on ``../shared/reference`` beside the checkout."""
+    import gzip
+
+    from distwm.benchmarks.reference import REFERENCE_ENV_VAR
+
+    folder = tmp_path / "reference"
+    (folder / "dreamerv3_curves").mkdir(parents=True)
+    (folder / "atari100k").mkdir()
+    curves = [{"task": "dmc_cartpole_balance", "method": "dreamerv3", "seed": seed,
+               "xs": [0.0, 250_000.0, 500_000.0], "ys": [200.0, 800.0 + seed, 990.0 - seed]}
+              for seed in range(3)]
+    with gzip.open(folder / "dreamerv3_curves" / "dmc_proprio-dreamerv3.json.gz", "wt") as f:
+        json.dump(curves, f)
+    monkeypatch.setenv(REFERENCE_ENV_VAR, str(folder))
+    return folder
+
+
 @pytest.mark.ray
-def test_report_gives_tables_plots_and_iqm_with_ci(finished_sweep, tmp_path, capsys):
+def test_report_gives_tables_plots_and_iqm_with_ci(finished_sweep, tiny_reference, tmp_path, capsys):
     from distwm.cli import main
 
     sweep, outcome, _ = finished_sweep
@@ -164,11 +184,9 @@ def _metrics_text(port: int) -> str:
 
 @pytest.mark.ray
 def test_report_as_a_ray_job_logs_the_report_and_exports_gauges(
-        finished_sweep, local_head, tmp_path):  # noqa: F811 (the imported fixture)
-    from distwm.benchmarks.reference import resolve_reference_dir
-
+        finished_sweep, local_head, tiny_reference, tmp_path):  # noqa: F811 (the imported fixture)
     _, outcome, _ = finished_sweep
-    env = json.dumps({"env_vars": {"DISTWM_REFERENCE_DIR": str(resolve_reference_dir())}})
+    env = json.dumps({"env_vars": {"DISTWM_REFERENCE_DIR": str(tiny_reference)}})
     result = _distwm_submit(local_head.address, "--runtime-env-json", env,
                             "--", "python", "-m", "distwm.cli", "report",
                             outcome.path, "--out", str(tmp_path), "--num-samples", "200")

@@ -1,8 +1,11 @@
-"""The agent protocol that the single-process loop and the Ray runtime both drive.
+"""The protocols that the single-process loop and the Ray runtime both drive.
 
-Every RL agent family (Dreamer, PlaNet, IRIS, DIAMOND, ...) implements :class:`Agent`.
-The runtime (``distwm.runtime``) only ever talks to this protocol, so it knows nothing
-about any particular algorithm. This module imports neither torch nor ray.
+* :class:`Policy`: acting (runs on CPU inside env workers).
+* :class:`Trainable`: learning from named replay samples or dataset batches.
+* :class:`Agent` = :class:`Policy` + :class:`Trainable` (Dreamer, PlaNet, IRIS, DIAMOND). A
+  dataset-trained model (Genie, I-JEPA, DiT) is a :class:`Trainable` only.
+
+This module imports neither torch nor ray.
 
 Data conventions (DESIGN.md "Data"):
 
@@ -13,34 +16,145 @@ Data conventions (DESIGN.md "Data"):
 * a replay batch is a dict of numpy arrays shaped ``(B, T, ...)`` with keys ``image`` and/or
   ``state``, ``action``, ``reward``, ``is_first``, ``is_terminal``, ``is_last``. The action
   at index ``t`` is the action that *led to* observation ``t`` (zero at ``is_first``), as
-  in DreamerV3's replay format.
+  in DreamerV3's replay format. ``update`` receives ``{sample name: batch}``.
 """
 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
-from typing import Any, Mapping, Protocol, runtime_checkable
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
-__all__ = ["Agent", "DataSpec", "import_object"]
+__all__ = ["Agent", "DataSpec", "NonFiniteLossError", "Policy", "SampleSpec", "Trainable",
+           "import_object"]
+
+#: the sample name of an agent that declares one sample
+DEFAULT_SAMPLE = "sequences"
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Raised by every family when ``max_nonfinite_updates`` consecutive updates had a
+    non-finite loss, gradient or input (each of them was skipped)."""
 
 
 @dataclass(frozen=True)
-class DataSpec:
-    """What one replay sample is and how much replay the algorithm wants.
+class SampleSpec:
+    """One named replay sample: ``batch_size`` sequences of ``seq_len`` steps (``seq_len=1``:
+    single frames) and its ``share`` of the replay budget (``None``: ``batch_size * seq_len``
+    relative to the other samples, i.e. every update carries this sample)."""
 
-    ``train_ratio`` is replayed steps per env step (DreamerV3's ``train_ratio``): with
-    ``batch_size * seq_len`` steps per update, the learner performs
-    ``env_steps * train_ratio / (batch_size * seq_len)`` updates.
-    """
-
+    name: str
     batch_size: int
     seq_len: int
-    train_ratio: float
+    share: float | None = None
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"SampleSpec name must be a non-empty string, got {self.name!r}")
+        for what in ("batch_size", "seq_len"):
+            value = getattr(self, what)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"SampleSpec {self.name!r}: {what} must be a positive int, got {value!r}")
+        if self.share is not None and not (math.isfinite(self.share) and self.share > 0):
+            raise ValueError(f"SampleSpec {self.name!r}: share must be > 0 (or None), got {self.share!r}")
 
     @property
-    def steps_per_update(self) -> int:
+    def steps(self) -> int:
+        """Replayed env steps of one batch of this sample."""
         return self.batch_size * self.seq_len
+
+
+@dataclass(frozen=True, init=False)
+class DataSpec:
+    """What an agent replays and how much.
+
+    ``DataSpec(batch_size, seq_len, train_ratio)`` declares one sample named
+    ``"sequences"``; ``DataSpec(train_ratio=..., samples=[SampleSpec(...), ...])`` several.
+
+    ``train_ratio`` is replayed env steps per inserted env step (DreamerV3's
+    ``train_ratio``), over all samples together. Sample ``i`` takes ``share_i`` of it: it is
+    drawn ``frequency(i)`` of the updates (the sample with the most draws per replayed step is
+    in every update), and update ``k`` carries the samples :meth:`due` returns.
+    """
+
+    samples: tuple[SampleSpec, ...]
+    train_ratio: float
+
+    def __init__(self, batch_size: int | None = None, seq_len: int | None = None,
+                 train_ratio: float | None = None, *, samples: Sequence[SampleSpec] | None = None):
+        if samples is None:
+            if batch_size is None or seq_len is None:
+                raise ValueError("DataSpec needs batch_size and seq_len, or samples=[SampleSpec, ...]")
+            samples = (SampleSpec(DEFAULT_SAMPLE, int(batch_size), int(seq_len)),)
+        elif batch_size is not None or seq_len is not None:
+            raise ValueError("DataSpec takes batch_size/seq_len or samples, not both")
+        samples = tuple(samples)
+        if not samples or not all(isinstance(s, SampleSpec) for s in samples):
+            raise ValueError(f"DataSpec samples must be a non-empty list of SampleSpec, got {samples!r}")
+        names = [s.name for s in samples]
+        if len(set(names)) != len(names):
+            raise ValueError(f"DataSpec sample names must be unique, got {names}")
+        if train_ratio is None or not math.isfinite(float(train_ratio)) or float(train_ratio) < 0:
+            raise ValueError(f"DataSpec train_ratio must be a finite number >= 0, got {train_ratio!r}")
+        object.__setattr__(self, "samples", samples)
+        object.__setattr__(self, "train_ratio", float(train_ratio))
+
+    # -- one-sample shortcuts (Dreamer, PlaNet) --------------------------------------------
+    def _only(self) -> SampleSpec:
+        if len(self.samples) != 1:
+            raise ValueError(f"this DataSpec has {len(self.samples)} samples "
+                             f"({', '.join(self.names)}): ask for one by name with sample(name)")
+        return self.samples[0]
+
+    @property
+    def batch_size(self) -> int:
+        return self._only().batch_size
+
+    @property
+    def seq_len(self) -> int:
+        return self._only().seq_len
+
+    # -- several samples ---------------------------------------------------------------------
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.samples)
+
+    def sample(self, name: str) -> SampleSpec:
+        for s in self.samples:
+            if s.name == name:
+                return s
+        raise ValueError(f"unknown sample {name!r}; this DataSpec has {', '.join(self.names)}")
+
+    @property
+    def max_seq_len(self) -> int:
+        return max(s.seq_len for s in self.samples)
+
+    def _draws_per_step(self, s: SampleSpec) -> float:
+        """Batches of ``s`` per replayed step, before normalisation."""
+        if any(x.share is None for x in self.samples):
+            return 1.0  # shares follow batch sizes: every update carries every sample
+        return s.share / s.steps
+
+    def frequency(self, name: str) -> float:
+        """Fraction of updates that carry sample ``name`` (in ``(0, 1]``)."""
+        rates = {s.name: self._draws_per_step(s) for s in self.samples}
+        return rates[self.sample(name).name] / max(rates.values())
+
+    def due(self, update_index: int) -> tuple[str, ...]:
+        """Names of the samples update number ``update_index`` (0-based) carries."""
+        k = int(update_index)
+        out = []
+        for s in self.samples:
+            f = self.frequency(s.name)
+            if f >= 1.0 or math.floor((k + 1) * f + 1e-9) > math.floor(k * f + 1e-9):
+                out.append(s.name)
+        return tuple(out)
+
+    @property
+    def steps_per_update(self) -> float:
+        """Replayed env steps of an average update."""
+        return sum(self.frequency(s.name) * s.steps for s in self.samples)
 
     @property
     def updates_per_env_step(self) -> float:
@@ -48,39 +162,46 @@ class DataSpec:
 
 
 @runtime_checkable
-class Agent(Protocol):
-    """The contract between an agent family and whoever trains it.
+class Policy(Protocol):
+    """Acting: runs on CPU inside env workers, with weights from a :class:`Trainable`."""
 
-    Construction: ``AgentClass.from_config(config, observation_space, action_space,
-    device="cpu")`` where the spaces are the env adapter's (``gymnasium.spaces.Dict`` and a
-    ``Box`` of action vectors).
-    """
-
-    # -- data ---------------------------------------------------------------------------
-    def data_spec(self) -> DataSpec: ...
-
-    # -- acting (runs on CPU inside env workers) ----------------------------------------
     def initial_state(self, num_envs: int) -> Any: ...
 
     def act(self, obs: Mapping[str, Any], state: Any, explore: bool) -> tuple[Any, Any]:
         """Return ``(actions (N, A) float32 numpy, new_state)``.
 
-        ``obs`` carries ``is_first`` (N,) bool: the agent resets the recurrent state of the
+        ``obs`` carries ``is_first`` (N,) bool: the policy resets the recurrent state of the
         envs where it is set.
         """
 
-    def get_weights(self) -> dict[str, Any]:
-        """CPU-only state dict of what acting needs (policy and world model)."""
-
     def set_weights(self, weights: Mapping[str, Any]) -> None: ...
 
-    # -- learning ------------------------------------------------------------------------
-    def update(self, batch: Mapping[str, Any]) -> dict[str, float]: ...
+
+@runtime_checkable
+class Trainable(Protocol):
+    """Learning. Construction of an RL agent: ``Class.from_config(config, observation_space,
+    action_space, device="cpu")``. Optional: ``report(batch) -> {"scalars": {...},
+    "images": {name: (H, W, 3) uint8}, "videos": {name: (T, H, W, 3) uint8}}``."""
+
+    def data_spec(self) -> DataSpec: ...
+
+    def update(self, batches: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
+        """One learning step on ``{sample name: batch}`` (the samples ``data_spec().due(k)``
+        names for this update)."""
+
+    def get_weights(self) -> dict[str, Any]:
+        """CPU-only state dict of what acting needs."""
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume: networks, optimizers, counters."""
+        """Everything needed to resume: networks, optimizers, counters, ``format`` and
+        ``architecture`` (see :mod:`distwm.utils.checkpoint`)."""
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
+
+
+@runtime_checkable
+class Agent(Policy, Trainable, Protocol):
+    """An RL agent: a :class:`Policy` and a :class:`Trainable`."""
 
 
 def import_object(path: str) -> Any:

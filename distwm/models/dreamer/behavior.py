@@ -13,7 +13,8 @@ from torch import Tensor, nn
 from distwm.configs.dreamer_config import DreamerConfig
 from distwm.models.dreamer.world_model import WorldModel
 from distwm.vision.dreamer_decoder import ActionDecoder, DenseDecoder
-from distwm.utils.dreamer_utils import FreezeParameters, compute_return
+from distwm.blocks.returns import compute_return
+from distwm.utils.dreamer_utils import FreezeParameters
 
 __all__ = ["ActorCritic", "Imagination", "ReturnNormalizer"]
 

@@ -1,0 +1,217 @@
+"""Return maths shared by the model families: symlog / symexp, two-hot encoding and decoding,
+and TD(lambda) returns (time-major :func:`compute_return`, batch-major
+:func:`compute_lambda_return`).
+
+``distwm.utils.dreamer_utils`` and ``distwm.utils`` re-export every name (the seed's paths).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = [
+    "symlog",
+    "symexp",
+    "TwoHotEncoder",
+    "compute_return",
+    "compute_lambda_return",
+]
+
+
+# -- symlog ----------------------------------------------------------------------------------
+def symlog(x: Tensor) -> Tensor:
+    """Symmetric log: ``sign(x) * log(1 + |x|)`` (DreamerV3)."""
+    return torch.sign(x) * torch.log1p(torch.abs(x))
+
+
+def symexp(x: Tensor) -> Tensor:
+    """Inverse of :func:`symlog`: ``sign(x) * (exp(|x|) - 1)``."""
+    return torch.sign(x) * torch.expm1(torch.abs(x))
+
+
+# -- two-hot ---------------------------------------------------------------------------------
+class TwoHotEncoder:
+    """Two-hot encoding for symlog targets (DreamerV2/V3 reward and value heads).
+
+    A target is split between the two nearest of ``num_buckets`` equally spaced bucket centres
+    on ``[-symlog_range, symlog_range]`` so that the expected bucket centre equals the target
+    (targets outside the range are clipped to it). :meth:`encode` takes targets already in
+    symlog space; :meth:`decode` returns real values (it applies :func:`symexp`);
+    :meth:`loss` takes real-valued targets. All methods are vectorised over any leading shape
+    and follow the input's device and dtype.
+    """
+
+    def __init__(self, num_buckets: int = 255, symlog_range: float = 10.0):
+        if not isinstance(num_buckets, (int, np.integer)) or num_buckets < 2:
+            raise ValueError(f"num_buckets must be an integer >= 2, got {num_buckets!r}")
+        if not (isinstance(symlog_range, (int, float)) and math.isfinite(symlog_range)
+                and symlog_range > 0):
+            raise ValueError(f"symlog_range must be a finite number > 0, got {symlog_range!r}")
+        self.num_buckets = int(num_buckets)
+        self.symlog_range = float(symlog_range)
+        self.buckets: Tensor
+        self.register_buffers()
+
+    @property
+    def bucket_width(self) -> float:
+        return 2.0 * self.symlog_range / (self.num_buckets - 1)
+
+    def register_buffers(self) -> None:
+        """Allocate the bucket-centre buffer (float32, CPU). Use :meth:`to` to move it."""
+        self.buckets = torch.linspace(-self.symlog_range, self.symlog_range, self.num_buckets)
+
+    def to(self, device) -> "TwoHotEncoder":
+        """Move the bucket centres to ``device`` (in place); returns ``self``."""
+        self.buckets = self.buckets.to(device)
+        return self
+
+    def _buckets_like(self, x: Tensor) -> Tensor:
+        return self.buckets.to(device=x.device, dtype=x.dtype)
+
+    def encode(self, target: Tensor) -> Tensor:
+        """Two-hot distribution ``target.shape + (num_buckets,)`` for symlog-space targets."""
+        target = torch.as_tensor(target)
+        out_dtype = target.dtype if target.is_floating_point() else torch.float32
+        x = target.to(torch.float64 if out_dtype == torch.float64 else torch.float32)
+        x = x.clamp(-self.symlog_range, self.symlog_range)
+        position = (x + self.symlog_range) / self.bucket_width
+        below = position.floor().clamp(0, self.num_buckets - 2)
+        weight_above = (position - below).clamp(0.0, 1.0)
+        below_idx = below.long().unsqueeze(-1)
+        encoded = torch.zeros(*x.shape, self.num_buckets, dtype=x.dtype, device=x.device)
+        encoded.scatter_(-1, below_idx, (1.0 - weight_above).unsqueeze(-1))
+        encoded.scatter_add_(-1, below_idx + 1, weight_above.unsqueeze(-1))
+        return encoded.to(out_dtype)
+
+    def _check_logits(self, logits: Tensor) -> None:
+        if logits.shape[-1] != self.num_buckets:
+            raise ValueError(
+                f"logits must have a last dimension of num_buckets={self.num_buckets}, "
+                f"got shape {tuple(logits.shape)}"
+            )
+
+    def decode(self, logits: Tensor) -> Tensor:
+        """Expected bucket centre under ``softmax(logits)``, mapped back with :func:`symexp`."""
+        self._check_logits(logits)
+        compute = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
+        probs = torch.softmax(compute, dim=-1)
+        expected = (probs * self._buckets_like(compute)).sum(dim=-1)
+        return symexp(expected).to(logits.dtype)
+
+    def loss(self, logits: Tensor, target: Tensor) -> Tensor:
+        """Cross-entropy of ``logits`` against the two-hot code of ``symlog(target)``.
+
+        ``target`` holds real values (the same space :meth:`decode` returns), shaped like
+        ``logits.shape[:-1]``. Returns the per-element loss (no reduction).
+        """
+        self._check_logits(logits)
+        if tuple(target.shape) != tuple(logits.shape[:-1]):
+            raise ValueError(
+                f"target shape {tuple(target.shape)} must equal logits shape without its last "
+                f"dimension, {tuple(logits.shape[:-1])}"
+            )
+        compute = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
+        code = self.encode(symlog(target.to(compute.dtype)).detach())
+        return -(code * torch.log_softmax(compute, dim=-1)).sum(dim=-1)
+
+
+# -- lambda returns ------------------------------------------------------------------------
+def _broadcast_discounts(discounts, rewards: Tensor) -> Tensor:
+    """A scalar or broadcastable discount as a tensor shaped like ``rewards``."""
+    discounts = torch.as_tensor(discounts, dtype=rewards.dtype, device=rewards.device)
+    try:
+        return discounts.expand_as(rewards)
+    except RuntimeError:
+        raise ValueError(
+            f"discounts of shape {tuple(discounts.shape)} do not broadcast to rewards "
+            f"{tuple(rewards.shape)}"
+        ) from None
+
+
+def _lambda_returns(rewards: Tensor, next_values: Tensor, discounts: Tensor, lam: float,
+                    bootstrap: Tensor) -> Tensor:
+    """The TD(lambda) recursion, time along axis 0 (the one implementation).
+
+    ``R_t = r_t + d_t * ((1 - lam) * v_{t+1} + lam * R_{t+1})`` with ``R_T = bootstrap``,
+    where ``next_values[t] = v_{t+1}`` (so ``next_values[-1]`` is ``bootstrap``).
+    """
+    if not 0.0 <= float(lam) <= 1.0:
+        raise ValueError(f"lambda must be in [0, 1], got {lam!r}")
+    if rewards.shape != discounts.shape or rewards.shape != next_values.shape:
+        raise ValueError(
+            f"rewards {tuple(rewards.shape)}, discounts {tuple(discounts.shape)} and values "
+            f"must share one shape (values may have one extra time step)"
+        )
+    if tuple(bootstrap.shape) != tuple(rewards.shape[1:]):
+        raise ValueError(
+            f"bootstrap value shape {tuple(bootstrap.shape)} must be {tuple(rewards.shape[1:])}"
+        )
+    inputs = rewards + discounts * next_values * (1.0 - lam)
+    returns = []
+    last = bootstrap
+    for t in range(rewards.shape[0] - 1, -1, -1):
+        last = inputs[t] + discounts[t] * lam * last
+        returns.append(last)
+    returns.reverse()
+    return torch.stack(returns, dim=0) if returns else torch.zeros_like(rewards)
+
+
+def compute_return(rewards: Tensor, values: Tensor, discounts: Tensor, td_lam: float,
+                   last_value: Tensor) -> Tensor:
+    """TD(lambda) returns over imagined trajectories, time-major (DreamerV1 actor/value targets).
+
+    Args:
+        rewards: ``(T, ...)`` reward after step ``t``.
+        values: ``(T, ...)`` value of the state at step ``t`` (``values[0]`` is not used: the
+            target at ``t`` bootstraps from ``values[t + 1]``).
+        discounts: ``(T, ...)`` discount (``gamma * (1 - terminal)``) applied after step ``t``
+            (a scalar or any shape that broadcasts to ``rewards`` works too).
+        td_lam: lambda in ``[0, 1]``.
+        last_value: ``(...)`` value of the state after the last step.
+
+    Returns:
+        ``(T, ...)`` returns with ``R_t = r_t + d_t((1 - lam) v_{t+1} + lam R_{t+1})`` and
+        ``R_T = last_value``.
+    """
+    if values.shape != rewards.shape:
+        raise ValueError(
+            f"values shape {tuple(values.shape)} must equal rewards shape {tuple(rewards.shape)}"
+        )
+    next_values = torch.cat([values[1:], last_value.unsqueeze(0)], dim=0)
+    discounts = _broadcast_discounts(discounts, rewards)
+    return _lambda_returns(rewards, next_values, discounts, td_lam, last_value)
+
+
+def compute_lambda_return(rewards: Tensor, values: Tensor, discounts: Tensor,
+                          lambda_coef: float = 0.95) -> Tensor:
+    """lambda-return targets for value training, batch-major.
+
+    Args:
+        rewards: ``(B, T)`` (or ``(B, T, ...)``).
+        values: ``(B, T + 1)`` value estimates of states ``0..T``; ``values[:, T]`` bootstraps.
+        discounts: ``(B, T)`` discount after each step (``gamma * (1 - terminal)``), or a
+            scalar / shape that broadcasts to ``rewards``.
+        lambda_coef: lambda in ``[0, 1]``.
+
+    Returns:
+        ``(B, T)`` with ``R_t = r_t + d_t((1 - lam) V_{t+1} + lam R_{t+1})``, ``R_T = V_T``.
+    """
+    if rewards.dim() < 2:
+        raise ValueError(f"rewards must be (B, T), got shape {tuple(rewards.shape)}")
+    horizon = rewards.shape[1]
+    expected = (rewards.shape[0], horizon + 1, *rewards.shape[2:])
+    if tuple(values.shape) != expected:
+        raise ValueError(
+            f"values must be (B, T + 1) = {expected} for rewards {tuple(rewards.shape)}, "
+            f"got {tuple(values.shape)}"
+        )
+    discounts = _broadcast_discounts(discounts, rewards)
+    returns = _lambda_returns(
+        rewards.transpose(0, 1), values[:, 1:].transpose(0, 1), discounts.transpose(0, 1),
+        lambda_coef, values[:, -1],
+    )
+    return returns.transpose(0, 1)

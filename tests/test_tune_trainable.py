@@ -59,7 +59,6 @@ def test_trial_bundles_reserve_driver_learner_and_workers():
     gpu = _sweep(runtime={"learner_gpus": 1})
     bundles = trial_bundles(gpu, config, cluster_has_learner_resource=True)
     assert bundles[1] == {"CPU": 1.0, "GPU": 1.0, "learner": 1}
-    assert trial_bundles(gpu, config, whole_run=False) == [{"CPU": 0.5}]
 
 
 def test_auto_workers_share_the_cluster_between_concurrent_trials():

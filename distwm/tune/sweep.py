@@ -6,10 +6,7 @@ bundle 0 for the trial's driver (``tune.driver_cpus``), then the run's own bundl
 ``distwm.runtime.placement`` plans them (the learner, with ``GPU`` and the cluster's custom
 ``learner`` resource when it has one, then one bundle per env worker, then shards and the
 evaluator when they reserve CPUs).
-The run places its actors in that group (``RuntimeConfig.placement_group="current"``). A
-runtime without that option reserves its own group inside the trial; Tune then reserves
-only the driver's bundle and the sweep caps ``max_concurrent_trials`` so that every running
-trial's group fits the cluster.
+The run places its actors in that group (``RuntimeConfig.placement_group="current"``).
 
 ``workers: auto`` and ``learner_gpus: auto`` are resolved once, against the cluster's resources
 divided by ``tune.max_concurrent_trials``. A failed trial restarts from its last checkpoint up to
@@ -21,20 +18,13 @@ from __future__ import annotations
 import functools
 import math
 import os
-import sys
 from typing import Any, Mapping
 
 from distwm.tune.sweep_config import SweepConfig
-from distwm.tune.trainable import (
-    runtime_uses_trial_placement_group,
-    train_trial,
-    trial_label,
-    trial_run_config,
-)
+from distwm.tune.trainable import train_trial, trial_label, trial_run_config
 
 __all__ = [
     "LEARNER_RESOURCE",
-    "runtime_uses_trial_placement_group",
     "resolve_for_cluster",
     "trial_bundles",
     "build_param_space",
@@ -73,15 +63,12 @@ def resolve_for_cluster(sweep: SweepConfig, resources: Mapping[str, float]) -> S
 
 
 def trial_bundles(sweep: SweepConfig, config: Mapping[str, Any],
-                  cluster_has_learner_resource: bool = False,
-                  whole_run: bool = True) -> list[dict[str, float]]:
+                  cluster_has_learner_resource: bool = False) -> list[dict[str, float]]:
     """The placement-group bundles of one trial (see the module docstring)."""
     from distwm.runtime.placement import plan_actors
 
     # never empty: Tune would drop an empty head bundle and shift the run's bundle indices
     driver = {"CPU": max(sweep.tune.driver_cpus, 0.01)}
-    if not whole_run:
-        return [driver]
     runtime = trial_run_config(sweep, config, None).runtime
     plan = plan_actors(runtime, math.inf, math.inf)
     bundles = [dict(b) for b in plan.bundles]
@@ -91,26 +78,13 @@ def trial_bundles(sweep: SweepConfig, config: Mapping[str, Any],
 
 
 def _placement_group_factory(config: Mapping[str, Any], sweep: Mapping[str, Any],
-                             cluster_has_learner_resource: bool, whole_run: bool) -> Any:
+                             cluster_has_learner_resource: bool) -> Any:
     from ray import tune
 
     sweep = SweepConfig.from_dict(sweep)
     strategy = str(sweep.runtime.get("placement_strategy", "PACK"))
     return tune.PlacementGroupFactory(
-        trial_bundles(sweep, config, cluster_has_learner_resource, whole_run), strategy=strategy)
-
-
-def _concurrency_cap(sweep: SweepConfig, resources: Mapping[str, float]) -> int:
-    """Trials whose own placement groups all fit the cluster at once (>= 1)."""
-    from distwm.runtime.placement import plan_actors
-
-    config = {"agent": next(iter(sweep.agents)), "game": sweep.games[0], "seed": sweep.seeds[0]}
-    plan = plan_actors(trial_run_config(sweep, config, None).runtime, math.inf, math.inf)
-    need_cpu = plan.total("CPU") + sweep.tune.driver_cpus
-    cap = int(resources.get("CPU", 0.0) // need_cpu) if need_cpu > 0 else sys.maxsize
-    if plan.total("GPU") > 0:
-        cap = min(cap, int(resources.get("GPU", 0.0) // plan.total("GPU")))
-    return max(cap, 1)
+        trial_bundles(sweep, config, cluster_has_learner_resource), strategy=strategy)
 
 
 def _domain(spec: Mapping[str, Any]) -> Any:
@@ -222,21 +196,15 @@ def run_sweep(sweep: SweepConfig, address: str | None = None, resume: bool = Fal
     started = connect(address)
     try:
         resources = ray.cluster_resources()
-        whole_run = runtime_uses_trial_placement_group()
         sweep = load_saved_sweep(path) if resume else resolve_for_cluster(sweep, resources)
         trainable = tune.with_resources(
             tune.with_parameters(train_trial, sweep=sweep.to_dict()),
             functools.partial(_placement_group_factory, sweep=sweep.to_dict(),
-                              cluster_has_learner_resource=resources.get(LEARNER_RESOURCE, 0) > 0,
-                              whole_run=whole_run))
+                              cluster_has_learner_resource=resources.get(LEARNER_RESOURCE, 0) > 0))
         if resume:
             tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True,
                                        resume_errored=True)
         else:
-            concurrent = sweep.tune.max_concurrent_trials
-            if not whole_run:
-                cap = _concurrency_cap(sweep, resources)
-                concurrent = min(concurrent or cap, cap)
             save_sweep(sweep, path)
             os.makedirs(sweep.runs_root(), exist_ok=True)
             tuner = tune.Tuner(
@@ -245,7 +213,8 @@ def run_sweep(sweep: SweepConfig, address: str | None = None, resume: bool = Fal
                 tune_config=tune.TuneConfig(
                     metric=sweep.tune.metric, mode=sweep.tune.mode,
                     scheduler=build_scheduler(sweep), num_samples=sweep.tune.num_samples,
-                    max_concurrent_trials=concurrent, trial_name_creator=_trial_name,
+                    max_concurrent_trials=sweep.tune.max_concurrent_trials,
+                    trial_name_creator=_trial_name,
                     trial_dirname_creator=_trial_dirname),
                 run_config=tune.RunConfig(
                     name=sweep.name, storage_path=path.rsplit("/", 1)[0],

@@ -30,7 +30,6 @@ from distwm.tune.sweep_config import SweepConfig
 
 __all__ = [
     "TRIAL_STATE_FILE",
-    "runtime_uses_trial_placement_group",
     "trial_label",
     "search_overrides",
     "trial_run_config",
@@ -46,12 +45,6 @@ TRIAL_STATE_FILE = "distwm_trial.json"
 #: progress-record keys reported to Tune as they are
 REPORTED_KEYS = ("env_steps", "updates", "env_steps_per_s", "updates_per_s", "replay_ratio",
                  "replay_fill", "weight_lag", "learner_idle", "episodes")
-
-
-def runtime_uses_trial_placement_group() -> bool:
-    """Whether ``distwm.runtime`` can run inside the trial's placement group
-    (``RuntimeConfig.placement_group = "current"``: bundle 0 the driver's, then the run's)."""
-    return "placement_group" in RuntimeConfig.field_names()
 
 
 def _slug(text: str) -> str:
@@ -74,8 +67,7 @@ def trial_run_dir(sweep: SweepConfig, config: Mapping[str, Any], trial_id: str) 
 
 def trial_run_config(sweep: SweepConfig, config: Mapping[str, Any], run_dir: str | None) -> RunConfig:
     """The run of one trial: the agent's config for ``game`` and ``seed`` with the sampled
-    overrides, the sweep's runtime settings and budget, placed in the trial's placement group
-    when the runtime can do that."""
+    overrides, the sweep's runtime settings and budget, placed in the trial's placement group."""
     label = config["agent"]
     if label not in sweep.agents:
         raise ValueError(f"trial agent {label!r} is not one of the sweep's agents {sorted(sweep.agents)}")
@@ -87,8 +79,7 @@ def trial_run_config(sweep: SweepConfig, config: Mapping[str, Any], run_dir: str
     for key, value in search_overrides(config).items():
         section, _, name = key.partition(".")
         (agent if section == "agent" else runtime)[name] = value
-    if runtime_uses_trial_placement_group():
-        runtime["placement_group"] = "current"
+    runtime["placement_group"] = "current"  # bundle 0 is the trial driver's, then the run's
     return RunConfig(model=spec.model, agent=agent,
                      runtime=RuntimeConfig.from_dict(runtime, _prefix="runtime.").validate())
 

@@ -95,3 +95,47 @@ def test_logger_wandb_offline_run(tmp_path, monkeypatch):
     logger.close()
     runs = os.listdir(tmp_path / "run" / "wandb")
     assert any(name.startswith("offline-run-") for name in runs)
+
+
+def test_run_logger_module_imports_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, tempfile\n"
+            "from distwm.utils.run_logger import Logger\n"
+            "d = tempfile.mkdtemp()\n"
+            "with Logger(d) as lg:\n"
+            "    lg.log_scalars({'a': 1.0}, 1)\n"
+            "assert 'torch' not in sys.modules, 'torch imported'\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    from distwm.utils import dreamer_utils, run_logger
+
+    assert dreamer_utils.Logger is run_logger.Logger is Logger
+
+
+def test_logger_images_and_videos_to_tensorboard_and_media(tmp_path):
+    import imageio.v2 as iio
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)
+    video = rng.integers(0, 256, (4, 12, 16, 3), dtype=np.uint8)
+    with Logger(str(tmp_path / "run"), video_fps=5) as logger:
+        png = logger.log_images({"openloop/frame": image}, step=3)
+        gif = logger.log_videos({"openloop/video": video}, step=3)
+        logger.flush()
+    assert [os.path.relpath(p, tmp_path / "run") for p in png + gif] == [
+        os.path.join("media", "openloop_frame_3.png"),
+        os.path.join("media", "openloop_video_3.gif"),
+    ]
+    np.testing.assert_array_equal(iio.imread(png[0]), image)
+    assert len(iio.mimread(gif[0])) == 4
+    acc = EventAccumulator(str(tmp_path / "run"))
+    acc.Reload()
+    (frame,) = acc.Images("openloop/frame")
+    assert (frame.step, frame.width, frame.height) == (3, 16, 12)
+    np.testing.assert_array_equal(iio.imread(frame.encoded_image_string), image)
+    (clip,) = acc.Images("openloop/video")
+    assert clip.step == 3 and len(iio.mimread(clip.encoded_image_string)) == 4
+    with pytest.raises(ValueError, match="must be"):
+        Logger(str(tmp_path / "y"), enable_tensorboard=False).log_images({"x": np.zeros(3)}, 0)

@@ -21,7 +21,7 @@ from torch import Tensor
 from torch.distributions import Independent, Normal, TransformedDistribution, constraints
 from torch.distributions.transforms import Transform
 
-from distwm.utils.dreamer_utils import TwoHotEncoder, symexp, symlog
+from distwm.blocks.returns import TwoHotEncoder, symexp, symlog
 
 __all__ = [
     "OneHotDist",

@@ -1,8 +1,8 @@
 """Building blocks shared by every model family.
 
 Names are exported lazily: ``import distwm.utils`` imports neither torch nor any heavy library;
-the torch-based helpers (``symlog``, ``TwoHotEncoder``, ``compute_lambda_return``, ``Logger``,
-...) load their module on first access.
+the torch-based helpers (``symlog``, ``TwoHotEncoder``, ``compute_lambda_return``, ...) load
+their module on first access; ``Logger`` (``distwm.utils.run_logger``) does not import torch.
 """
 
 from __future__ import annotations
@@ -10,15 +10,17 @@ from __future__ import annotations
 from distwm._lazy import lazy_exports
 
 _LAZY = {
+    # return maths (torch), distwm.blocks.returns
+    "symlog": "distwm.blocks.returns",
+    "symexp": "distwm.blocks.returns",
+    "TwoHotEncoder": "distwm.blocks.returns",
+    "compute_return": "distwm.blocks.returns",
+    "compute_lambda_return": "distwm.blocks.returns",
     # dreamer_utils (torch)
-    "symlog": "distwm.utils.dreamer_utils",
-    "symexp": "distwm.utils.dreamer_utils",
-    "TwoHotEncoder": "distwm.utils.dreamer_utils",
-    "compute_return": "distwm.utils.dreamer_utils",
-    "compute_lambda_return": "distwm.utils.dreamer_utils",
     "FreezeParameters": "distwm.utils.dreamer_utils",
     "get_parameters": "distwm.utils.dreamer_utils",
-    "Logger": "distwm.utils.dreamer_utils",
+    # run_logger (no torch)
+    "Logger": "distwm.utils.run_logger",
     # logging_utils
     "setup_logging": "distwm.utils.logging_utils",
     # utils (numpy; torch inside functions)

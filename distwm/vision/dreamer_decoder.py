@@ -34,7 +34,7 @@ from distwm.blocks.dreamer_distributions import (
     tanh_normal,
 )
 from distwm.vision.dreamer_encoder import conv_stages
-from distwm.utils.dreamer_utils import TwoHotEncoder
+from distwm.blocks.returns import TwoHotEncoder
 
 __all__ = [
     "ConvDecoder",

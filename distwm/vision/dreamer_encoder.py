@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from distwm.blocks.dreamer_blocks import MLP, ChannelNorm
 from distwm.blocks.layers import activation_module
-from distwm.utils.dreamer_utils import symlog
+from distwm.blocks.returns import symlog
 
 __all__ = ["ConvEncoder", "MultiEncoder", "conv_stages"]
 

@@ -6,7 +6,7 @@ import re
 import pytest
 
 from distwm.benchmarks import compute_suite_report, export_csv, export_latex, export_markdown
-from distwm.benchmarks.report import collect_scores, load_results_dir, write_report
+from distwm.benchmarks.suite_report import collect_scores, load_results_dir, write_report
 
 RESULT = {
     "agent": "dreamer_v3", "env": "walker-walk", "suite": "dmc", "num_episodes": 2,

@@ -166,7 +166,7 @@ def test_report_gives_tables_plots_and_iqm_with_ci(finished_sweep, tiny_referenc
 @pytest.mark.ray
 def test_report_without_reference_data(finished_sweep, tmp_path, monkeypatch):
     import distwm.benchmarks.reference as reference
-    from distwm.tune.report import build_sweep_report
+    from distwm.tune.sweep_report import build_sweep_report
 
     _, outcome, _ = finished_sweep
     monkeypatch.setattr(reference, "_candidates", lambda _: [tmp_path / "no-reference"])

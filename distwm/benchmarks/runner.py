@@ -69,15 +69,15 @@ def _describe(exc: BaseException) -> str:
 def write_all_formats(results: Mapping[str, Any], out_dir: str, stem: str,
                       caption: str = "Benchmark results") -> dict[str, str]:
     """Write ``{stem}.json/.csv/.md/.tex`` in ``out_dir`` (created); returns the paths."""
-    from distwm.benchmarks import reporting
+    from distwm.benchmarks import result_tables
 
     os.makedirs(out_dir, exist_ok=True)
     paths = {ext: os.path.join(out_dir, f"{stem}.{ext}") for ext in ("json", "csv", "md", "tex")}
     with open(paths["json"], "w", encoding="utf-8") as f:
         json.dump(results, f, indent=2)
-    reporting.export_csv(results, paths["csv"])
-    reporting.export_markdown(results, paths["md"])
-    reporting.export_latex(results, paths["tex"], caption=caption)
+    result_tables.export_csv(results, paths["csv"])
+    result_tables.export_markdown(results, paths["md"])
+    result_tables.export_latex(results, paths["tex"], caption=caption)
     return paths
 
 

@@ -155,14 +155,14 @@ def published_agent_scores(agents: Sequence[str], suite: str = "atari100k",
 
 def write_report(report: Mapping[str, Any], out_dir: str, stem: str = "report") -> dict[str, str]:
     """Write the report as JSON, CSV, markdown, LaTeX and two PNG plots; returns the paths."""
-    from distwm.benchmarks import plots, reporting
+    from distwm.benchmarks import plots, result_tables
 
     os.makedirs(out_dir, exist_ok=True)
     paths = {
         "json": os.path.join(out_dir, f"{stem}.json"),
-        "csv": reporting.export_csv(report, os.path.join(out_dir, f"{stem}.csv")),
-        "md": reporting.export_markdown(report, os.path.join(out_dir, f"{stem}.md")),
-        "tex": reporting.export_latex(report, os.path.join(out_dir, f"{stem}.tex"),
+        "csv": result_tables.export_csv(report, os.path.join(out_dir, f"{stem}.csv")),
+        "md": result_tables.export_markdown(report, os.path.join(out_dir, f"{stem}.md")),
+        "tex": result_tables.export_latex(report, os.path.join(out_dir, f"{stem}.tex"),
                                       caption="Aggregate benchmark results"),
         "performance_profile": plots.plot_performance_profiles(
             {a: d["performance_profile"] for a, d in report["agents"].items()},

@@ -8,6 +8,6 @@ Modules (each imports Ray only when used):
 * :mod:`distwm.tune.sweep_config`: ``SweepConfig``, the strict schema of ``tune_configs/*.yaml``;
 * :mod:`distwm.tune.trainable`: the Tune trainable that runs one distributed training run;
 * :mod:`distwm.tune.sweep`: ``run_sweep`` (``distwm sweep``);
-* :mod:`distwm.tune.report`: ``build_report`` (``distwm report``);
+* :mod:`distwm.tune.sweep_report`: ``build_sweep_report`` (``distwm report``);
 * :mod:`distwm.tune.cli`: the ``sweep``, ``report`` and ``submit`` subcommands.
 """

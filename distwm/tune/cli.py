@@ -56,7 +56,7 @@ def add_sweep_parser(subparsers: argparse._SubParsersAction) -> None:
 def _cmd_report(args: argparse.Namespace) -> int:
     import os
 
-    from distwm.tune.report import build_sweep_report, export_gauges
+    from distwm.tune.sweep_report import build_sweep_report, export_gauges
 
     compare = None
     if args.compare is not None:

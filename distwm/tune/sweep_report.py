@@ -11,7 +11,7 @@ With a reference suite the published agents (``--compare``, default the sweep's 
 are computed the same way on the same tasks and shown side by side.
 
 Written to ``<out>/`` (default ``<RESULTS_DIR>/report``): ``report.md`` (printed: aggregates,
-per-task table, trials), ``trials.csv``, and from ``distwm.benchmarks.report.write_report``:
+per-task table, trials), ``trials.csv``, and from ``distwm.benchmarks.suite_report.write_report``:
 ``report.{json,csv,tex}``, ``report_performance_profile.png``,
 ``report_aggregate_intervals.png``. Inside a Ray job
 (``RAY_ADDRESS`` set) or with ``--address`` the headline numbers are also exported as
@@ -106,7 +106,7 @@ def agent_scores(outcomes: Iterable[TrialOutcome]) -> dict[str, dict[str, list[f
 def _published(compare: Sequence[str], sweep: SweepConfig, games: Iterable[str]) -> dict:
     """Published agents' raw scores on the sweep's games (canonical names matched)."""
     from distwm.benchmarks.normalization import canonical_task
-    from distwm.benchmarks.report import published_agent_scores
+    from distwm.benchmarks.suite_report import published_agent_scores
 
     if not compare:
         return {}
@@ -157,8 +157,8 @@ def build_sweep_report(results_dir: str, compare: Sequence[str] | None = None,
                        alpha: float = 0.05, seed: int = 0) -> dict[str, Any]:
     """Aggregate the sweep at ``results_dir``; returns ``{"report", "markdown", "paths",
     "trials"}`` (see the module docstring for the files)."""
-    from distwm.benchmarks.reporting import render_markdown
-    from distwm.benchmarks.report import compute_suite_report, write_report
+    from distwm.benchmarks.result_tables import render_markdown
+    from distwm.benchmarks.suite_report import compute_suite_report, write_report
     from distwm.tune.storage import load_saved_sweep
 
     sweep = load_saved_sweep(results_dir)

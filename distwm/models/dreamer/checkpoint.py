@@ -1,16 +1,18 @@
-"""Dreamer checkpoints: networks, optimisers and counters in one ``torch.save`` file that
-loads with ``weights_only=True``; corrupt or mismatched files raise errors that say why."""
+"""Dreamer checkpoints in the one format (:mod:`distwm.utils.checkpoint`): networks, optimisers
+and counters in one ``torch.save`` file that loads with ``weights_only=True``; corrupt or
+mismatched files raise errors that say why."""
 
 from __future__ import annotations
 
 import os
 from typing import Any, Mapping
 
-import torch
+from distwm.utils.checkpoint import (agent_state, check_state, checkpoint_format, cpu_state, load_file,
+                                     make_state, save_file)
 
 __all__ = ["CheckpointMixin", "CHECKPOINT_FORMAT", "ARCHITECTURE_FIELDS", "load_checkpoint_file"]
 
-CHECKPOINT_FORMAT = "distwm.dreamer/1"
+CHECKPOINT_FORMAT = checkpoint_format("dreamer", 1)
 
 #: Config fields that decide the shapes of the networks; a checkpoint must agree on them.
 ARCHITECTURE_FIELDS = (
@@ -19,25 +21,12 @@ ARCHITECTURE_FIELDS = (
     "num_buckets", "use_disc_model", "learned_initial_state", "actor_dist",
 )
 
+_REQUIRED = ("world_model", "behavior", "optimizers", "counters")
+
 
 def load_checkpoint_file(path) -> dict[str, Any]:
     """``torch.load(path, weights_only=True)`` with errors that name the file and the problem."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"Dreamer checkpoint {path!r} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle, zip and EOF errors all mean the same thing here
-        raise ValueError(
-            f"Dreamer checkpoint {path!r} is corrupt or not a torch checkpoint "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
-        ) from exc
-    if not isinstance(state, Mapping) or state.get("format") != CHECKPOINT_FORMAT:
-        found = state.get("format") if isinstance(state, Mapping) else type(state).__name__
-        raise ValueError(
-            f"{path!r} is not a Dreamer checkpoint (format {found!r}, expected {CHECKPOINT_FORMAT!r})"
-        )
-    return dict(state)
+    return load_file(path, CHECKPOINT_FORMAT, "Dreamer")
 
 
 class CheckpointMixin:
@@ -52,36 +41,23 @@ class CheckpointMixin:
 
     def state_dict(self) -> dict[str, Any]:
         """Networks, optimisers, return normaliser and counters (CPU tensors, plain types)."""
-        cpu = lambda sd: {k: v.detach().cpu() for k, v in sd.items()}  # noqa: E731
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "architecture": self._architecture(),
-            "config": self.args.to_dict(),
-            "world_model": cpu(self.world_model.state_dict()),
-            "behavior": cpu(self.behavior.state_dict()),
-            "optimizers": {
+        return make_state(
+            CHECKPOINT_FORMAT, self._architecture(),
+            config=self.args.to_dict(),
+            world_model=cpu_state(self.world_model.state_dict()),
+            behavior=cpu_state(self.behavior.state_dict()),
+            optimizers={
                 "model": self.model_optimizer.state_dict(),
                 "actor": self.actor_optimizer.state_dict(),
                 "value": self.value_optimizer.state_dict(),
             },
-            "counters": {"updates": self.updates, "env_steps": self.env_steps,
-                         "nonfinite_updates": self.nonfinite_updates},
-        }
+            counters={"updates": self.updates, "env_steps": self.env_steps,
+                      "nonfinite_updates": self.nonfinite_updates},
+        )
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned; mismatched architectures raise ``ValueError``."""
-        if not isinstance(state, Mapping) or state.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"not a Dreamer state dict (expected format {CHECKPOINT_FORMAT!r})")
-        missing = [k for k in ("architecture", "world_model", "behavior", "optimizers", "counters")
-                   if k not in state]
-        if missing:
-            raise ValueError(f"Dreamer state dict is incomplete: missing {missing}")
-        mine, theirs = self._architecture(), dict(state["architecture"])
-        diff = [f"{k}: checkpoint {theirs.get(k)!r} vs agent {mine[k]!r}"
-                for k in mine if theirs.get(k) != mine[k]]
-        if diff:
-            raise ValueError("Dreamer checkpoint does not match this agent's architecture: "
-                             + "; ".join(diff))
+        check_state(state, CHECKPOINT_FORMAT, self._architecture(), "Dreamer", _REQUIRED)
         try:
             self.world_model.load_state_dict(state["world_model"])
             self.behavior.load_state_dict(state["behavior"])
@@ -97,17 +73,11 @@ class CheckpointMixin:
 
     def save(self, save_path) -> str:
         """Write :meth:`state_dict` to ``save_path`` atomically; returns the path."""
-        save_path = os.fspath(save_path)
-        directory = os.path.dirname(os.path.abspath(save_path))
-        os.makedirs(directory, exist_ok=True)
-        tmp = save_path + ".tmp"
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, save_path)
-        return save_path
+        return save_file(self.state_dict(), save_path)
 
     def restore_checkpoint(self, ckpt_path) -> None:
-        """Load a file written by :meth:`save` (``weights_only=True``)."""
-        state = load_checkpoint_file(ckpt_path)
+        """Load a file written by :meth:`save` (or a runtime ``learner.pt``; ``weights_only=True``)."""
+        state = agent_state(load_checkpoint_file(ckpt_path))
         try:
             self.load_state_dict(state)
         except ValueError as exc:

@@ -13,10 +13,9 @@ torch, ray nor any simulator.
 
 from __future__ import annotations
 
-
-
 __version__ = "0.1.0"
 
+from distwm._exports import EXPORTS  # noqa: E402
 from distwm._lazy import lazy_exports  # noqa: E402
 from distwm.api import (  # noqa: E402  (light: no torch/ray)
     EnvBackendSpec,
@@ -31,41 +30,9 @@ from distwm.api import (  # noqa: E402  (light: no torch/ray)
     make_env,
 )
 
-# name -> module that defines it (imported on first attribute access)
-_LAZY: dict[str, str] = {
-    # configs
-    "DreamerConfig": "distwm.configs.dreamer_config",
-    "PlanetConfig": "distwm.configs.planet_config",
-    # utilities
-    "compute_lambda_return": "distwm.utils",
-    # Dreamer
-    "DreamerAgent": "distwm.models.dreamer",
-    "Dreamer": "distwm.models.dreamer",
-    "RSSM": "distwm.models.dreamer_rssm",
-    "ConvEncoder": "distwm.vision.dreamer_encoder",
-    "ConvDecoder": "distwm.vision.dreamer_decoder",
-    "DenseDecoder": "distwm.vision.dreamer_decoder",
-    "ActionDecoder": "distwm.vision.dreamer_decoder",
-    "TanhBijector": "distwm.blocks.dreamer_distributions",
-    "SampleDist": "distwm.blocks.dreamer_distributions",
-    "ReplayBuffer": "distwm.memory.dreamer_memory",
-    "DreamerOperator": "distwm.inference.operators.dreamer_operator",
-    "get_operator": "distwm.inference.operators",
-    # PlaNet and the modular RSSM
-    "RecurrentStateSpaceModel": "distwm.models.rssm",
-    "CNNEncoder": "distwm.vision.planet_encoder",
-    "CNNDecoder": "distwm.vision.planet_decoder",
-    "RewardModel": "distwm.models.rssm_heads",
-    "ValueModel": "distwm.models.rssm_heads",
-    "Memory": "distwm.memory.planet_memory",
-    "Episode": "distwm.memory.planet_memory",
-    "RSSMPolicy": "distwm.controller.rssm_policy",
-    "RolloutGenerator": "distwm.controller.rollout_generator",
-    "PlaNetOperator": "distwm.inference.operators.planet_operator",
-    "OperatorABC": "distwm.inference.operators.base",
-    "ModularRSSM": "distwm.models.modular_rssm",
-    "create_modular_rssm": "distwm.models.modular_rssm",
-}
+# name -> module that defines it (imported on first attribute access); a family adds its
+# names in distwm/_exports.py
+_LAZY: dict[str, str] = dict(EXPORTS)
 
 __all__ = [
     "__version__",

@@ -181,3 +181,72 @@ def test_registered_env_backend_is_honoured_by_make_env_and_lists():
     assert "toy" not in distwm.list_env_backends()
     with pytest.raises(ValueError):
         distwm.make_env("anything", backend="toy")
+
+
+# -- catalog metadata ---------------------------------------------------------------------------
+
+def test_builtin_specs_say_protocol_kind_and_backends():
+    for name in ("dreamer", "dreamer-v1", "dreamer-v2", "dreamer-v3", "planet"):
+        spec = distwm.get_model_spec(name)
+        assert spec.kind == "rl-agent"
+        assert spec.protocol_path is not None and ":" in spec.protocol_path
+    assert distwm.get_model_spec("dreamer-v2").protocol_path.startswith("distwm.models.dreamer")
+    assert distwm.get_model_spec("planet").protocol_path.split(":")[1] in ("PlanetCore", "PlanetAgent")
+    assert distwm.get_model_spec("dreamer").backends == ()  # every backend
+    assert set(distwm.get_model_spec("planet").backends) == {"dmc", "gym", "mujoco"}
+    assert distwm.get_model_spec("modular-rssm").kind == "component"
+    assert distwm.get_model_spec("modular-rssm").protocol_path is None
+
+
+def test_model_spec_keeps_the_seed_positional_fields_and_checks_kind():
+    spec = distwm.ModelSpec("x", "a.b:C", None, "d", ("y",))
+    assert spec._fields[:5] == ("name", "import_path", "config_path", "description", "aliases")
+    assert (spec.protocol_path, spec.kind, spec.backends) == (None, "rl-agent", ())
+    assert spec._replace(kind="component").kind == "component"
+    with pytest.raises(ValueError) as err:
+        distwm.ModelSpec("x", "a.b:C", kind="agent")
+    msg = str(err.value)
+    assert "'agent'" in msg and all(k in msg for k in ("rl-agent", "dataset-trained", "component"))
+
+
+def test_register_model_takes_protocol_kind_and_backends():
+    spec = registry.register_model("Data_WM", "plugin_fixtures:ToyModel", "plugin_fixtures:ToyConfig",
+                                   protocol_path="plugin_fixtures:ToyModel", kind="dataset-trained",
+                                   backends=("GYM",))
+    try:
+        got = distwm.get_model_spec("data-wm")
+        assert got == spec
+        assert (got.protocol_path, got.kind, got.backends) == ("plugin_fixtures:ToyModel", "dataset-trained", ("gym",))
+        assert registry.model_backends("data-wm") == ("gym",)
+    finally:
+        registry.deregister_model("data-wm")
+    with pytest.raises(ValueError, match="rl-agent"):
+        registry.register_model("bad-kind", "plugin_fixtures:ToyModel", kind="nope")
+    with pytest.raises(ValueError, match="package.module:attribute"):
+        registry.register_model("bad-proto", "plugin_fixtures:ToyModel", protocol_path="no_colon")
+
+
+def test_list_envs_of_a_model_reads_its_spec_backends():
+    registry.register_env_backend("toy", "plugin_fixtures:make_toy_env", env_lister=lambda: ["toy:count"])
+    registry.register_model("toy-only", "plugin_fixtures:ToyModel", backends=("toy",))
+    try:
+        assert distwm.list_envs("toy-only") == ["toy:count"]
+    finally:
+        registry.deregister_model("toy-only")
+        registry.deregister_env_backend("toy")
+
+
+def test_api_has_no_per_family_branches():
+    import inspect
+
+    source = inspect.getsource(api)
+    assert "_MODEL_BACKENDS" not in source and 'startswith("dreamer")' not in source
+
+
+def test_lazy_exports_come_from_one_table():
+    import distwm.models
+    from distwm import _exports
+
+    assert distwm._LAZY == _exports.EXPORTS
+    assert set(distwm.models.__all__) == set(_exports.MODELS_EXPORTS)
+    assert set(_exports.MODELS_EXPORTS) <= set(_exports.EXPORTS)

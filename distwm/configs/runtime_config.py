@@ -132,7 +132,7 @@ class RunConfig(ConfigBase):
             if not hasattr(cls, "from_dict"):
                 raise ValueError(f"model {self.model!r} is not a ConfigBase config class")
             return cls.from_dict(self.agent)
-        from distwm.api import create_config
+        from distwm.registry import create_config
 
         return create_config(self.model, **self.agent)
 

@@ -68,9 +68,9 @@ __all__ = ["make_env", *sorted(_LAZY)]
 
 
 def make_env(env_id: str, **kwargs: Any) -> Any:
-    """Create an env by id with the right backend: delegates to :func:`distwm.api.make_env`
+    """Create an env by id with the right backend: delegates to :func:`distwm.registry.make_env`
     (``backend="auto"`` unless given; registered backends included)."""
-    from distwm.api import make_env as api_make_env
+    from distwm.registry import make_env as api_make_env
 
     return api_make_env(env_id, **kwargs)
 

@@ -16,13 +16,13 @@ def make_env_from_config(config: Any, seed: int | None = None) -> gymnasium.Env:
     """``config.env`` through its backend, then ActionRepeat -> NormalizeActions/OneHotAction
     -> TimeLimit(``time_limit // action_repeat``).
 
-    The backend is resolved by :func:`distwm.api.make_env` (so registered backends count) with
+    The backend is resolved by :func:`distwm.registry.make_env` (so registered backends count) with
     ``backend=config.env_backend``, ``seed`` (default ``config.seed``), ``size=(image_size,
     image_size)``, ``obs_type=config.obs_type`` and ``config.env_kwargs``. The result observes
     a ``gymnasium.spaces.Dict`` (``image`` uint8 CHW and/or ``state`` float32) and acts with
     float32 ``Box`` vectors. ``time_limit <= 0`` means no time limit of its own.
     """
-    from distwm.api import make_env
+    from distwm.registry import make_env
 
     action_repeat = int(config.action_repeat)
     if action_repeat < 1:

@@ -1,19 +1,12 @@
-"""World-model families, one module (or package) each; imported lazily."""
+"""World-model families, one module (or package) each; imported lazily.
+
+The names come from :data:`distwm._exports.MODELS_EXPORTS` (a family adds them there).
+"""
 
 from __future__ import annotations
 
+from distwm._exports import MODELS_EXPORTS as _LAZY
 from distwm._lazy import lazy_exports
-
-_LAZY = {
-    "DreamerAgent": "distwm.models.dreamer",
-    "Dreamer": "distwm.models.dreamer",
-    "RSSM": "distwm.models.dreamer_rssm",
-    "Planet": "distwm.models.planet",
-    "RecurrentStateSpaceModel": "distwm.models.rssm",
-    "PlanetAgent": "distwm.models.planet_agent",
-    "ModularRSSM": "distwm.models.modular_rssm",
-    "create_modular_rssm": "distwm.models.modular_rssm",
-}
 
 __all__ = sorted(_LAZY)
 

@@ -1,0 +1,129 @@
+"""The built-in catalog, in one place: model families, env backends and the package's lazy names.
+
+A family adds itself here: its :class:`~distwm.registry.ModelSpec` rows in
+:data:`BUILTIN_MODELS` (protocol class, kind, env backends) and its public names in
+:data:`EXPORTS`. ``distwm`` exports every name of :data:`EXPORTS`, ``distwm.models`` those
+whose module is under ``distwm.models`` (:data:`MODELS_EXPORTS`). Names resolve lazily:
+importing this module imports neither torch, ray nor a simulator.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from distwm.registry import EnvBackendSpec, ModelSpec
+
+__all__ = ["BUILTIN_ENV_BACKENDS", "BUILTIN_MODELS", "EXPORTS", "MODELS_EXPORTS"]
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def _first_existing(*paths: str) -> str:
+    """The first ``"module:attr"`` whose module file exists (checked on disk: importing the
+    module would import torch), else the last one."""
+    for path in paths:
+        parts = path.partition(":")[0].split(".")[1:]
+        base = _PACKAGE_DIR.joinpath(*parts)
+        if base.with_suffix(".py").is_file() or (base / "__init__.py").is_file():
+            return path
+    return paths[-1]
+
+
+_DREAMER = "distwm.models.dreamer:DreamerAgent"
+_DREAMER_CONFIGS = "distwm.configs.dreamer_config"
+# The protocol class of Dreamer; ``DreamerCore`` (docs/architecture.md) is to be an alias of it.
+_DREAMER_CORE = "distwm.models.dreamer.core:Dreamer"
+_PLANET_CORE = _first_existing("distwm.models.planet.core:PlanetCore",
+                               "distwm.models.planet_agent:PlanetAgent")
+_ALL_BACKENDS: tuple[str, ...] = ()  # empty: every backend
+_STATE_OR_PIXEL_BACKENDS = ("dmc", "gym", "mujoco")
+
+
+def _dreamer(name: str, config: str, description: str, aliases: tuple[str, ...]) -> ModelSpec:
+    return ModelSpec(name, _DREAMER, f"{_DREAMER_CONFIGS}:{config}", description, aliases,
+                     protocol_path=_DREAMER_CORE, kind="rl-agent", backends=_ALL_BACKENDS)
+
+
+#: Built-in models. ``list_models`` shows only those whose implementation is installed.
+BUILTIN_MODELS: tuple[ModelSpec, ...] = (
+    _dreamer("dreamer", "dreamer_v3_config",
+             "DreamerV3 agent (discrete latents, symlog two-hot heads); alias of dreamer-v3",
+             ("dreamer-agent", "dreameragent")),
+    _dreamer("dreamer-v1", "dreamer_v1_config", "DreamerV1: Gaussian latents, free nats, MSE heads",
+             ("dreamerv1",)),
+    _dreamer("dreamer-v2", "dreamer_v2_config", "DreamerV2: categorical latents, KL balancing 0.8",
+             ("dreamerv2",)),
+    _dreamer("dreamer-v3", "dreamer_v3_config", "DreamerV3 as published", ("dreamerv3",)),
+    ModelSpec("planet", "distwm.models.planet:Planet", "distwm.configs.planet_config:PlanetConfig",
+              "PlaNet: latent planning with CEM over a recurrent state-space model", ("planet-agent",),
+              protocol_path=_PLANET_CORE, kind="rl-agent", backends=_STATE_OR_PIXEL_BACKENDS),
+    ModelSpec("modular-rssm", "distwm.models.modular_rssm:create_modular_rssm", None,
+              "RSSM with swappable encoder, decoder and recurrent backbone", ("rssm", "modularrssm"),
+              kind="component", backends=_STATE_OR_PIXEL_BACKENDS),
+)
+
+#: Built-in env backends; each factory is ``factory(env_id, **kwargs) -> gymnasium.Env``.
+BUILTIN_ENV_BACKENDS: tuple[EnvBackendSpec, ...] = (
+    EnvBackendSpec("gym", "distwm.envs.gym_env:make_gym_env",
+                   "Gymnasium registry ids (state, or image from render)",
+                   ("gymnasium", "gym-env", "classic-control")),
+    EnvBackendSpec("dmc", "distwm.envs.dmc:make_dmc_env",
+                   "DeepMind Control Suite (domain-task ids), state and/or pixels",
+                   ("dm-control", "dmcontrol", "deepmind-control", "dm-control-suite")),
+    EnvBackendSpec("atari", "distwm.envs.ale_atari_env:make_atari_env",
+                   "Arcade Learning Environment via ale-py (ROMs included)", ("ale", "ale-py")),
+    EnvBackendSpec("mujoco", "distwm.envs.mujoco_env:make_mujoco_env",
+                   "Native MuJoCo from an MJCF .xml or .mjb file", ("mj", "native-mujoco")),
+    EnvBackendSpec("robotics", "distwm.envs.robotics_env:make_robotics_env",
+                   "Gymnasium-Robotics tasks (extra: robotics)",
+                   ("gymnasium-robotics", "gym-robotics")),
+    EnvBackendSpec("brax", "distwm.envs.brax_env:make_brax_env",
+                   "Brax physics on CPU JAX (extra: brax)", ()),
+    EnvBackendSpec("unity", "distwm.envs.unity_env:make_unity_mlagents_env",
+                   "Unity ML-Agents executable (extra: unity)",
+                   ("mlagents", "ml-agents", "unity-mlagents")),
+)
+
+
+#: Public name -> module that defines it (imported on first attribute access).
+EXPORTS: dict[str, str] = {
+    # configs
+    "DreamerConfig": "distwm.configs.dreamer_config",
+    "PlanetConfig": "distwm.configs.planet_config",
+    # utilities
+    "compute_lambda_return": "distwm.utils",
+    # Dreamer
+    "DreamerAgent": "distwm.models.dreamer",
+    "Dreamer": "distwm.models.dreamer",
+    "RSSM": "distwm.models.dreamer_rssm",
+    "ConvEncoder": "distwm.vision.dreamer_encoder",
+    "ConvDecoder": "distwm.vision.dreamer_decoder",
+    "DenseDecoder": "distwm.vision.dreamer_decoder",
+    "ActionDecoder": "distwm.vision.dreamer_decoder",
+    "TanhBijector": "distwm.blocks.dreamer_distributions",
+    "SampleDist": "distwm.blocks.dreamer_distributions",
+    "ReplayBuffer": "distwm.memory.dreamer_memory",
+    "DreamerOperator": "distwm.inference.operators.dreamer_operator",
+    "get_operator": "distwm.inference.operators",
+    # PlaNet
+    "Planet": "distwm.models.planet",
+    "PlanetAgent": "distwm.models.planet_agent",
+    "RecurrentStateSpaceModel": "distwm.models.rssm",
+    "CNNEncoder": "distwm.vision.planet_encoder",
+    "CNNDecoder": "distwm.vision.planet_decoder",
+    "RewardModel": "distwm.models.rssm_heads",
+    "ValueModel": "distwm.models.rssm_heads",
+    "Memory": "distwm.memory.planet_memory",
+    "Episode": "distwm.memory.planet_memory",
+    "RSSMPolicy": "distwm.controller.rssm_policy",
+    "RolloutGenerator": "distwm.controller.rollout_generator",
+    "PlaNetOperator": "distwm.inference.operators.planet_operator",
+    "OperatorABC": "distwm.inference.operators.base",
+    # the modular RSSM
+    "ModularRSSM": "distwm.models.modular_rssm",
+    "create_modular_rssm": "distwm.models.modular_rssm",
+}
+
+#: The names ``distwm.models`` exports: those defined under ``distwm.models``.
+MODELS_EXPORTS: dict[str, str] = {name: module for name, module in EXPORTS.items()
+                                  if module.startswith("distwm.models.")}

@@ -36,7 +36,7 @@ CARTPOLE = dict(
     version="v3", model_size="XS", deter_size=128, num_units=128, num_layers=1,
     stoch_size=16, stoch_classes=16, batch_size=16, train_seq_len=32, train_ratio=64.0,
     seed_steps=1000, model_learning_rate=3e-4, actor_learning_rate=1e-4,
-    value_learning_rate=3e-4, imagine_cont="prob", test_interval=2500, test_episodes=5,
+    value_learning_rate=3e-4, imagine_cont="prob", eval_interval=2500, eval_episodes=5,
     checkpoint_interval=0, log_interval=2500, buffer_size=100_000,
 )
 
@@ -45,7 +45,7 @@ DMC = dict(
     model_size="XS", deter_size=128, num_units=128, num_layers=1, stoch_size=16,
     stoch_classes=16, batch_size=16, train_seq_len=32, train_ratio=64.0, seed_steps=2000,
     model_learning_rate=3e-4, actor_learning_rate=1e-4, value_learning_rate=3e-4,
-    test_interval=5000, test_episodes=3, checkpoint_interval=0, log_interval=5000,
+    eval_interval=5000, eval_episodes=3, checkpoint_interval=0, log_interval=5000,
     buffer_size=200_000,
 )
 

@@ -23,7 +23,7 @@ from distwm.configs.dreamer_config import DreamerConfig
 ENV = "CartPole-v1"
 #: one config dict for the three versions (no ``version``: each adapter adds its own)
 TINY = dict(env_backend="gym", action_repeat=3, time_limit=60, model_size="tiny", batch_size=2,
-            train_seq_len=8, imagine_horizon=3, seed_steps=60, train_ratio=4.0, test_interval=0,
+            train_seq_len=8, imagine_horizon=3, seed_steps=60, train_ratio=4.0, eval_interval=0,
             checkpoint_interval=200, log_interval=1000)
 KWARGS = dict(config=TINY, device="cpu", steps_per_epoch=100)
 ADAPTERS = {"dreamer": DreamerAdapter, "dreamerv1": DreamerV1Adapter, "dreamerv2": DreamerV2Adapter}

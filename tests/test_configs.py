@@ -109,3 +109,34 @@ def test_direct_construction_checks_choice_fields():
         DreamerConfig(imagine_cont="sample")
     assert DreamerConfig(version="v2").resolved().imagine_cont == "prob"
     assert DreamerConfig().resolved().imagine_cont == "mode"
+
+
+@dataclass
+class Renamed(ConfigBase):
+    ALIASES = {"old": "new"}
+    REMOVED = {"gone": "it is the runtime's setting now (runtime.gone)"}
+
+    new: int = 1
+    other: str = "x"
+
+
+@dataclass
+class RenamedChild(Renamed):
+    ALIASES = {"older": "other"}
+
+
+def test_aliases_map_old_names_to_new_ones_everywhere():
+    assert Renamed(old=3) == Renamed(new=3) == Renamed.from_dict({"old": 3})
+    assert Renamed().replace(old=4).new == 4 and Renamed().set_dotted("old=5").new == 5
+    assert Renamed.from_yaml("old: 6\n").new == 6
+    assert Renamed(old=3).to_dict() == {"new": 3, "other": "x"}
+    child = RenamedChild(old=2, older="y")  # aliases are inherited and merged
+    assert (child.new, child.other) == (2, "y")
+    with pytest.raises(ValueError, match="'old' and 'new' of Renamed are the same setting"):
+        Renamed.from_dict({"old": 1, "new": 2})
+    with pytest.raises(ValueError, match=r"'old': expected an int"):
+        Renamed.from_dict({"old": "many"})
+    with pytest.raises(ValueError, match=r"'gone' of Renamed is not accepted: it is the runtime's"):
+        Renamed.from_dict({"gone": 1})
+    with pytest.raises(ValueError, match="Unknown config field 'olde'"):
+        Renamed.from_dict({"olde": 1})

@@ -73,3 +73,49 @@ def test_agent_class_path_imports():
 
     cls = import_object(DreamerConfig.AGENT_CLASS)
     assert hasattr(cls, "from_config") and hasattr(cls, "update")
+
+
+def test_seed_names_of_the_eval_cadence_are_aliases_of_eval_interval_and_eval_episodes(tmp_path):
+    cfg = DreamerConfig(test_interval=2500, test_episodes=3)
+    assert (cfg.eval_interval, cfg.eval_episodes) == (2500, 3)
+    assert DreamerConfig.from_dict({"test_interval": 2500, "test_episodes": 3}) == cfg
+    assert DreamerConfig.from_yaml("test_interval: 2500\ntest_episodes: 3\n") == cfg
+    assert DreamerConfig().replace(test_interval=2500).set_dotted("test_episodes=3") == cfg
+    data = cfg.to_dict()  # only the canonical names are written
+    assert "test_interval" not in data and "test_episodes" not in data
+    assert (data["eval_interval"], data["eval_episodes"]) == (2500, 3)
+    cfg.to_yaml(tmp_path / "c.yaml")
+    assert DreamerConfig.from_yaml(tmp_path / "c.yaml") == cfg
+    with pytest.raises(ValueError, match="'test_interval' and 'eval_interval'.*give only 'eval_interval'"):
+        DreamerConfig(test_interval=1, eval_interval=2)
+    with pytest.raises(ValueError, match="eval_episodes must be a positive integer"):
+        DreamerConfig.from_dict({"test_episodes": 0})
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("eval_interval", -1, "DreamerConfig.eval_interval must be an integer >= 0"),
+    ("checkpoint_interval", 1.5, "DreamerConfig.checkpoint_interval must be an integer >= 0"),
+    ("log_interval", 0, "DreamerConfig.log_interval must be a positive integer"),
+    ("buffer_memory_limit", 0.0, r"buffer_memory_limit must be a fraction of the available memory in \(0, 1\]"),
+    ("buffer_memory_limit", 1.5, "buffer_memory_limit"),
+])
+def test_cadences_and_memory_limit_are_checked(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        DreamerConfig(**{field: value})
+    assert DreamerConfig(buffer_memory_limit=0.5).buffer_memory_limit == 0.5
+    assert DreamerConfig().buffer_memory_limit is None
+
+
+def test_every_agent_config_has_the_cadences_in_env_steps():
+    from distwm.configs.planet_config import PlanetConfig
+
+    for cls in (DreamerConfig, PlanetConfig):
+        names = cls.field_names()
+        for name in ("eval_interval", "eval_episodes", "checkpoint_interval", "log_interval"):
+            assert name in names, (cls.__name__, name)
+    planet = PlanetConfig()
+    assert (planet.eval_interval, planet.checkpoint_interval, planet.max_nonfinite_updates) == (25_000, 25_000, 10)
+    with pytest.raises(ValueError, match="PlanetConfig.eval_interval must be an integer >= 0"):
+        PlanetConfig(eval_interval=-5)
+    with pytest.raises(ValueError, match="PlanetConfig.max_nonfinite_updates must be a positive int"):
+        PlanetConfig(max_nonfinite_updates=0)

@@ -4,6 +4,12 @@ Every config in distwm subclasses :class:`ConfigBase` and is a ``@dataclass``. `
 raises ``ValueError`` naming the bad field (with a did-you-mean) or the bad value and the type
 it should have; nothing is silently dropped or coerced, except that an ``int`` is accepted
 where a ``float`` is expected and a list where a tuple is expected (YAML has no tuples).
+
+Renamed fields: a config class lists ``ALIASES = {"old_name": "new_name"}``; the old name is
+accepted by the constructor, ``from_dict`` / YAML, ``replace`` and ``--set`` and stored under
+the new one (``to_dict`` writes only new names). ``REMOVED = {"name": "why, and what to use"}``
+refuses a name with that message instead of "unknown field". Both are inherited and merged
+along the class hierarchy.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import difflib
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal, Mapping, TypeVar, Union, get_args, get_origin
+from typing import Any, ClassVar, Literal, Mapping, TypeVar, Union, get_args, get_origin
 
 __all__ = ["ConfigBase", "check_value"]
 
@@ -110,13 +116,62 @@ def _literal_choices(tp: Any) -> tuple | None:
     return None
 
 
-class ConfigBase:
+def _merged(cls: type, attr: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        out.update(klass.__dict__.get(attr, {}))
+    return out
+
+
+class _ConfigMeta(type):
+    """Maps the old names of renamed fields (``ALIASES``) to the new ones on construction."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        if kwargs:
+            kwargs = cls.canonical_names(kwargs)  # type: ignore[attr-defined]
+        return super().__call__(*args, **kwargs)
+
+
+class ConfigBase(metaclass=_ConfigMeta):
     """Mixin for ``@dataclass`` configs with strict dict/YAML round trips.
 
     Direct construction checks every ``Literal`` (choice) field, so that
     ``DreamerConfig(actor_grad="reinfroce")`` fails where it is written, naming the choices;
     ``from_dict``/``replace`` check every field's type.
     """
+
+    #: ``{old field name: new field name}`` accepted everywhere a field is named
+    ALIASES: ClassVar[Mapping[str, str]] = {}
+    #: ``{field name: message}`` for names that are refused with an explanation
+    REMOVED: ClassVar[Mapping[str, str]] = {}
+
+    @classmethod
+    def aliases(cls) -> dict[str, str]:
+        """``ALIASES`` of this class and its bases."""
+        return _merged(cls, "ALIASES")
+
+    @classmethod
+    def canonical_names(cls, data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+        """``data`` with old field names replaced by new ones; an old name given together
+        with its new one, or a ``REMOVED`` name, raises ``ValueError``."""
+        return {new: value for _, new, value in cls._canonical_items(data, prefix)}
+
+    @classmethod
+    def _canonical_items(cls, data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str, Any]]:
+        """``(name as written, field name, value)`` of every entry of ``data``."""
+        aliases, removed = cls.aliases(), _merged(cls, "REMOVED")
+        out: list[tuple[str, str, Any]] = []
+        for key, value in data.items():
+            if key in removed:
+                raise ValueError(f"Config field {prefix + key!r} of {cls.__name__} is not "
+                                 f"accepted: {removed[key]}")
+            new = aliases.get(key, key)
+            if new != key and new in data:
+                raise ValueError(f"Config fields {prefix + key!r} and {prefix + new!r} of "
+                                 f"{cls.__name__} are the same setting ({key!r} is its old "
+                                 f"name): give only {prefix + new!r}")
+            out.append((key, new, value))
+        return out
 
     def __post_init__(self) -> None:
         self.check_choices()
@@ -159,10 +214,10 @@ class ConfigBase:
             raise ValueError(f"{cls.__name__}.from_dict expects a mapping, got {type(data).__name__}")
         types_ = cls._field_types()
         kwargs = {}
-        for key, value in data.items():
+        for written, key, value in cls._canonical_items(data, _prefix):
             if key not in types_ or key not in cls.field_names():
-                raise cls.unknown_field_error(key, _prefix)
-            kwargs[key] = check_value(_prefix + key, value, types_[key])
+                raise cls.unknown_field_error(written, _prefix)
+            kwargs[key] = check_value(_prefix + written, value, types_[key])
         return cls(**kwargs)  # type: ignore[call-arg]
 
     def to_dict(self) -> dict[str, Any]:
@@ -201,10 +256,10 @@ class ConfigBase:
         """A copy with ``overrides`` applied, each checked like ``from_dict``."""
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
         types_ = self._field_types()
-        for key, value in overrides.items():
+        for written, key, value in self._canonical_items(overrides):
             if key not in data:
-                raise self.unknown_field_error(key)
-            data[key] = check_value(key, value, types_[key])
+                raise self.unknown_field_error(written)
+            data[key] = check_value(written, value, types_[key])
         return type(self)(**data)
 
     def set_dotted(self: C, assignment: str) -> C:

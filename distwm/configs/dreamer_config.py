@@ -100,7 +100,17 @@ class DreamerConfig(RLConfig):
 
     Fields left at ``None`` take the default of ``version`` (see :data:`VERSION_DEFAULTS`) or,
     for network widths, of ``model_size`` (see :data:`MODEL_SIZES`).
+
+    The evaluation cadence is :class:`RLConfig`'s ``eval_interval`` (env steps) and
+    ``eval_episodes``; the seed's ``test_interval`` / ``test_episodes`` are accepted as their
+    old names. ``buffer_memory_limit``: the fraction of the available physical memory (e.g.
+    ``0.5``) that the single-process :class:`~distwm.models.dreamer.DreamerAgent` lets its
+    replay take: a ``buffer_size`` that needs more is reduced to fit, with a warning naming
+    both sizes. ``None`` (default): ``buffer_size`` is used as given.
     """
+
+    ALIASES: ClassVar[dict[str, str]] = {"test_interval": "eval_interval",
+                                         "test_episodes": "eval_episodes"}
 
     #: import path of the class implementing :class:`distwm.agent.Agent` for this config
     AGENT_CLASS: ClassVar[str] = "distwm.models.dreamer:Dreamer"
@@ -114,21 +124,13 @@ class DreamerConfig(RLConfig):
     total_steps: int = 500_000
     num_envs: int = 1
     buffer_size: int = 1_000_000
+    buffer_memory_limit: Optional[float] = None
     seed_steps: Optional[int] = None
     train_ratio: Optional[float] = None
     batch_size: Optional[int] = None
     train_seq_len: Optional[int] = None
     imagine_horizon: int = 15
-    train: bool = True
-    evaluate: bool = False
-    test_interval: int = 10_000
-    test_episodes: int = 5
-    checkpoint_interval: int = 50_000
     checkpoint_path: str = ""
-    log_interval: int = 1000
-    log_video_freq: int = -1
-    max_videos_to_save: int = 2
-    render: bool = False
     use_wandb: bool = False
     wandb_project: str = "distwm"
     max_nonfinite_updates: int = 10
@@ -234,13 +236,14 @@ class DreamerConfig(RLConfig):
                 f"DreamerConfig.model_size {self.model_size!r} is not one of {list(MODEL_SIZES)}"
             )
         positive_ints = ("total_steps", "num_envs", "buffer_size", "imagine_horizon",
-                         "test_episodes", "max_nonfinite_updates", "num_buckets", *_SIZE_FIELDS[:4],
-                         "batch_size", "train_seq_len", "stoch_size", "log_interval")
+                         "max_nonfinite_updates", "num_buckets", *_SIZE_FIELDS[:4],
+                         "batch_size", "train_seq_len", "stoch_size")
         for name in positive_ints:
             _check(name, getattr(self, name), "a positive integer", int, lambda v: v > 0)
-        for name in ("seed_steps", "test_interval", "checkpoint_interval", "stoch_classes",
-                     "obs_embed_size", "slow_critic_interval"):
+        for name in ("seed_steps", "stoch_classes", "obs_embed_size", "slow_critic_interval"):
             _check(name, getattr(self, name), "an integer >= 0", int, lambda v: v >= 0)
+        _check("buffer_memory_limit", self.buffer_memory_limit,
+               "a fraction of the available memory in (0, 1] (or None)", float, lambda v: 0 < v <= 1)
         for name in ("discount", "td_lambda", "kl_alpha", "unimix", "slow_critic_fraction",
                      "return_norm_decay"):
             _check(name, getattr(self, name), "a number in [0, 1]", float, lambda v: 0 <= v <= 1)

@@ -28,6 +28,12 @@ class PlanetConfig(RLConfig):
     after every 1000-step episode at action repeat 4 give 1000. How long a run lasts and how it
     is laid out on Ray is the runtime's config (``distwm.configs.runtime_config``);
     ``memory_size`` and ``seed_episodes`` are for the single-process :class:`~distwm.models.planet.Planet`.
+
+    Its cadences are :class:`RLConfig`'s, in env steps: PlaNet collects one episode of
+    ``time_limit`` env steps per epoch, so the defaults (an evaluation episode and a checkpoint
+    every 25,000 steps, a log record every 1000) are the seed's ``save_every=25`` epochs and one
+    record an epoch. ``max_nonfinite_updates`` consecutive skipped updates (non-finite loss or
+    gradient) raise :class:`distwm.agent.NonFiniteLossError`.
     """
 
     #: import path of the class implementing :class:`distwm.agent.Agent` for this config
@@ -65,16 +71,21 @@ class PlanetConfig(RLConfig):
     top_candidates: int = 100
     action_noise: float = 0.3
 
-    # -- single-process Planet (episode memory) -----------------------------------------------
+    # -- single-process Planet (episode memory, cadences in env steps) -------------------------
     memory_size: int = 100
     seed_episodes: int = 5
+    eval_interval: int = 25_000
+    eval_episodes: int = 1
+    checkpoint_interval: int = 25_000
+    log_interval: int = 1000
+    max_nonfinite_updates: int = 10
 
     def __post_init__(self) -> None:
         super().__post_init__()
         positive = ("action_repeat", "batch_size",
                     "train_seq_len", "state_size", "latent_size", "hidden_size", "embedding_size",
                     "planning_horizon", "num_candidates", "num_iterations", "top_candidates",
-                    "memory_size", "image_size", "time_limit")
+                    "memory_size", "image_size", "time_limit", "max_nonfinite_updates")
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:

@@ -1,4 +1,5 @@
-"""Fields every RL agent config shares: which env, how it is wrapped, seeds and logging."""
+"""Fields every RL agent config shares: which env, how it is wrapped, seeds, logging and the
+single-process loop's cadences."""
 
 from __future__ import annotations
 
@@ -17,6 +18,15 @@ class RLConfig(ConfigBase):
     ``obs_type``: ``state`` (vector observations), ``pixels`` (``image`` uint8 CHW),
     ``both``, or ``auto`` (the backend's natural choice: state for Gymnasium classic control
     and DMC, pixels for Atari).
+
+    Cadences of the single-process ``train()`` (:class:`distwm.loop.TrainLoop`), all in env
+    steps (frames, after action repeat):
+
+    * ``eval_interval``: an evaluation of ``eval_episodes`` greedy episodes (``0``: never);
+    * ``checkpoint_interval``: a checkpoint (``0``: never);
+    * ``log_interval``: a metrics record (``>= 1``).
+
+    On Ray the runtime's config (``distwm.configs.runtime_config``) sets these instead.
     """
 
     env: str = "walker-walk"
@@ -29,3 +39,18 @@ class RLConfig(ConfigBase):
     seed: int = 0
     device: str = "auto"
     log_dir: str = "runs"
+
+    # -- single-process cadences (env steps) ----------------------------------------------------
+    eval_interval: int = 10_000
+    eval_episodes: int = 5
+    checkpoint_interval: int = 50_000
+    log_interval: int = 1000
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name, low in (("eval_interval", 0), ("checkpoint_interval", 0), ("eval_episodes", 1),
+                          ("log_interval", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                what = "an integer >= 0 (env steps, 0: never)" if low == 0 else "a positive integer"
+                raise ValueError(f"{type(self).__name__}.{name} must be {what}, got {value!r}")

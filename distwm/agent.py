@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import importlib
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
 __all__ = ["Agent", "DataSpec", "NonFiniteLossError", "Policy", "SampleSpec", "Trainable",

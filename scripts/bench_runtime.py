@@ -63,7 +63,7 @@ def build_run(args):
 
 def plain_loop_fps(run, seconds: float) -> float:
     """Env steps/s of EnvRunner in this process (one core): same envs, policy and chunks."""
-    from distwm.runtime.env_runner import EnvRunner, build_agent, derive_seed, limit_torch_threads, make_envs
+    from distwm.loop.env_loop import EnvRunner, build_agent, derive_seed, limit_torch_threads, make_envs
 
     limit_torch_threads(1)
     cfg = run.build_agent_config()

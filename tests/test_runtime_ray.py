@@ -76,7 +76,7 @@ def test_resume_from_run_directory_with_the_cli(basic_run):
     from distwm import cli
     from distwm.runtime import run
     from distwm.runtime.learner import latest_checkpoint, load_checkpoint
-    from distwm.runtime.report import read_metrics
+    from distwm.runtime.run_report import read_metrics
     from distwm.runtime.setup import load_run_config
 
     first, run_dir = basic_run.summary, basic_run.run_dir

@@ -1,7 +1,7 @@
 """Step a vector of envs with an agent's policy and cut the stream into fixed-length chunks.
 
-No Ray here: the ``EnvWorker`` and ``Evaluator`` actors wrap an :class:`EnvRunner`, and the
-benchmark's plain single-process loop uses the same class.
+No Ray here: the runtime's ``EnvWorker`` and ``Evaluator`` actors wrap an :class:`EnvRunner`, and
+the single-process :class:`~distwm.loop.train_loop.TrainLoop` uses the same class.
 
 Record format (DESIGN.md "Data", DreamerV3's replay format): step ``t`` of a stream holds the
 observation ``t``, the action that led to it (zeros at ``is_first``), the reward that came with
@@ -16,7 +16,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-__all__ = ["EnvRunner", "derive_seed", "build_agent", "make_envs", "limit_torch_threads"]
+__all__ = ["EnvRunner", "RandomActor", "derive_seed", "build_agent", "make_envs", "make_runner",
+           "limit_torch_threads"]
 
 FLAG_KEYS = ("is_first", "is_terminal", "is_last")
 
@@ -57,6 +58,24 @@ def limit_torch_threads(cpus: float) -> None:
     except ImportError:  # pragma: no cover
         return
     torch.set_num_threads(max(1, int(cpus)))
+
+
+class RandomActor:
+    """Uniformly random actions with the acting half of the protocol (prefill)."""
+
+    def __init__(self, envs: Sequence[Any]):
+        self.spaces = [env.action_space for env in envs]
+
+    def initial_state(self, num_envs: int) -> None:
+        return None
+
+    def act(self, obs, state, explore: bool):
+        return np.stack([space.sample() for space in self.spaces]).astype(np.float32), None
+
+
+def make_runner(envs: Sequence[Any], agent: Any, seed: int = 0) -> "EnvRunner":
+    """An :class:`EnvRunner` over ``envs`` whose first resets are seeded ``seed + i``."""
+    return EnvRunner(list(envs), agent, seeds=[seed + i for i in range(len(envs))])
 
 
 def _stack(dicts: Sequence[dict]) -> dict[str, np.ndarray]:
@@ -100,6 +119,12 @@ class EnvRunner:
         rec.update(action=np.asarray(action, np.float32), reward=np.float32(reward),
                    is_first=first, is_terminal=terminal, is_last=last)
         return rec
+
+    def set_agent(self, agent: Any) -> None:
+        """Act with ``agent`` from the next step on, from its fresh recurrent state."""
+        self.agent = agent
+        if self._obs is not None:
+            self._state = agent.initial_state(self.num_envs)
 
     def reset(self) -> None:
         """Start a fresh episode in every env (and fresh streams)."""

@@ -162,16 +162,17 @@ class ReplayBuffer:
 
         Keys: the observation keys, ``action``, ``reward``, ``is_first``, ``is_terminal``,
         ``is_last``. (The seed returned a time-major tuple; distwm uses the agent protocol's
-        batch-major dict.) ``seq_len`` is fixed at construction.
+        batch-major dict.) ``seq_len`` defaults to the one given at construction and may be
+        shorter (another named sample of the same data).
         """
-        if seq_len is not None and seq_len != self.seq_len:
-            raise ValueError(f"this buffer samples sequences of {self.seq_len} steps, not {seq_len}")
+        if seq_len is not None and not 1 <= seq_len <= self.seq_len:
+            raise ValueError(f"this buffer samples sequences of 1 to {self.seq_len} steps, not {seq_len}")
         if not self.can_sample():
             raise ValueError(
                 f"ReplayBuffer holds {len(self)} steps, no complete sequence of "
                 f"{self.seq_len} yet; add more steps before sampling"
             )
-        return self.replay.sample(int(batch_size or self.batch_size))
+        return self.replay.sample(int(batch_size or self.batch_size), seq_len=seq_len)
 
     # -- persistence ---------------------------------------------------------------------------
     def save(self, path) -> str:

@@ -192,10 +192,18 @@ class SequenceReplay:
         return steps
 
     # -- sample ----------------------------------------------------------------------------
-    def sample(self, batch_size: int, rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
-        """``batch_size`` sequences, uniform over valid starts: ``{key: (B, T, ...)}``."""
+    def sample(self, batch_size: int, rng: np.random.Generator | None = None,
+               seq_len: int | None = None) -> dict[str, np.ndarray]:
+        """``batch_size`` sequences, uniform over valid starts: ``{key: (B, T, ...)}``.
+
+        ``seq_len`` (default: the buffer's ``T``) may be shorter than ``T`` (a second named
+        sample of the same stream, e.g. single frames); it starts where a ``T``-step sequence
+        could start."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        length = self.seq_len if seq_len is None else int(seq_len)
+        if not 1 <= length <= self.seq_len:
+            raise ValueError(f"seq_len must be in [1, {self.seq_len}] for this buffer, got {seq_len!r}")
         total = self.num_valid_starts
         if total == 0:
             raise ValueError(
@@ -206,7 +214,7 @@ class SequenceReplay:
         draws = rng.integers(0, total, size=batch_size)
         first = np.searchsorted(cum, draws, side="right")
         offsets = draws - (cum[first] - self._valid[first])
-        pos = offsets[:, None] + np.arange(self.seq_len)[None, :]
+        pos = offsets[:, None] + np.arange(length)[None, :]
         hop, within = np.divmod(pos, self.chunk_length)
         chain = np.empty((batch_size, self._hops + 1), dtype=np.int64)
         chain[:, 0] = first

@@ -23,7 +23,7 @@ _LAZY = {
     "EnvWorker": "distwm.runtime.env_worker",
     "Evaluator": "distwm.runtime.env_worker",
     "Learner": "distwm.runtime.learner",
-    "EnvRunner": "distwm.runtime.env_runner",
+    "EnvRunner": "distwm.loop.env_loop",
 }
 
 

@@ -1,5 +1,8 @@
 """Assemble learner batches from several replay shards, one batch ahead.
 
+:class:`SampleFetcher` serves an agent's named samples (``DataSpec.samples``): one
+:class:`BatchFetcher` per sample, and the batches of the samples each update carries.
+
 A batch of ``B`` sequences is split over the live shards by their sample budget (what each
 shard's rate limiter would allow now, from the stats every answer carries), so that shards that
 received more data are sampled more and every shard's replay ratio stays on target. Requests
@@ -14,7 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["BatchFetcher", "split_by_budget"]
+__all__ = ["BatchFetcher", "SampleFetcher", "split_by_budget"]
 
 
 def split_by_budget(num: int, budgets: Sequence[float], cost: float) -> list[int]:
@@ -76,7 +79,7 @@ class BatchFetcher:
         counts = split_by_budget(num, self._budgets(), self.seq_len)
         for i, n in enumerate(counts):
             if n:
-                ref = self.shards[i].sample.remote(n, self.sample_timeout)
+                ref = self.shards[i].sample.remote(n, self.sample_timeout, self.seq_len)
                 self._inflight[ref] = (i, n)
 
     def _receive(self, ref: Any) -> None:
@@ -126,8 +129,47 @@ class BatchFetcher:
         self._have = max(extra, 0)
         return batch
 
-    def shard_totals(self) -> dict[str, float]:
-        """Inserted and sampled env steps summed over the shards' latest stats."""
-        inserted = sum(s.get("inserted", 0) for s in self.stats.values())
-        sampled = sum(s.get("sampled", 0) for s in self.stats.values())
-        return {"inserted": inserted, "sampled": sampled}
+
+class SampleFetcher:
+    """``{name: batch}`` for the samples update ``k`` carries (``spec.due(k)``), each from its
+    own :class:`BatchFetcher` (each prefetches its next batch)."""
+
+    def __init__(self, spec: Any, sample_timeout: float = 0.5):
+        self.spec = spec
+        self.fetchers = {s.name: BatchFetcher(s.batch_size, s.seq_len, sample_timeout)
+                         for s in spec.samples}
+        self._ready: dict[str, dict[str, np.ndarray]] = {}
+
+    def set_shards(self, shards: Sequence[Any]) -> None:
+        for fetcher in self.fetchers.values():
+            fetcher.set_shards(shards)
+
+    def next_batches(self, update_index: int, deadline: float) -> dict[str, dict] | None:
+        """The batches of update ``update_index``, or ``None`` if one is not complete by
+        ``deadline`` (the complete ones are kept for the next call)."""
+        for name in self.spec.due(update_index):
+            if name not in self._ready:
+                batch = self.fetchers[name].next_batch(deadline)
+                if batch is None:
+                    return None
+                self._ready[name] = batch
+        out, self._ready = self._ready, {}
+        return out
+
+    @property
+    def wait_time(self) -> float:
+        return sum(f.wait_time for f in self.fetchers.values())
+
+    @property
+    def dead(self) -> set[int]:
+        return set().union(*(f.dead for f in self.fetchers.values()))
+
+    @property
+    def stats(self) -> dict[int, dict]:
+        """The latest stats of every shard (from whichever fetcher heard last)."""
+        out: dict[int, dict] = {}
+        for fetcher in self.fetchers.values():
+            for shard, stats in fetcher.stats.items():
+                if shard not in out or stats.get("sampled", 0) >= out[shard].get("sampled", 0):
+                    out[shard] = stats
+        return out

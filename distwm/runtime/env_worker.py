@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from distwm.runtime.env_runner import EnvRunner, build_agent, derive_seed, limit_torch_threads, make_envs
+from distwm.loop.env_loop import EnvRunner, build_agent, derive_seed, limit_torch_threads, make_envs
 
 __all__ = ["EnvWorker", "Evaluator", "stream_shards"]
 

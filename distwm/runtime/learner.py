@@ -15,8 +15,9 @@ import shutil
 import time
 from typing import Any, Mapping, Sequence
 
-from distwm.runtime.batch_fetcher import BatchFetcher
-from distwm.runtime.env_runner import build_agent, limit_torch_threads
+from distwm.loop.schedule import Cadence
+from distwm.runtime.batch_fetcher import SampleFetcher
+from distwm.loop.env_loop import build_agent, limit_torch_threads
 
 __all__ = ["Learner", "latest_checkpoint", "load_checkpoint", "write_checkpoint"]
 
@@ -80,17 +81,23 @@ class Learner:
         observation_space, action_space: the env's spaces (from the driver's probe env).
         device: ``"cuda"`` when the actor holds a GPU, else ``"cpu"``.
         run_dir: where checkpoints go.
-        batch_size, seq_len: the agent's data spec.
+        cpus: CPUs of the actor (torch threads).
+
+    Its batches are the agent's named samples (``agent.data_spec()``); update ``k`` gets the
+    samples ``spec.due(k)`` names. It checkpoints every ``runtime.checkpoint_interval`` env
+    steps (the driver's counters come with every ``train`` call).
     """
 
     def __init__(self, run_config: Mapping[str, Any], observation_space: Any, action_space: Any,
-                 device: str, run_dir: str, batch_size: int, seq_len: int, cpus: float = 1.0):
+                 device: str, run_dir: str, cpus: float = 1.0):
         self._run_config = dict(run_config)
         self._spaces = (observation_space, action_space)
         self.device = device
         self.run_dir = run_dir
         self._cpus = cpus
-        self.fetcher = BatchFetcher(batch_size, seq_len)
+        self.fetcher: SampleFetcher | None = None
+        self.checkpoint_cadence: Cadence | None = None
+        self.last_batches: dict[str, Any] = {}
         self.agent = None
         self.updates = 0
         self.version = 0
@@ -108,8 +115,10 @@ class Learner:
             limit_torch_threads(self._cpus)
             run = RunConfig.from_dict(self._run_config)
             self.runtime = run.runtime
-            self.fetcher.sample_timeout = run.runtime.sample_timeout
             self.agent = build_agent(run.build_agent_config(), *self._spaces, self.device)
+            self.fetcher = SampleFetcher(self.agent.data_spec(), run.runtime.sample_timeout)
+            self.checkpoint_cadence = Cadence(run.runtime.checkpoint_interval,
+                                              int(self.counters.get("env_steps", 0)))
             self.version = max(self.version, min_version)
             self._publish(bump=False)
         return {"device": self.device, "updates": self.updates, "version": self.version}
@@ -133,11 +142,23 @@ class Learner:
         self.agent.load_state_dict(state["agent"])
         self.updates = max(int(state["updates"]), int(min_updates))
         self.counters = dict(state.get("counters", {}))
+        self.checkpoint_cadence = Cadence(self.runtime.checkpoint_interval,
+                                          int(self.counters.get("env_steps", 0)))
         self.version = max(int(state["version"]), min_version) + 1
         self._publish(bump=False)
         self.checkpoint_path = path
         return {"updates": self.updates, "checkpoint_updates": int(state["updates"]),
                 "version": self.version, "counters": self.counters}
+
+    def report(self) -> dict[str, Any] | None:
+        """``agent.report(batch)`` on the last batch of the agent's first sample (open-loop
+        predictions beside the real frames), or ``None`` if the agent has no ``report``."""
+        report = getattr(self.agent, "report", None)
+        if report is None or not self.last_batches:
+            return None
+        name = self.agent.data_spec().names[0]
+        batch = self.last_batches.get(name) or next(iter(self.last_batches.values()))
+        return report(batch)
 
     def weights(self) -> tuple[int, list]:
         """``(version, [ref])`` of the latest published weights."""
@@ -173,12 +194,13 @@ class Learner:
         sums: dict[str, float] = {}
         checkpoint = None
         while done < max_updates and time.monotonic() < deadline:
-            batch = self.fetcher.next_batch(deadline)
-            if batch is None:
+            batches = self.fetcher.next_batches(self.updates, deadline)
+            if batches is None:
                 starved = True
                 break
             t0 = time.monotonic()
-            metrics = self.agent.update(batch)
+            metrics = self.agent.update(batches)
+            self.last_batches = batches
             self.update_time += time.monotonic() - t0
             for key, value in metrics.items():
                 sums[key] = sums.get(key, 0.0) + float(value)
@@ -186,8 +208,9 @@ class Learner:
             self.updates += 1
             if self.updates % self.runtime.broadcast_interval == 0:
                 self._publish()
-            if self.updates % self.runtime.checkpoint_interval == 0 and not self.fetcher.dead:
-                checkpoint = self.checkpoint(shards)
+        env_steps = int(self.counters.get("env_steps", 0))
+        if done and not self.fetcher.dead and self.checkpoint_cadence.due(env_steps):
+            checkpoint = self.checkpoint(shards)
         result = {
             "updates": self.updates, "done": done, "version": self.version,
             "metrics": {k: v / done for k, v in sums.items()} if done else {},

@@ -55,17 +55,20 @@ class ReplayShard:
         self.insert_time += time.perf_counter() - t1
         return self.stats()
 
-    async def sample(self, num_sequences: int, timeout: float | None = None):
+    async def sample(self, num_sequences: int, timeout: float | None = None,
+                     seq_len: int | None = None):
         """``(batch {key: (n, T, ...)}, stats)``, or ``(None, stats)`` if the rate limiter
-        (or a replay without a whole sequence yet) did not allow it within ``timeout``."""
-        steps = num_sequences * self.replay.seq_len
+        (or a replay without a whole sequence yet) did not allow it within ``timeout``.
+        ``seq_len`` (default: the shard's, the longest sample's) may be shorter."""
+        length = self.replay.seq_len if seq_len is None else int(seq_len)
+        steps = num_sequences * length
         t0 = time.perf_counter()
         ok = await self.limiter.wait_for_sample(steps, timeout, ready=self._has_sequence)
         t1 = time.perf_counter()
         self.sample_wait += t1 - t0
         if not ok:
             return None, self.stats()
-        batch = self.replay.sample(num_sequences)
+        batch = self.replay.sample(num_sequences, seq_len=length)
         self.limiter.record_sample(steps)
         self.sample_time += time.perf_counter() - t1
         return batch, self.stats()

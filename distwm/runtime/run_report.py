@@ -156,6 +156,19 @@ def write_report(run_dir: str, summary: Mapping[str, Any]) -> tuple[str, str]:
     if summary.get("last_train_return") is not None:
         lines.append(f"| last training return | {summary['last_train_return']:.2f} |")
     lines += ["", "![learning curve](learning_curve.png)", ""]
+    media = summary.get("media") or {}
+    if media.get("images"):
+        lines += [f"Open-loop predictions at {media['env_steps']:,d} env steps (per sequence: real "
+                  "frames, the model's frames, their difference; the first frames are observed, "
+                  "the rest predicted from the actions alone):", ""]
+        lines += [f"![{name}]({os.path.relpath(path, run_dir)})" for name, path in media["images"].items()]
+        lines += [f"- video: [{name}]({os.path.relpath(path, run_dir)})"
+                  for name, path in media.get("videos", {}).items()]
+        lines.append("")
+    if media.get("scalars"):
+        lines += ["| model check | value |", "| --- | --- |"]
+        lines += [f"| {k} | {v:.4g} |" for k, v in media["scalars"].items()]
+        lines.append("")
     events = summary.get("events") or []
     if events:
         lines += ["Restarts:", ""]

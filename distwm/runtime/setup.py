@@ -13,8 +13,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from distwm.agent import DataSpec
 from distwm.configs.runtime_config import RunConfig, RuntimeConfig
-from distwm.runtime.env_runner import build_agent, derive_seed, make_envs
+from distwm.loop.env_loop import build_agent, derive_seed, make_envs
 
 __all__ = ["RunSpec", "probe_run", "ReplayLayout", "replay_layout", "default_run_dir",
            "load_run_config", "check_resume_compatible", "RUN_CONFIG_FILE"]
@@ -24,16 +25,28 @@ RUN_CONFIG_FILE = "run.yaml"
 
 @dataclass
 class RunSpec:
-    """What the probe found: the agent config, the env spaces and the data spec."""
+    """What the probe found: the agent config, the env spaces and the data spec (its
+    ``train_ratio`` overridden by ``runtime.train_ratio`` when set)."""
 
     run: RunConfig
     agent_config: Any
     observation_space: Any
     action_space: Any
-    batch_size: int
-    seq_len: int
-    train_ratio: float
+    data_spec: DataSpec
     seed: int
+
+    @property
+    def train_ratio(self) -> float:
+        return self.data_spec.train_ratio
+
+    @property
+    def seq_len(self) -> int:
+        """The longest sample's sequence length (the shards' sequence length)."""
+        return self.data_spec.max_seq_len
+
+    @property
+    def steps_per_update(self) -> float:
+        return self.data_spec.steps_per_update
 
     @property
     def env_name(self) -> str:
@@ -65,8 +78,8 @@ def probe_run(run: RunConfig) -> RunSpec:
     ratio = float(run.runtime.train_ratio if run.runtime.train_ratio is not None else spec.train_ratio)
     if not ratio > 0:
         raise ValueError(f"train_ratio must be > 0, got {ratio} (set runtime.train_ratio)")
-    return RunSpec(run, agent_config, obs_space, act_space, int(spec.batch_size), int(spec.seq_len),
-                   ratio, seed)
+    return RunSpec(run, agent_config, obs_space, act_space,
+                   DataSpec(train_ratio=ratio, samples=spec.samples), seed)
 
 
 @dataclass
@@ -103,7 +116,7 @@ def replay_layout(runtime: RuntimeConfig, spec: RunSpec, workers: int) -> Replay
             f"{max(streams_on)} streams, min_fill {runtime.min_fill}, seq_len {spec.seq_len}): "
             f"raise capacity to {need * shards} or lower chunk_length/min_fill"
         )
-    steps_per_batch = spec.batch_size * spec.seq_len
+    steps_per_batch = sum(s.steps for s in spec.data_spec.samples)  # the most one update takes
     buffer = max(runtime.rate_tolerance * spec.train_ratio * min_size,
                  min_error_buffer(spec.train_ratio, max_insert, steps_per_batch))
     return ReplayLayout(capacity, min_size, buffer, max_insert)

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
 from distwm.configs.dreamer_config import DreamerConfig
-from distwm.models.dreamer.interaction import RandomActor, make_runner
 
 __all__ = ["DreamerAgent", "get_available_memory", "make_env", "resolve_config"]
 
@@ -102,24 +100,29 @@ class DreamerAgent:
         return self.dreamer
 
     def _replay(self, dreamer) -> Any:
+        """The replay buffer; ``buffer_memory_limit`` (a fraction of the available memory), when
+        set, caps its size and says so; without it the config's ``buffer_size`` holds."""
         from distwm.memory.dreamer_memory import ReplayBuffer
 
         cfg = dreamer.args
         size = cfg.buffer_size
-        step_bytes = 4 * dreamer.action_size + 16
-        for key, shape in dreamer.obs_shapes.items():
-            step_bytes += int(np.prod(shape)) * (1 if key == "image" else 4)
-        budget = get_available_memory() // 2
-        if size * step_bytes > budget:
-            size = max(cfg.train_seq_len * cfg.num_envs, budget // step_bytes)
-            _log.warning("buffer_size %d needs %.1f GB; using %d steps (half the available memory)",
-                         cfg.buffer_size, cfg.buffer_size * step_bytes / 1e9, size)
+        limit = getattr(cfg, "buffer_memory_limit", None)
+        if limit is not None:
+            step_bytes = 4 * dreamer.action_size + 16
+            for key, shape in dreamer.obs_shapes.items():
+                step_bytes += int(np.prod(shape)) * (1 if key == "image" else 4)
+            budget = int(get_available_memory() * limit)
+            if size * step_bytes > budget:
+                size = max(cfg.train_seq_len * cfg.num_envs, budget // step_bytes)
+                _log.warning("buffer_size %d needs %.1f GB, over buffer_memory_limit=%g of the "
+                             "available memory: using %d steps", cfg.buffer_size,
+                             cfg.buffer_size * step_bytes / 1e9, limit, size)
         return ReplayBuffer(size, dreamer.obs_shapes, dreamer.action_size, cfg.train_seq_len,
                             cfg.batch_size, num_envs=cfg.num_envs, seed=cfg.seed)
 
     def _log(self, metrics: Mapping[str, float], step: int) -> None:
         if self._logger is None:
-            from distwm.utils.dreamer_utils import Logger
+            from distwm.utils.run_logger import Logger
 
             self._logger = Logger(self.log_dir, enable_wandb=self.config.use_wandb,
                                   wandb_project=self.config.wandb_project,
@@ -129,7 +132,8 @@ class DreamerAgent:
 
     # -- training ------------------------------------------------------------------------------
     def train(self, total_steps: int | None = None) -> dict[str, Any]:
-        """Collect, replay and update until ``total_steps`` env steps (default: the config's).
+        """Collect, replay and update until ``total_steps`` env steps (default: the config's),
+        with :class:`distwm.loop.TrainLoop` (the runtime's loop in one process).
 
         Returns a summary: env steps, updates, wall time, evaluation history, last returns.
         """
@@ -140,67 +144,53 @@ class DreamerAgent:
         self._seed()
         envs = [make_env(cfg, seed=cfg.seed + i) for i in range(cfg.num_envs)]
         try:
-            return self._train_loop(envs, total)
+            return self._run_loop(envs, total)
         finally:
             for env in envs:
                 env.close()
             if self._logger is not None:
                 self._logger.flush()
 
-    def _train_loop(self, envs, total: int) -> dict[str, Any]:
+    def _run_loop(self, envs, total: int) -> dict[str, Any]:
+        from distwm.loop.adapters import RunnerCollector, StepReplay
+        from distwm.loop.train_loop import TrainLoop
+
         dreamer = self._build(envs[0])
         rcfg = dreamer.args
         self.replay = self.replay or self._replay(dreamer)
         dreamer.replay = self.replay
-        prefill = rcfg.seed_steps > dreamer.env_steps
-        runner = make_runner(envs, RandomActor(envs) if prefill else dreamer, rcfg.seed)
-        spec = dreamer.data_spec()
         repeat = rcfg.action_repeat
-        budget = 0.0
-        next_eval = dreamer.env_steps + rcfg.test_interval if rcfg.test_interval else None
-        next_ckpt = dreamer.env_steps + rcfg.checkpoint_interval if rcfg.checkpoint_interval else None
-        next_log = dreamer.env_steps + rcfg.log_interval
-        metrics: dict[str, float] = {}
-        start, last_time, last_steps = time.time(), time.time(), dreamer.env_steps
-        progress = _progress(total, dreamer.env_steps)
-        while dreamer.env_steps < total:
-            if prefill and dreamer.env_steps >= rcfg.seed_steps:
-                prefill = False
-                runner.agent = dreamer  # the policy takes over (with fresh recurrent states)
-            stepped, finished = dreamer.step_into_replay(runner, self.replay)
-            progress.update(stepped * repeat)
-            for _, ret, _ in finished:
-                self.episode_returns.append((dreamer.env_steps, ret))
-            if not prefill and self.replay.can_sample():
-                budget += stepped * spec.updates_per_env_step
-                while budget >= 1.0:
-                    metrics = dreamer.train_one_batch()
-                    budget -= 1.0
-            if next_eval is not None and dreamer.env_steps >= next_eval:
-                next_eval += rcfg.test_interval
-                self._evaluate_now(dreamer)
-                progress.set_postfix(eval_return=f"{self.history[-1][1]:.1f}")
-            if next_ckpt is not None and dreamer.env_steps >= next_ckpt:
-                next_ckpt += rcfg.checkpoint_interval
-                dreamer.save(os.path.join(self.log_dir, "checkpoints", "latest.pt"))
-            if dreamer.env_steps >= next_log:
-                next_log += rcfg.log_interval
-                now = time.time()
-                fps = (dreamer.env_steps - last_steps) / max(now - last_time, 1e-9)
-                last_time, last_steps = now, dreamer.env_steps
-                recent = [r for _, r in self.episode_returns[-10:]]
-                line = {**metrics, "env_steps_per_s": fps, "updates": dreamer.updates,
-                        "replay_steps": len(self.replay)}
-                if recent:
-                    line["train_return"] = float(np.mean(recent))
-                self._log(line, dreamer.env_steps)
-        progress.close()
-        if rcfg.checkpoint_interval:
+
+        def count(records, stepped: int) -> None:
+            dreamer.env_steps += stepped * repeat
+
+        def evaluate(step: int) -> float:
+            return self._evaluate_now(dreamer)
+
+        def checkpoint(step: int) -> None:
             dreamer.save(os.path.join(self.log_dir, "checkpoints", "latest.pt"))
+
+        collector = RunnerCollector(envs, dreamer, rcfg.seed, repeat, on_step=count)
+        loop = TrainLoop(
+            dreamer, collector, StepReplay(self.replay), total_steps=total,
+            start_steps=dreamer.env_steps, prefill_steps=rcfg.seed_steps,
+            eval_interval=_cadence(rcfg, "eval_interval", "test_interval"),
+            checkpoint_interval=rcfg.checkpoint_interval, log_interval=rcfg.log_interval,
+            evaluate=evaluate, checkpoint=checkpoint if rcfg.checkpoint_interval else None,
+            log=self._log_train, desc="dreamer")
+        result = loop.run()
+        self.episode_returns.extend(result.episode_returns)
         return {"env_steps": dreamer.env_steps, "updates": dreamer.updates,
-                "wall_time_s": time.time() - start, "eval_history": list(self.history),
+                "wall_time_s": result.wall_time_s, "eval_history": list(self.history),
                 "nonfinite_updates": dreamer.nonfinite_updates,
-                "last_train_returns": [r for _, r in self.episode_returns[-10:]]}
+                "last_train_returns": [r for _, r in result.episode_returns[-10:]]}
+
+    def _log_train(self, metrics: Mapping[str, float], step: int) -> None:
+        if "eval_return" in metrics:
+            return  # _evaluate_now logs evaluations with their spread
+        line = dict(metrics)
+        line["replay_steps"] = len(self.replay)
+        self._log(line, step)
 
     # -- evaluation ----------------------------------------------------------------------------
     def _episodes(self, dreamer, episodes: int, seed: int) -> list[float]:
@@ -212,7 +202,8 @@ class DreamerAgent:
 
     def _evaluate_now(self, dreamer) -> float:
         cfg = dreamer.args
-        returns = self._episodes(dreamer, cfg.test_episodes, cfg.seed + 10_000 + len(self.history))
+        returns = self._episodes(dreamer, _cadence(cfg, "eval_episodes", "test_episodes"),
+                                 cfg.seed + 10_000 + len(self.history))
         mean = float(np.mean(returns))
         self.history.append((dreamer.env_steps, mean))
         self._log({"eval_return": mean, "eval_return_std": float(np.std(returns))}, dreamer.env_steps)
@@ -230,14 +221,12 @@ class DreamerAgent:
                 self._build(env)
             finally:
                 env.close()
-        returns = self._episodes(self.dreamer, cfg.test_episodes, cfg.seed + 10_000)
+        returns = self._episodes(self.dreamer, _cadence(cfg, "eval_episodes", "test_episodes"),
+                                 cfg.seed + 10_000)
         return {"mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)),
                 "returns": returns, "env_steps": self.dreamer.env_steps}
 
 
-def _progress(total: int, done: int):
-    """A tqdm bar over env steps (stderr)."""
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=done, unit="step", desc="dreamer", dynamic_ncols=True,
-                mininterval=5.0)
+def _cadence(cfg, name: str, seed_name: str) -> int:
+    """``cfg.<name>``, or the seed's older field name while configs carry that one."""
+    return int(getattr(cfg, name) if hasattr(cfg, name) else getattr(cfg, seed_name))

@@ -1,6 +1,6 @@
 """The seed's env-facing methods of ``Dreamer``: collect random or policy steps into the
-attached replay, and evaluate. They step envs with the runtime's :class:`EnvRunner` (the one
-env loop of distwm; pure Python, no Ray) and keep one runner per env, so that consecutive
+attached replay, and evaluate. They step envs with :class:`distwm.loop.env_loop.EnvRunner` (the
+one env loop of distwm; pure Python, no Ray) and keep one runner per env, so that consecutive
 calls continue the env's episode."""
 
 from __future__ import annotations
@@ -9,27 +9,9 @@ from typing import Any
 
 import numpy as np
 
+from distwm.loop.env_loop import RandomActor, make_runner
+
 __all__ = ["InteractionMixin", "RandomActor", "make_runner"]
-
-
-class RandomActor:
-    """Uniformly random actions with the acting half of the agent protocol (prefill)."""
-
-    def __init__(self, envs):
-        self.spaces = [env.action_space for env in envs]
-
-    def initial_state(self, num_envs: int) -> None:
-        return None
-
-    def act(self, obs, state, explore: bool):
-        return np.stack([space.sample() for space in self.spaces]).astype(np.float32), None
-
-
-def make_runner(envs, agent, seed: int = 0):
-    """An :class:`distwm.runtime.env_runner.EnvRunner` over ``envs`` (reset seeds ``seed + i``)."""
-    from distwm.runtime.env_runner import EnvRunner
-
-    return EnvRunner(list(envs), agent, seeds=[seed + i for i in range(len(envs))])
 
 
 class InteractionMixin:
@@ -54,7 +36,8 @@ class InteractionMixin:
         runner = runners.get(id(env))
         if runner is None or runner.envs[0] is not env:
             runner = runners[id(env)] = make_runner([env], agent, self.args.seed)
-        runner.agent = agent
+        if runner.agent is not agent:
+            runner.set_agent(agent)
         return runner
 
     def step_into_replay(self, runner, replay) -> tuple[int, list]:

@@ -1,0 +1,147 @@
+"""Scheduling: what each actor is asked to do next (collect, train, evaluate, flush) and what
+their answers change. A mixin of :class:`distwm.runtime.driver.Driver`."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+from distwm.loop.schedule import UpdateBudget
+from distwm.runtime.supervision import Role
+
+__all__ = ["SchedulingMixin"]
+
+
+class SchedulingMixin:
+    """Keep every actor busy with short calls, and account for their results."""
+
+    def _submit_collect(self, index: int) -> None:
+        rt = self.runtime
+        chunk_steps = rt.chunk_length * rt.envs_per_worker
+        claimed = sum(self.claims.values())
+        left = rt.steps - self.counters["env_steps"] - claimed
+        if left <= 0:
+            ref = self.workers[index].flush.remote()
+            self.calls[ref] = (Role.WORKER, index, "flush")
+            return
+        max_steps = max(chunk_steps, left // max(len(self.workers), 1))
+        ref = self.workers[index].collect.remote(self.shards, self.weights, rt.collect_seconds, max_steps)
+        self.calls[ref] = (Role.WORKER, index, "collect")
+        self.claims[ref] = max_steps
+
+    def _remaining_updates(self) -> int:
+        """Updates still owed to reach the target ratio on the data collected (after collection)."""
+        stats = self._check_shards()
+        inserted = sum(s["inserted"] for s in stats)
+        sampled = sum(s["sampled"] for s in stats)
+        return self._budget(len(stats)).owed_updates(inserted, sampled)
+
+    def _budget(self, shards: int) -> UpdateBudget:
+        """The replay-ratio arithmetic of the single-process loop, over all shards."""
+        return UpdateBudget(self.spec.train_ratio, self.spec.steps_per_update,
+                            self.layout.min_size * shards)
+
+    def _submit_train(self) -> None:
+        max_updates = 1 << 62
+        if self.collect_done:
+            max_updates = self._remaining_updates()
+            if max_updates <= 0:
+                self.learner_done = True
+                return
+        ref = self.learner.train.remote(self.shards, max_updates, self.runtime.train_seconds,
+                                        self._counters_snapshot())
+        self.calls[ref] = (Role.LEARNER, 0, "train")
+        self.learner_call = ref
+
+    def _counters_snapshot(self) -> dict[str, Any]:
+        out = dict(self.counters)
+        out["restarts"] = dict(self.counters["restarts"])
+        out["seconds"] = self.counters["seconds"] + (time.monotonic() - self.start_time)
+        out["next_eval"] = self.next_eval
+        return out
+
+    def _schedule(self) -> None:
+        busy_workers = {idx for role, idx, _ in self.calls.values() if role == Role.WORKER}
+        for i in range(len(self.workers)):
+            if i not in busy_workers and not self.worker_done[i]:
+                self._submit_collect(i)
+        if not self.collect_done and all(self.worker_done):
+            self.collect_done = True
+        if self.learner_call is None and not self.learner_done:
+            self._submit_train()
+        rt = self.runtime
+        if (self.evaluator is not None and self.eval_call is None and rt.eval_interval > 0
+                and self.counters["env_steps"] >= self.next_eval and not self.collect_done):
+            self.eval_call = self.evaluator.evaluate.remote(self.weights, rt.eval_episodes)
+            self.calls[self.eval_call] = (Role.EVALUATOR, 0, self.counters["env_steps"])
+            self.next_eval += rt.eval_interval
+
+    def _handle(self, ref: Any) -> None:
+        import ray
+
+        role, index, what = self.calls.pop(ref)
+        self.claims.pop(ref, None)
+        try:
+            result = ray.get(ref)
+        except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as exc:
+            # a dead actor is restarted; so is an env worker or evaluator whose env or policy
+            # raised (bounded by max_restarts); an error in the learner's update ends the run
+            if isinstance(exc, ray.exceptions.RayTaskError) and role == Role.LEARNER:
+                raise
+            if role == Role.LEARNER:
+                self.learner_call = None
+            if role == Role.EVALUATOR:
+                self.eval_call = None
+            self._restart(role, index, exc)
+            return
+        if role == Role.WORKER:
+            self._on_worker(index, what, result)
+        elif role == Role.LEARNER:
+            self._on_learner(result)
+        else:
+            self._on_eval(what, result)
+
+    def _on_worker(self, index: int, what: str, result: dict[str, Any]) -> None:
+        for shard in result["failed_shards"]:
+            self._shard_suspect.add(shard)
+        if what == "flush":
+            self.worker_done[index] = True
+            return
+        self.counters["env_steps"] += result["steps"]
+        self.counters["episodes"] += len(result["episodes"])
+        self.window["episodes"].extend(result["episodes"])
+        self.recent_returns.extend(r for r, _ in result["episodes"])
+        self.worker_versions[index] = result["version"]
+        self.worker_steps[index] = self.worker_steps.get(index, 0) + result["steps"]
+        for key in ("act_time", "env_time", "wait_time", "seconds"):
+            self.worker_time[key] += result[key]
+
+    def _on_learner(self, result: dict[str, Any]) -> None:
+        self.learner_call = None
+        self.updates = int(result["updates"])
+        if result["weights"] is not None:
+            self.weights = result["weights"]
+        if result["checkpoint"]:
+            self.checkpoint = result["checkpoint"]
+        for key, value in result["metrics"].items():
+            acc = self.window["train"].setdefault(key, [0.0, 0])
+            acc[0] += value * result["done"]
+            acc[1] += result["done"]
+            self.metric_max[key] = max(self.metric_max.get(key, -math.inf), value)
+        self.learner_time["wait"] += result["wait_time"]
+        self.learner_time["total"] += result["seconds"]
+        self._shard_suspect.update(result["dead_shards"])
+        if self.collect_done and result["done"] == 0:
+            self.learner_done = True  # nothing more can be sampled
+
+    def _on_eval(self, step: int, result: dict[str, Any]) -> None:
+        self.eval_call = None
+        self.evals.append({"step": step, **result})
+        self.logger.log_scalars({"eval/return": result["return_mean"],
+                                 "eval/length": float(np.mean(result["lengths"])),
+                                 "eval/version": result["version"]}, step)
+        self._say(f"[distwm] eval at {step:,d} steps: return {result['return_mean']:.2f} over "
+                  f"{len(result['returns'])} episodes (weights v{result['version']})")

@@ -20,6 +20,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from distwm.utils.media import save_png, save_video
 from distwm.utils.utils import VIDEO_FORMATS, _to_uint8_frames, flatten_dict, write_video
 
 __all__ = ["Logger", "TensorBoardWriter"]
@@ -126,7 +127,8 @@ class Logger:
     * :meth:`log_images` ``({name: (H, W, 3) uint8}, step)`` writes TensorBoard images and
       ``{log_dir}/media/{name}_{step}.png``;
     * :meth:`log_videos` ``({name: (T, H, W, 3) uint8}, step)`` writes TensorBoard (GIF) videos
-      and ``{log_dir}/media/{name}_{step}.{video_format}``; the seed's form
+      and ``{log_dir}/media/{name}_{step}.{video_format}`` (GIF when mp4 / avi would need the
+      missing imageio-ffmpeg); the seed's form
       ``log_videos(array, step, max_videos_to_save, fps, video_title)`` writes
       ``{log_dir}/videos/{title}_{step}_{i}.{video_format}`` (gif, mp4 or avi);
     * :meth:`dump_scalars_to_pickle` writes ``{log_dir}/{title}_{step}.pkl``.
@@ -236,16 +238,10 @@ class Logger:
     # -- images and videos -------------------------------------------------------------------
     def log_images(self, images: Mapping[str, Any], step: int) -> list[str]:
         """Log ``{name: (H, W, 3) uint8}`` images; returns the PNG files written under media/."""
-        import imageio.v2 as iio
-
         step = int(step)
         frames = {name: _uint8_frames(img, name, image=True) for name, img in images.items()}
-        paths = []
-        for name, data in frames.items():
-            os.makedirs(self.media_dir, exist_ok=True)
-            path = os.path.join(self.media_dir, f"{_file_name(name)}_{step}.png")
-            iio.imwrite(path, data[0])
-            paths.append(path)
+        paths = [save_png(data[0], os.path.join(self.media_dir, f"{_file_name(name)}_{step}.png"))
+                 for name, data in frames.items()]
         self._media_to_sinks(frames, step, self.video_fps, paths, video=False)
         return paths
 
@@ -263,9 +259,9 @@ class Logger:
         step = int(step)
         if isinstance(videos, Mapping):
             frames = {name: _uint8_frames(v, name, image=False) for name, v in videos.items()}
-            paths = [write_video(data, os.path.join(
-                self.media_dir, f"{_file_name(name)}_{step}.{self.video_format}"),
-                fps=fps, fmt=self.video_format) for name, data in frames.items()]
+            paths = [save_video(data, os.path.join(
+                self.media_dir, f"{_file_name(name)}_{step}.{self.video_format}"), fps=fps)
+                for name, data in frames.items()]
             self._media_to_sinks(frames, step, fps, paths, video=True)
             return paths
         arr = _to_numpy(videos)

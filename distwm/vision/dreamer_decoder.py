@@ -19,8 +19,7 @@ from typing import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from distwm.blocks.dreamer_blocks import MLP, ChannelNorm
-from distwm.blocks.layers import activation_module
+from distwm.blocks.dreamer_blocks import MLP
 from distwm.blocks.dreamer_distributions import (
     BernoulliDist,
     GaussianDist,
@@ -33,8 +32,9 @@ from distwm.blocks.dreamer_distributions import (
     bounded_normal,
     tanh_normal,
 )
-from distwm.vision.dreamer_encoder import conv_stages
 from distwm.blocks.returns import TwoHotEncoder
+from distwm.vision.conv import DeconvStack, apply_to_images
+from distwm.vision.dreamer_encoder import conv_stages
 
 __all__ = [
     "ConvDecoder",
@@ -52,7 +52,8 @@ ACTION_DISTS = ("tanh_normal", "normal", "onehot")
 
 
 class ConvDecoder(nn.Module):
-    """Transposed convolutions from features to an image distribution, mirroring ConvEncoder.
+    """Transposed convolutions from features to an image distribution, mirroring ConvEncoder
+    (a :class:`~distwm.vision.conv.DeconvStack` from 4 x 4).
 
     ``dist="normal"``: ``Independent(Normal(mean, 1), 3)`` (V1/V2); ``"mse"``: squared error
     summed over pixels (V3). Images are in the encoder's ``[-0.5, 0.5]`` space.
@@ -69,23 +70,14 @@ class ConvDecoder(nn.Module):
         stages = conv_stages(self.output_shape)
         self.top_channels = depth * 2 ** (stages - 1)
         self.linear = nn.Linear(stoch_size + deter_size, self.top_channels * 16)
-        layers: list[nn.Module] = []
-        channels = self.top_channels
-        for i in range(stages - 1):
-            out = channels // 2
-            layers.append(nn.ConvTranspose2d(channels, out, 4, 2, 1, bias=not layer_norm))
-            if layer_norm:
-                layers.append(ChannelNorm(out, eps=1e-3))
-            layers.append(activation_module(activation))
-            channels = out
-        layers.append(nn.ConvTranspose2d(channels, self.output_shape[0], 4, 2, 1))
-        self.deconvs = nn.Sequential(*layers)
+        self.deconvs = DeconvStack(self.top_channels, self.output_shape[0], depth, (4,) * stages,
+                                   activation, padding=1, layer_norm=layer_norm)
+
+    def _mean(self, features: Tensor) -> Tensor:
+        return self.deconvs(self.linear(features).reshape(-1, self.top_channels, 4, 4))
 
     def forward(self, features: Tensor):
-        lead = features.shape[:-1]
-        x = self.linear(features.reshape(-1, features.shape[-1]))
-        x = self.deconvs(x.reshape(-1, self.top_channels, 4, 4))
-        mean = x.reshape(*lead, *self.output_shape)
+        mean = apply_to_images(self._mean, features, 1, self.output_shape)
         if self.dist == "mse":
             return MSEDist(mean, 3)
         return GaussianDist(mean, 1.0, 3)

@@ -12,9 +12,9 @@ from typing import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from distwm.blocks.dreamer_blocks import MLP, ChannelNorm
-from distwm.blocks.layers import activation_module
+from distwm.blocks.dreamer_blocks import MLP
 from distwm.blocks.returns import symlog
+from distwm.vision.conv import ConvStack, apply_to_images
 
 __all__ = ["ConvEncoder", "MultiEncoder", "conv_stages"]
 
@@ -33,7 +33,8 @@ def conv_stages(input_shape: Sequence[int]) -> int:
 
 
 class ConvEncoder(nn.Module):
-    """Stride-2 convolutions (kernel 4) that halve the image until 4 x 4, doubling the width.
+    """Stride-2 convolutions (kernel 4, padding 1) that halve the image until 4 x 4, doubling
+    the width (a :class:`~distwm.vision.conv.ConvStack`).
 
     Args:
         input_shape: ``(C, H, W)`` of the (already normalised, float) images.
@@ -48,27 +49,18 @@ class ConvEncoder(nn.Module):
                  activation: str = "relu", depth: int = 32, layer_norm: bool = False):
         super().__init__()
         self.input_shape = tuple(int(s) for s in input_shape)
-        stages = conv_stages(self.input_shape)
-        layers: list[nn.Module] = []
-        channels = self.input_shape[0]
-        for i in range(stages):
-            out = depth * 2 ** i
-            layers.append(nn.Conv2d(channels, out, 4, 2, 1, bias=not layer_norm))
-            if layer_norm:
-                layers.append(ChannelNorm(out, eps=1e-3))
-            layers.append(activation_module(activation))
-            channels = out
-        self.convs = nn.Sequential(*layers)
-        flat = channels * 16
+        self.convs = ConvStack(self.input_shape[0], depth, conv_stages(self.input_shape),
+                               activation, padding=1, layer_norm=layer_norm)
+        flat = self.convs.out_channels * 16
         self.proj = nn.Linear(flat, embed_size) if embed_size and embed_size != flat else None
         self.embed_size = embed_size if self.proj is not None else flat
 
+    def _embed(self, images: Tensor) -> Tensor:
+        x = self.convs(images).flatten(1)
+        return x if self.proj is None else self.proj(x)
+
     def forward(self, inputs: Tensor) -> Tensor:
-        lead = inputs.shape[:-3]
-        x = self.convs(inputs.reshape(-1, *self.input_shape)).flatten(1)
-        if self.proj is not None:
-            x = self.proj(x)
-        return x.reshape(*lead, self.embed_size)
+        return apply_to_images(self._embed, inputs, 3, (self.embed_size,))
 
 
 class MultiEncoder(nn.Module):

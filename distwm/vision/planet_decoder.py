@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from distwm.blocks.layers import activation_module
+from distwm.vision.conv import PLANET_KERNELS, DeconvStack, apply_to_images
 
 __all__ = ["CNNDecoder"]
 
@@ -15,7 +15,8 @@ class CNNDecoder(nn.Module):
 
     ``forward(latent, state)`` takes the stochastic latent ``(..., latent_size)`` and the
     deterministic state ``(..., state_size)`` and returns the mean image
-    ``(..., C, 64, 64)`` in the ``[-0.5, 0.5]`` range of the preprocessed observations.
+    ``(..., C, 64, 64)`` in the ``[-0.5, 0.5]`` range of the preprocessed observations
+    (a :class:`~distwm.vision.conv.DeconvStack` of depth 32 from a 1 x 1 bottleneck).
     """
 
     def __init__(
@@ -32,13 +33,8 @@ class CNNDecoder(nn.Module):
         self.embedding_size = embedding_size
         self.out_channels = out_channels
         self.fc = nn.Linear(latent_size + state_size, embedding_size)
-        act = activation_function
-        self.deconvs = nn.Sequential(  # 1 -> 5 -> 13 -> 30 -> 64 pixels
-            nn.ConvTranspose2d(embedding_size, 128, 5, stride=2), activation_module(act),
-            nn.ConvTranspose2d(128, 64, 5, stride=2), activation_module(act),
-            nn.ConvTranspose2d(64, 32, 6, stride=2), activation_module(act),
-            nn.ConvTranspose2d(32, out_channels, 6, stride=2),
-        )
+        # 1 -> 5 -> 13 -> 30 -> 64 pixels, 128 -> 64 -> 32 -> out_channels channels
+        self.deconvs = DeconvStack(embedding_size, out_channels, 32, PLANET_KERNELS, activation_function)
 
     def forward(self, latent: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         if latent.shape[-1] != self.latent_size or state.shape[-1] != self.state_size:
@@ -46,7 +42,8 @@ class CNNDecoder(nn.Module):
                 f"CNNDecoder(latent, state) expects (..., {self.latent_size}) and "
                 f"(..., {self.state_size}), got {tuple(latent.shape)} and {tuple(state.shape)}"
             )
-        lead = latent.shape[:-1]
-        hidden = self.fc(torch.cat([latent, state], dim=-1)).reshape(-1, self.embedding_size, 1, 1)
-        image = self.deconvs(hidden)
-        return image.reshape(*lead, *image.shape[1:])
+        return apply_to_images(self._image, torch.cat([latent, state], dim=-1), 1,
+                               (self.out_channels, 64, 64))
+
+    def _image(self, features: torch.Tensor) -> torch.Tensor:
+        return self.deconvs(self.fc(features).reshape(-1, self.embedding_size, 1, 1))

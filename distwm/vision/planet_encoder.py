@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from distwm.blocks.layers import activation_module
+from distwm.vision.conv import ConvStack, apply_to_images
 
 __all__ = ["CNNEncoder"]
 
@@ -17,7 +17,8 @@ class CNNEncoder(nn.Module):
 
     Four 4x4 stride-2 convolutions (32, 64, 128, 256 channels) turn a ``(B, C, 64, 64)``
     image in ``[-0.5, 0.5]`` into 1024 features; a linear layer maps them to
-    ``embedding_size`` when that is not 1024 (PlaNet's layout).
+    ``embedding_size`` when that is not 1024 (PlaNet's layout: a
+    :class:`~distwm.vision.conv.ConvStack` of depth 32).
     """
 
     image_size = 64
@@ -28,12 +29,7 @@ class CNNEncoder(nn.Module):
             raise ValueError(f"embedding_size must be a positive int, got {embedding_size!r}")
         self.embedding_size = embedding_size
         self.in_channels = in_channels
-        layers: list[nn.Module] = []
-        channels = in_channels
-        for out in (32, 64, 128, 256):
-            layers += [nn.Conv2d(channels, out, 4, stride=2), activation_module(activation_function)]
-            channels = out
-        self.convs = nn.Sequential(*layers)
+        self.convs = ConvStack(in_channels, 32, 4, activation_function)
         self.fc = (
             nn.Identity() if embedding_size == _CONV_FEATURES else nn.Linear(_CONV_FEATURES, embedding_size)
         )
@@ -45,6 +41,7 @@ class CNNEncoder(nn.Module):
                 f"CNNEncoder expects images shaped (..., {expected[0]}, {expected[1]}, {expected[2]}), "
                 f"got {tuple(observation.shape)}"
             )
-        lead = observation.shape[:-3]
-        hidden = self.convs(observation.reshape(-1, *expected))
-        return self.fc(hidden.flatten(1)).reshape(*lead, self.embedding_size)
+        return apply_to_images(self._embed, observation, 3, (self.embedding_size,))
+
+    def _embed(self, images: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.convs(images).flatten(1))

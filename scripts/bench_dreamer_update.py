@@ -96,7 +96,7 @@ def distwm_learner(batch_size: int, seq_len: int):
 
 
 def distwm_update(agent, batch) -> tuple[float, float]:
-    return timed(lambda: agent.update(batch))
+    return timed(lambda: agent.update({"sequences": batch}))
 
 
 def count_params(modules) -> int:

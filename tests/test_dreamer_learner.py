@@ -9,7 +9,7 @@ import torch
 
 from dreamer_helpers import OBS_CASES, observation, random_batch, tiny_config
 from distwm.agent import Agent, DataSpec
-from distwm.models.dreamer import Dreamer, NonFiniteLossError
+from distwm.models.dreamer import Dreamer, DreamerCore, NonFiniteLossError
 
 
 @pytest.fixture(autouse=True)
@@ -35,7 +35,7 @@ def test_one_update_changes_parameters_and_reports_finite_metrics(version, discr
     shapes = OBS_CASES[obs]
     agent = Dreamer(tiny_config(version), shapes, 2, "cpu", discrete=discrete)
     before = params(agent)
-    metrics = agent.update(random_batch(shapes, 2, discrete))
+    metrics = agent.update({"sequences": random_batch(shapes, 2, discrete)})
     after = params(agent)
     assert metrics["skipped"] == 0.0 and agent.updates == 1
     assert all(np.isfinite(v) for v in metrics.values()), metrics
@@ -90,14 +90,14 @@ def test_nonfinite_losses_are_skipped_counted_and_stop_the_run():
     bad = random_batch(shapes, 2, True)
     bad["reward"][0, 1] = np.nan
     before = params(agent)
-    metrics = agent.update(bad)
+    metrics = agent.update({"sequences": bad})
     assert metrics["skipped"] == 1.0 and agent.nonfinite_updates == 1 and agent.updates == 0
     assert all(torch.equal(before[k], v) for k, v in params(agent).items())
-    agent.update(random_batch(shapes, 2, True))   # a good update resets the streak
-    agent.update(bad)
-    agent.update(bad)
+    agent.update({"sequences": random_batch(shapes, 2, True)})   # a good update resets the streak
+    agent.update({"sequences": bad})
+    agent.update({"sequences": bad})
     with pytest.raises(NonFiniteLossError, match="3 consecutive updates"):
-        agent.update(bad)
+        agent.update({"sequences": bad})
     assert agent.nonfinite_updates == 4
 
 
@@ -106,11 +106,11 @@ def test_update_rejects_bad_batches():
     agent = Dreamer(tiny_config("v3"), shapes, 2, "cpu", discrete=True)
     batch = random_batch(shapes, 2, True)
     with pytest.raises(ValueError, match="lacks keys"):
-        agent.update({k: v for k, v in batch.items() if k != "reward"})
+        agent.update({"sequences": {k: v for k, v in batch.items() if k != "reward"}})
     with pytest.raises(ValueError, match="width 3"):
-        agent.update({**batch, "action": np.zeros((2, 6, 3), np.float32)})
+        agent.update({"sequences": {**batch, "action": np.zeros((2, 6, 3), np.float32)}})
     with pytest.raises(ValueError, match="expected"):
-        agent.update({**batch, "state": batch["state"][:, :4]})
+        agent.update({"sequences": {**batch, "state": batch["state"][:, :4]}})
     with pytest.raises(ValueError, match="observation keys"):
         agent.act({"is_first": np.ones(1, bool)}, None, True)
 
@@ -142,7 +142,7 @@ def _greedy_actions(agent, shapes, seed=3):
 def test_weights_move_the_policy_to_a_cpu_worker():
     shapes = OBS_CASES["image"]
     learner = Dreamer(tiny_config("v3"), shapes, 2, "cpu", discrete=True)
-    learner.update(random_batch(shapes, 2, True))
+    learner.update({"sequences": random_batch(shapes, 2, True)})
     worker = Dreamer(tiny_config("v3"), shapes, 2, "cpu", discrete=True)
     weights = learner.get_weights()
     assert all(v.device.type == "cpu" for v in weights.values())
@@ -156,7 +156,7 @@ def test_weights_move_the_policy_to_a_cpu_worker():
 def test_checkpoint_round_trip_reproduces_actions_and_training_state(tmp_path):
     shapes = OBS_CASES["mixed"]
     agent = Dreamer(tiny_config("v3"), shapes, 2, "cpu", discrete=False)
-    agent.update(random_batch(shapes, 2, False))
+    agent.update({"sequences": random_batch(shapes, 2, False)})
     agent.env_steps = 1234
     path = agent.save(tmp_path / "ckpt" / "dreamer.pt")
     torch.load(path, weights_only=True)  # loads without pickled code
@@ -166,9 +166,9 @@ def test_checkpoint_round_trip_reproduces_actions_and_training_state(tmp_path):
     np.testing.assert_array_equal(_greedy_actions(agent, shapes), _greedy_actions(restored, shapes))
     assert restored.model_optimizer.state_dict()["state"].keys() == agent.model_optimizer.state_dict()["state"].keys()
     torch.manual_seed(5)
-    m1 = agent.update(random_batch(shapes, 2, False, seed=9))
+    m1 = agent.update({"sequences": random_batch(shapes, 2, False, seed=9)})
     torch.manual_seed(5)
-    m2 = restored.update(random_batch(shapes, 2, False, seed=9))
+    m2 = restored.update({"sequences": random_batch(shapes, 2, False, seed=9)})
     assert m1["model_loss"] == pytest.approx(m2["model_loss"], rel=1e-5)
 
 
@@ -240,3 +240,31 @@ def test_evaluate_records_the_frames_of_the_first_episode():
     result = agent.evaluate(env, 2, render=True)
     assert result["returns"] == [5.0, 5.0]
     assert result["frames"].shape == (6, 3, 16, 16) and result["frames"].dtype == np.uint8
+
+
+def test_update_takes_named_samples_and_imagination_is_passed_not_kept():
+    import distwm.agent
+    from distwm.configs.dreamer_config import DreamerConfig
+    from distwm.agent import import_object
+
+    assert Dreamer is DreamerCore and import_object(DreamerConfig.AGENT_CLASS) is DreamerCore
+    assert NonFiniteLossError is distwm.agent.NonFiniteLossError
+    shapes = OBS_CASES["vector"]
+    agent = Dreamer(tiny_config("v3"), shapes, 2, "cpu", discrete=True)
+    batch = random_batch(shapes, 2, True)
+    with pytest.raises(ValueError, match=r"samples of data_spec\(\): 'sequences'.*one batch"):
+        agent.update(batch)
+    with pytest.raises(ValueError, match=r"'sequences'; got \['frames', 'sequences'\]"):
+        agent.update({"sequences": batch, "frames": batch})
+    data = agent._batch_to_tensors(batch)
+    _, post, _ = agent.world_model_loss(data)
+    imag = agent.imagine(post, data["is_terminal"])
+    assert not hasattr(agent, "_imagination")
+    loss, metrics = agent.actor_loss(imag)
+    assert torch.isfinite(loss) and "actor_loss" in metrics
+    assert torch.isfinite(agent.value_loss(imag)[0])
+    for method in ("actor_loss", "value_loss"):
+        with pytest.raises(ValueError, match=rf"{method}\(\) needs the imagination.*imagine\(posterior"):
+            getattr(agent, method)()
+    with pytest.raises(ValueError, match=r"restore=True.*restore_checkpoint\(path\)"):
+        Dreamer(tiny_config("v3"), shapes, 2, "cpu", restore=True)

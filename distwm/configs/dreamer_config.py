@@ -113,7 +113,7 @@ class DreamerConfig(RLConfig):
                                          "test_episodes": "eval_episodes"}
 
     #: import path of the class implementing :class:`distwm.agent.Agent` for this config
-    AGENT_CLASS: ClassVar[str] = "distwm.models.dreamer:Dreamer"
+    AGENT_CLASS: ClassVar[str] = "distwm.models.dreamer:DreamerCore"
 
     env: str = "walker-walk"
     version: Literal["v1", "v2", "v3"] = "v3"

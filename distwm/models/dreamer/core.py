@@ -1,9 +1,9 @@
-"""The Dreamer learner and policy: the agent protocol of :mod:`distwm.agent`.
+"""Dreamer's protocol class: the learner and policy of :mod:`distwm.agent`.
 
-:class:`Dreamer` owns the world model, the actor-critic and their optimisers. The Ray
-runtime drives it through ``from_config`` / ``act`` / ``update`` / ``get_weights`` /
-``state_dict``; :class:`distwm.models.dreamer.DreamerAgent` drives the same object in one
-process.
+:class:`DreamerCore` (the seed's name: :data:`Dreamer`) owns the world model, the actor-critic
+and their optimisers. The Ray runtime drives it through ``from_config`` / ``act`` /
+``update({"sequences": batch})`` / ``get_weights`` / ``state_dict``;
+:class:`distwm.models.dreamer.DreamerAgent` drives the same object in one process.
 """
 
 from __future__ import annotations
@@ -15,20 +15,16 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from distwm.agent import DataSpec
+from distwm.agent import DEFAULT_SAMPLE, DataSpec, NonFiniteLossError
 from distwm.configs.dreamer_config import DreamerConfig
 from distwm.models.dreamer.behavior import ActorCritic, Imagination
 from distwm.models.dreamer.checkpoint import CheckpointMixin
 from distwm.models.dreamer.interaction import InteractionMixin
 from distwm.models.dreamer.world_model import WorldModel, preprocess_obs
 
-__all__ = ["Dreamer", "NonFiniteLossError", "spaces_to_shapes"]
+__all__ = ["Dreamer", "DreamerCore", "NonFiniteLossError", "spaces_to_shapes"]
 
 _log = logging.getLogger(__name__)
-
-
-class NonFiniteLossError(FloatingPointError):
-    """Raised when ``max_nonfinite_updates`` consecutive updates had non-finite losses."""
 
 
 def spaces_to_shapes(observation_space, action_space) -> tuple[dict[str, tuple], int, bool]:
@@ -69,7 +65,7 @@ def _resolve_device(device) -> torch.device:
     return torch.device(device)
 
 
-class Dreamer(CheckpointMixin, InteractionMixin):
+class DreamerCore(CheckpointMixin, InteractionMixin):
     """Dreamer V1/V2/V3: world model + imagination actor-critic (see :class:`DreamerConfig`).
 
     Args:
@@ -77,7 +73,8 @@ class Dreamer(CheckpointMixin, InteractionMixin):
         obs_shape: ``(C, H, W)``, ``(D,)`` or ``{"image": ..., "state": ...}``.
         action_size: action vector width (number of actions for discrete ones).
         device: torch device (``"auto"``: CUDA when available).
-        restore: load ``args.checkpoint_path`` after construction.
+        restore: the seed's parameter; constructors load no files, so ``True`` raises a
+            ``ValueError``: build the agent, then call :meth:`restore_checkpoint`.
         discrete: one-hot discrete actions (categorical actor).
     """
 
@@ -85,6 +82,11 @@ class Dreamer(CheckpointMixin, InteractionMixin):
                  restore: bool = False, discrete: bool = False):
         if not isinstance(args, DreamerConfig):
             raise ValueError(f"Dreamer needs a DreamerConfig, got {type(args).__name__}")
+        if restore:
+            raise ValueError(
+                "Dreamer(restore=True): constructors load no files. Build the agent, then call "
+                f"agent.restore_checkpoint(path) (e.g. path=args.checkpoint_path={args.checkpoint_path!r})"
+            )
         self.args = args.resolved()
         cfg = self.args
         if isinstance(obs_shape, Mapping):
@@ -110,14 +112,9 @@ class Dreamer(CheckpointMixin, InteractionMixin):
         self.nonfinite_updates = 0
         self._nonfinite_streak = 0
         self.replay = None
-        self._imagination: Imagination | None = None
-        if restore:
-            if not cfg.checkpoint_path:
-                raise ValueError("Dreamer(restore=True) needs args.checkpoint_path to be set")
-            self.restore_checkpoint(cfg.checkpoint_path)
 
     @classmethod
-    def from_config(cls, config, observation_space, action_space, device="cpu") -> "Dreamer":
+    def from_config(cls, config, observation_space, action_space, device="cpu") -> "DreamerCore":
         """Build from a :class:`DreamerConfig` (or dict) and the env adapter's spaces."""
         if isinstance(config, Mapping):
             config = DreamerConfig.from_dict(config)
@@ -235,17 +232,19 @@ class Dreamer(CheckpointMixin, InteractionMixin):
         return self.world_model.loss(data)
 
     def imagine(self, posterior: Mapping[str, Tensor], is_terminal: Tensor) -> Imagination:
-        """Imagined rollouts from every posterior state of the batch."""
+        """Imagined rollouts from every posterior state of the batch (nothing is kept here:
+        pass the result to :meth:`actor_loss` and :meth:`value_loss`)."""
         start = {k: v.detach().reshape(-1, *v.shape[2:]) for k, v in posterior.items()}
         start_cont = 1.0 - is_terminal.float().reshape(-1)
-        self._imagination = self.behavior.imagine(self.world_model, start, start_cont)
-        return self._imagination
+        return self.behavior.imagine(self.world_model, start, start_cont)
 
     def actor_loss(self, imag: Imagination | None = None):
-        return self.behavior.actor_loss(imag if imag is not None else self._imagination)
+        """``(loss, metrics)`` of the actor on ``imag`` (what :meth:`imagine` returned)."""
+        return self.behavior.actor_loss(_imagination_arg(imag, "actor_loss"))
 
     def value_loss(self, imag: Imagination | None = None):
-        return self.behavior.value_loss(imag if imag is not None else self._imagination)
+        """``(loss, metrics)`` of the critic on ``imag`` (what :meth:`imagine` returned)."""
+        return self.behavior.value_loss(_imagination_arg(imag, "value_loss"))
 
     def _step(self, loss: Tensor, optimizer, params, clip: float) -> Tensor:
         optimizer.zero_grad(set_to_none=True)
@@ -270,8 +269,9 @@ class Dreamer(CheckpointMixin, InteractionMixin):
         out.update(skipped=1.0, nonfinite_updates=float(self.nonfinite_updates))
         return out
 
-    def update(self, batch: Mapping[str, Any]) -> dict[str, float]:
-        """One gradient step of world model, actor and critic on a ``(B, T, ...)`` numpy batch.
+    def update(self, batches: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
+        """One gradient step of world model, actor and critic on ``{"sequences": batch}``
+        (the one sample of :meth:`data_spec`), ``batch`` a ``(B, T, ...)`` numpy batch.
 
         Keys: ``image`` and/or ``state``, ``action`` (the action that led to each
         observation), ``reward``, ``is_first``, ``is_terminal`` (``is_last`` is not needed:
@@ -279,7 +279,7 @@ class Dreamer(CheckpointMixin, InteractionMixin):
         counted; ``max_nonfinite_updates`` in a row raise :class:`NonFiniteLossError`.
         """
         cfg = self.args
-        data = self._batch_to_tensors(batch)
+        data = self._batch_to_tensors(_the_sample(batches))
         bad = [k for k, v in data.items() if v.is_floating_point() and not torch.isfinite(v).all()]
         if bad:
             return self._skip_nonfinite(f"input ({', '.join(bad)} in the batch)", {})
@@ -324,5 +324,31 @@ class Dreamer(CheckpointMixin, InteractionMixin):
         """One :meth:`update` on a batch sampled from the attached replay (``self.replay``)."""
         if self.replay is None:
             raise ValueError("train_one_batch() needs a replay buffer: set dreamer.replay first")
-        return self.update(self.replay.sample(self.args.batch_size, self.args.train_seq_len))
+        batch = self.replay.sample(self.args.batch_size, self.args.train_seq_len)
+        return self.update({DEFAULT_SAMPLE: batch})
+
+
+#: the seed's name of Dreamer's protocol class
+Dreamer = DreamerCore
+
+
+def _the_sample(batches: Any) -> Mapping[str, Any]:
+    """The ``"sequences"`` batch of ``update``'s ``{sample name: batch}``."""
+    if isinstance(batches, Mapping) and set(batches) == {DEFAULT_SAMPLE}:
+        return batches[DEFAULT_SAMPLE]
+    got = sorted(map(str, batches)) if isinstance(batches, Mapping) else type(batches).__name__
+    hint = ""
+    if isinstance(batches, Mapping) and "reward" in batches:
+        hint = f": that is one batch; pass update({{{DEFAULT_SAMPLE!r}: batch}})"
+    raise ValueError(f"Dreamer.update() takes {{sample name: batch}} with the samples of "
+                     f"data_spec(): {DEFAULT_SAMPLE!r}; got {got}{hint}")
+
+
+def _imagination_arg(imag: Imagination | None, method: str) -> Imagination:
+    if imag is None:
+        raise ValueError(
+            f"Dreamer.{method}() needs the imagination to score: pass what "
+            f"imagine(posterior, is_terminal) returned, e.g. {method}(agent.imagine(post, is_terminal))"
+        )
+    return imag
 

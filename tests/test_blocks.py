@@ -67,3 +67,93 @@ def test_two_hot_round_trip_and_reference_weights():
     logits = torch.log(enc.encode(symlog(values)).clamp_min(1e-300))
     # bucket centres are float32, so decoding is exact to float32 precision
     torch.testing.assert_close(enc.decode(logits), values, rtol=1e-6, atol=1e-6)
+
+
+# -- attention ---------------------------------------------------------------------------------
+def _torch_mha(attn):
+    """An ``nn.MultiheadAttention`` holding the same weights (the names are the same)."""
+    ref = torch.nn.MultiheadAttention(attn.embed_size, attn.num_heads, batch_first=True)
+    ref.load_state_dict(attn.state_dict())
+    return ref
+
+
+def test_mhsa_matches_torch_multihead_attention_with_masks():
+    from distwm.blocks.mhsa import MultiHeadSelfAttention
+
+    torch.manual_seed(0)
+    attn = MultiHeadSelfAttention(16, 4)
+    ref = _torch_mha(attn)
+    x = torch.randn(3, 5, 16)
+    padding = torch.tensor([[False] * 5, [True, True, False, False, False], [False] * 4 + [True]])
+    causal = torch.ones(5, 5, dtype=torch.bool).triu(1)  # torch: True = may NOT attend
+    torch.testing.assert_close(attn(x), ref(x, x, x, need_weights=False)[0])
+    torch.testing.assert_close(attn(x, key_padding_mask=padding),
+                               ref(x, x, x, key_padding_mask=padding, need_weights=False)[0])
+    torch.testing.assert_close(attn(x, causal=True),
+                               ref(x, x, x, attn_mask=causal, need_weights=False)[0])
+    torch.testing.assert_close(attn(x, attn_mask=~causal), attn(x, causal=True))
+
+
+def test_mhsa_fully_masked_query_gives_zero_not_nan():
+    from distwm.blocks.mhsa import MultiHeadSelfAttention
+
+    attn = MultiHeadSelfAttention(8, 2)
+    x = torch.randn(1, 3, 8)
+    out = attn(x, key_padding_mask=torch.tensor([[True, True, True]]))
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out, attn.out_proj.bias.expand(1, 3, 8))
+    with pytest.raises(ValueError, match="divisible"):
+        MultiHeadSelfAttention(10, 3)
+
+
+def test_transformer_block_matches_torch_pre_norm_encoder_layer():
+    from distwm.blocks.mhsa import TransformerBlock
+
+    torch.manual_seed(1)
+    block = TransformerBlock(16, 4, 4.0, "gelu")
+    ref = torch.nn.TransformerEncoderLayer(16, 4, 64, dropout=0.0, activation=torch.nn.GELU(),
+                                           batch_first=True, norm_first=True)
+    names = {"attn.": "self_attn.", "mlp.0.": "linear1.", "mlp.2.": "linear2."}
+    state = {}
+    for key, value in block.state_dict().items():
+        for ours, theirs in names.items():
+            key = key.replace(ours, theirs) if key.startswith(ours) else key
+        state[key] = value
+    ref.load_state_dict(state)
+    x = torch.randn(2, 6, 16)
+    padding = torch.tensor([[False] * 6, [True] * 2 + [False] * 4])
+    torch.testing.assert_close(block(x, key_padding_mask=padding),
+                               ref(x, src_key_padding_mask=padding))
+
+
+def test_modular_rssm_transformer_block_is_the_shared_one():
+    from distwm.blocks.mhsa import TransformerBlock
+    from distwm.models import modular_rssm
+
+    assert modular_rssm.TransformerBlock is TransformerBlock
+
+
+# -- the conv stack ----------------------------------------------------------------------------
+@pytest.mark.parametrize("padding,sizes", [(0, (31, 14, 6, 2)), (1, (32, 16, 8, 4))])
+def test_conv_stack_shapes(padding, sizes):
+    from distwm.vision.conv import ConvStack, conv_output_size
+
+    stack = ConvStack(3, depth=4, stages=4, activation="relu", padding=padding)
+    x = torch.zeros(2, 3, 64, 64)
+    for i, conv in enumerate(m for m in stack if isinstance(m, torch.nn.Conv2d)):
+        x = conv(x)
+        assert x.shape[1:] == (4 * 2 ** i, sizes[i], sizes[i])
+        assert conv_output_size(64, i + 1, padding) == sizes[i]
+    assert stack.output_shape(64, 64) == (32, sizes[-1], sizes[-1])
+
+
+def test_deconv_stack_mirrors_the_conv_stack():
+    from distwm.vision.conv import PLANET_KERNELS, DeconvStack
+
+    planet = DeconvStack(40, 3, depth=8, kernels=PLANET_KERNELS)
+    widths = [m.out_channels for m in planet if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert widths == [32, 16, 8, 3]
+    assert planet(torch.zeros(2, 40, 1, 1)).shape == (2, 3, 64, 64)
+    halving = DeconvStack(64, 1, depth=8, kernels=(4, 4, 4, 4), padding=1, layer_norm=True)
+    assert halving(torch.zeros(2, 64, 4, 4)).shape == (2, 1, 64, 64)
+    assert all(m.bias is None for m in list(halving)[:-1] if isinstance(m, torch.nn.ConvTranspose2d))

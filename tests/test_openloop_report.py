@@ -205,6 +205,19 @@ def test_dreamer_predictions_are_open_loop(dreamer, image_batch):
     assert np.abs(moved["image_pred"][:, CONTEXT:] - base["image_pred"][:, CONTEXT:]).max() > 1e-4
 
 
+def test_dreamer_open_loop_restarts_at_episode_start(dreamer, image_batch):
+    restart = dict(image_batch, is_first=image_batch["is_first"].copy(), action=image_batch["action"].copy())
+    restart["is_first"][:, CONTEXT + 1] = True
+    base = dreamer_report.open_loop_predictions(dreamer, restart, CONTEXT)
+    past = dict(restart, image=restart["image"].copy())
+    past["image"][:, :CONTEXT] = 255 - past["image"][:, :CONTEXT]
+    moved = dreamer_report.open_loop_predictions(dreamer, past, CONTEXT)
+    # before the new episode the prediction carries what the model saw; after, it does not
+    assert np.abs(moved["image_pred"][:, CONTEXT] - base["image_pred"][:, CONTEXT]).max() > 1e-4
+    np.testing.assert_allclose(moved["image_pred"][:, CONTEXT + 1:], base["image_pred"][:, CONTEXT + 1:],
+                               atol=1e-5)
+
+
 def test_dreamer_error_row_and_mse(dreamer, image_batch):
     pred = dreamer_report.open_loop_predictions(dreamer, image_batch, CONTEXT)
     report = dreamer_report.open_loop_report(dreamer, image_batch, CONTEXT)
@@ -243,6 +256,14 @@ def test_dreamer_state_only_gives_scalars_only():
     assert report["images"] == {} and report["videos"] == {}
     assert "openloop/state_mse" in report["scalars"] and "openloop/image_mse" not in report["scalars"]
     assert np.isfinite(report["scalars"]["openloop/state_mse"])
+
+
+def test_dreamer_mixed_observations_give_images_and_state_mse():
+    shapes = {**IMAGE, **STATE}
+    agent = Dreamer(tiny_config("v1"), shapes, 2, discrete=False)
+    report = dreamer_report.open_loop_report(agent, random_batch(shapes, 2, False, batch=B, steps=T), CONTEXT)
+    assert report["images"]["openloop"].shape == (B * 3 * CELL, T * CELL, 3)
+    assert {"openloop/image_mse", "openloop/state_mse"} <= set(report["scalars"])
 
 
 def test_dreamer_report_rejects_bad_batches(dreamer, image_batch):

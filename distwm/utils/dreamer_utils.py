@@ -11,26 +11,14 @@ from typing import Iterable
 
 import torch
 
-from distwm.blocks.returns import (
-    TwoHotEncoder,
-    compute_lambda_return,
-    compute_return,
-    symexp,
-    symlog,
+from distwm.blocks import returns as _returns
+from distwm.blocks.returns import (  # noqa: F401  (re-exported, see __all__)
+    TwoHotEncoder, compute_lambda_return, compute_return, symexp, symlog,
 )
 from distwm.utils.run_logger import Logger
 from distwm.utils.utils import get_combined_params
 
-__all__ = [
-    "symlog",
-    "symexp",
-    "TwoHotEncoder",
-    "compute_return",
-    "compute_lambda_return",
-    "get_parameters",
-    "FreezeParameters",
-    "Logger",
-]
+__all__ = [*_returns.__all__, "get_parameters", "FreezeParameters", "Logger"]
 
 
 # -- parameters ------------------------------------------------------------------------------

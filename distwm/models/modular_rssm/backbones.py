@@ -15,6 +15,12 @@ from distwm.models.modular_rssm.base import MIN_STD, BackboneBase, _positive_int
 __all__ = ["GRUBackbone", "LSTMBackbone", "TransformerBackbone"]
 
 
+def _stochastic(raw: Tensor) -> Dict[str, Tensor]:
+    """The Gaussian stochastic state of a ``(B, 2 * stoch)`` output, with a sample."""
+    mean, std = gaussian_params(raw, MIN_STD)
+    return {"mean": mean, "std": std, "stoch": mean + std * torch.randn_like(std)}
+
+
 def _nonterm_column(nonterm: Union[float, Tensor], like: Tensor) -> Union[float, Tensor]:
     """``nonterm`` as a float or a ``(B, 1)`` tensor that broadcasts over features."""
     if not torch.is_tensor(nonterm):
@@ -52,19 +58,15 @@ class _RecurrentBackbone(BackboneBase):
     def _recur(self, hidden: Tensor, state: Dict[str, Tensor], nonterm) -> Dict[str, Tensor]:
         """The cell step: ``hidden`` and the previous state -> ``{"deter": ...}`` (+ cell state)."""
 
-    def _stochastic(self, raw: Tensor) -> Dict[str, Tensor]:
-        mean, std = gaussian_params(raw, MIN_STD)
-        return {"mean": mean, "std": std, "stoch": mean + std * torch.randn_like(std)}
-
     def forward(self, state, action, obs_embed=None, nonterm=1.0):
         nonterm = _nonterm_column(nonterm, state["deter"])
         hidden = self.fc_state_action(torch.cat([state["stoch"] * nonterm, action * nonterm], dim=-1))
         recurrent = self._recur(hidden, state, nonterm)
-        prior = {**self._stochastic(self.fc_prior(recurrent["deter"])), **recurrent}
+        prior = {**_stochastic(self.fc_prior(recurrent["deter"])), **recurrent}
         if obs_embed is None:
             return prior, prior
         raw = self.fc_posterior(torch.cat([recurrent["deter"], obs_embed], dim=-1))
-        return prior, {**self._stochastic(raw), **recurrent}
+        return prior, {**_stochastic(raw), **recurrent}
 
 
 class GRUBackbone(_RecurrentBackbone):
@@ -145,10 +147,6 @@ class TransformerBackbone(BackboneBase):
                 "context": zeros(self.context_length, self.embed_size),
                 "context_mask": zeros(self.context_length)}
 
-    def _stochastic(self, raw: Tensor) -> Dict[str, Tensor]:
-        mean, std = gaussian_params(raw, MIN_STD)
-        return {"mean": mean, "std": std, "stoch": mean + std * torch.randn_like(std)}
-
     def forward(self, state, action, obs_embed=None, nonterm=1.0):
         stoch = state["stoch"]
         batch = stoch.shape[0]
@@ -166,8 +164,8 @@ class TransformerBackbone(BackboneBase):
             hidden = block(hidden, key_padding_mask=mask < 0.5)
         deter = self.fc_deter(hidden[:, -1])
         carried = {"deter": deter, "context": context, "context_mask": mask}
-        prior = {**self._stochastic(self.fc_prior(deter)), **carried}
+        prior = {**_stochastic(self.fc_prior(deter)), **carried}
         if obs_embed is None:
             return prior, prior
-        posterior = {**self._stochastic(self.fc_posterior(torch.cat([deter, obs_embed], dim=-1))), **carried}
+        posterior = {**_stochastic(self.fc_posterior(torch.cat([deter, obs_embed], dim=-1))), **carried}
         return prior, posterior

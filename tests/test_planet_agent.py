@@ -89,7 +89,7 @@ def test_update_learns_and_round_trips_through_weights_only_checkpoints(image):
     agent = PlanetAgent.from_config(tiny_planet_config(), space, ACTION_SPACE)
     batch = _batch(image=image)
     before = agent.get_weights()
-    metrics = agent.update(batch)
+    metrics = agent.update({"sequences": batch})
     for key in ("loss", "obs_loss", "reward_loss", "kl_loss", "grad_norm"):
         assert np.isfinite(metrics[key]), key
     assert agent.updates == 1
@@ -117,7 +117,7 @@ def test_update_refuses_a_batch_without_its_observation():
     batch = _batch()
     del batch["state"]
     with pytest.raises(ValueError, match="no 'state'"):
-        agent.update(batch)
+        agent.update({"sequences": batch})
 
 
 def test_planet_env_and_rollout_generator_on_a_gym_env():

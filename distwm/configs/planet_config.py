@@ -37,7 +37,7 @@ class PlanetConfig(RLConfig):
     """
 
     #: import path of the class implementing :class:`distwm.agent.Agent` for this config
-    AGENT_CLASS: ClassVar[str] = "distwm.models.planet_agent:PlanetAgent"
+    AGENT_CLASS: ClassVar[str] = "distwm.models.planet.core:PlanetCore"
 
     env: str = "cartpole-swingup"
     action_repeat: int = 8

@@ -23,7 +23,7 @@ import os
 from typing import Any, Iterable, Mapping
 
 __all__ = ["checkpoint_format", "make_state", "agent_state", "check_state", "cpu_state",
-           "save_file", "load_file"]
+           "save_file", "load_file", "restore_file"]
 
 
 def checkpoint_format(family: str, version: int) -> str:
@@ -124,3 +124,14 @@ def load_file(path, expected_format: str | None, what: str) -> dict[str, Any]:
         raise ValueError(f"{path!r} is not a {what} checkpoint (format {inner.get('format')!r}, "
                          f"expected {expected_format!r}; keys {sorted(map(str, inner))[:8]})")
     return dict(state)
+
+
+def restore_file(path, expected_format: str, what: str, load_state_dict) -> dict[str, Any]:
+    """:func:`load_file`, then ``load_state_dict(agent state)``; a ``ValueError`` it raises is
+    re-raised naming the file. Returns the file's dict (a wrapper's other entries with it)."""
+    state = load_file(path, expected_format, what)
+    try:
+        load_state_dict(agent_state(state))
+    except ValueError as exc:
+        raise ValueError(f"{os.fspath(path)!r}: {exc}") from exc
+    return state

@@ -4,11 +4,10 @@ mismatched files raise errors that say why."""
 
 from __future__ import annotations
 
-import os
 from typing import Any, Mapping
 
-from distwm.utils.checkpoint import (agent_state, check_state, checkpoint_format, cpu_state, load_file,
-                                     make_state, save_file)
+from distwm.utils.checkpoint import (check_state, checkpoint_format, cpu_state, load_file, make_state,
+                                     restore_file, save_file)
 
 __all__ = ["CheckpointMixin", "CHECKPOINT_FORMAT", "ARCHITECTURE_FIELDS", "load_checkpoint_file"]
 
@@ -77,8 +76,4 @@ class CheckpointMixin:
 
     def restore_checkpoint(self, ckpt_path) -> None:
         """Load a file written by :meth:`save` (or a runtime ``learner.pt``; ``weights_only=True``)."""
-        state = agent_state(load_checkpoint_file(ckpt_path))
-        try:
-            self.load_state_dict(state)
-        except ValueError as exc:
-            raise ValueError(f"{os.fspath(ckpt_path)!r}: {exc}") from exc
+        restore_file(ckpt_path, CHECKPOINT_FORMAT, "Dreamer", self.load_state_dict)

@@ -3,7 +3,7 @@
 As Dreamer's (:mod:`distwm.models.dreamer.report`): the RSSM filters the first ``context``
 steps of each sequence (posterior samples; those frames are reconstructions), then predicts
 the rest open loop from the prior with the real actions. Observations go in through
-:func:`~distwm.models.planet_loss.prepare_observation` (the agent's ``bit_depth``) and the
+:func:`~distwm.models.planet.losses.prepare_observation` (the agent's ``bit_depth``) and the
 decoded frames come back as uint8 through :func:`~distwm.utils.utils.postprocess_img`.
 
 The report holds ``scalars`` (``openloop/image_mse`` in ``[0, 1]`` pixels over the open-loop
@@ -14,8 +14,9 @@ episode), ``images["openloop"]`` (:func:`~distwm.utils.media.open_loop_strip`) a
 pixel observations. It runs without gradients, in eval mode (restored afterwards) and, with
 ``seed`` set, on a forked torch RNG.
 
-Works on any object with an ``rssm`` (a :class:`~distwm.models.rssm.RecurrentStateSpaceModel`),
-``obs_key`` and ``config.bit_depth``: ``PlanetAgent`` / ``PlanetCore``.
+Works on any object with an ``rssm`` (a
+:class:`~distwm.models.planet.networks.RecurrentStateSpaceModel`), ``obs_key`` and
+``config.bit_depth``: :class:`~distwm.models.planet.core.PlanetCore` (``PlanetAgent``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from distwm.models.planet_loss import prepare_observation
+from distwm.models.planet.losses import prepare_observation
 from distwm.utils.media import open_loop_strip, open_loop_video
 from distwm.utils.utils import postprocess_img
 

@@ -1,9 +1,9 @@
 """PlaNet's single-process API: collect episodes, train the RSSM, plan with CEM, evaluate.
 
-:class:`Planet` drives the same :class:`~distwm.models.planet_agent.PlanetAgent` (model,
-optimiser, planner) that the Ray runtime trains, with an episode
-:class:`~distwm.memory.planet_memory.Memory` and a
-:class:`~distwm.controller.rollout_generator.RolloutGenerator` in process.
+:class:`Planet` drives the same :class:`~distwm.models.planet.core.PlanetCore` (model,
+optimiser, planner) that the Ray runtime trains, through the one training loop
+(:class:`distwm.loop.TrainLoop`), with an episode :class:`~distwm.memory.planet_memory.Memory`
+and a :class:`~distwm.controller.rollout_generator.RolloutGenerator` in process.
 """
 
 from __future__ import annotations
@@ -11,20 +11,23 @@ from __future__ import annotations
 import functools
 import json
 import os
+import sys
 import time
 from typing import Any, Callable, Mapping
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from distwm.configs.planet_config import PlanetConfig
 from distwm.controller.rollout_generator import RolloutGenerator
+from distwm.loop.train_loop import TrainLoop
 from distwm.memory.planet_memory import Episode, Memory
-from distwm.models.planet_agent import PlanetAgent, resolve_device
-from distwm.models.planet_env import PlanetEnv
-from distwm.models.planet_loss import train_on_memory
-from distwm.models.rssm import RecurrentStateSpaceModel
+from distwm.models.planet.checkpoint import CHECKPOINT_FORMAT
+from distwm.models.planet.core import PlanetCore
+from distwm.models.planet.env import PlanetEnv, resolve_device
+from distwm.models.planet.episodes import EpisodeCollector, EpisodeReplay, EpochHook
+from distwm.models.planet.networks import RecurrentStateSpaceModel
+from distwm.utils.checkpoint import restore_file, save_file
 
 __all__ = ["Planet", "RecurrentStateSpaceModel", "SCHEDULER_TYPES", "make_scheduler"]
 
@@ -64,12 +67,8 @@ def make_scheduler(optimizer, scheduler_type: str | None, scheduler_kwargs: Mapp
         raise ValueError(f"Bad scheduler_kwargs for {scheduler_type!r}: {exc}") from exc
 
 
-def _mean_metrics(rows: list[Mapping[str, float]]) -> dict[str, float]:
-    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} if rows else {}
-
-
 class Planet:
-    """High-level Planet wrapper.
+    """High-level Planet wrapper: the seed's single-process PlaNet over a :class:`PlanetCore`.
 
     Usage example::
 
@@ -138,7 +137,7 @@ class Planet:
         self.epoch = 0
         self.history: list[dict[str, Any]] = []
         self._env: Any = None
-        self._agent: PlanetAgent | None = None
+        self._agent: PlanetCore | None = None
         self._rollout_gen: RolloutGenerator | None = None
 
     # -- lazily built pieces (constructing a Planet builds no env) ---------------------------
@@ -163,17 +162,17 @@ class Planet:
         self._env, self._rollout_gen = value, None
 
     @property
-    def agent(self) -> PlanetAgent:
+    def agent(self) -> PlanetCore:
         if self._agent is None:
             env = self.env
             if isinstance(env, PlanetEnv):
-                self._agent = PlanetAgent(
+                self._agent = PlanetCore(
                     self.config, env.observation_size, env.action_size, self.device,
                     obs_key=env.obs_key or "state", discrete=env.discrete,
                     action_low=env.action_low, action_high=env.action_high,
                 )
             else:  # a torch-interface env: continuous actions in [-1, 1]
-                self._agent = PlanetAgent(self.config, tuple(env.observation_size), int(env.action_size),
+                self._agent = PlanetCore(self.config, tuple(env.observation_size), int(env.action_size),
                                           self.device)
         return self._agent
 
@@ -227,14 +226,14 @@ class Planet:
         scheduler_kwargs: Mapping[str, Any] | None = None,
         callback: Callable[[dict[str, Any]], bool | None] | None = None,
     ) -> list[dict[str, Any]]:
-        """High-level training loop.
+        """High-level training loop, run by the one training loop :class:`distwm.loop.TrainLoop`.
 
-        Each epoch: ``steps_per_epoch`` gradient steps on ``batch_size`` sequences of ``H``
-        transitions (:func:`distwm.training.train_planet.train`), a scheduler step, then one
-        episode with the planner (exploration noise) into memory. Every ``save_every`` epochs
-        (and at the end) an evaluation episode and a checkpoint. Memory is seeded with
+        Each epoch: one episode with the planner (exploration noise) into memory, then
+        ``steps_per_epoch`` updates of :meth:`PlanetCore.update` on ``batch_size`` sequences of
+        ``H`` transitions (KL weight ``beta``), then a scheduler step. Every ``save_every``
+        epochs (and at the end) an evaluation episode and a checkpoint. Memory is seeded with
         ``config.seed_episodes`` random episodes (at least one) when empty. Metrics of every
-        epoch go to ``results_dir/metrics.jsonl`` and are returned.
+        epoch go to ``results_dir/metrics.jsonl`` and are returned (with those of earlier calls).
 
         Args:
             scheduler_type: ``"step"``, ``"cosine"``, ``"exponential"``, ``"plateau"`` or None.
@@ -252,38 +251,42 @@ class Planet:
         os.makedirs(out_dir, exist_ok=True)
         if len(self.memory) == 0:
             self.warmup(max(1, self.config.seed_episodes), random_policy=True)
-        start = time.time()
-        bar = tqdm(range(epochs), desc="planet", disable=None)
-        for index in bar:
-            losses = [
-                train_on_memory(self.memory, self.rssm, self.optimizer, self.device, N=batch_size, H=H,
-                                beta=beta, grads=record_grads, bit_depth=self.bit_depth,
-                                free_nats=self.config.free_nats, grad_clip=self.config.grad_clip_norm)
-                for _ in range(steps_per_epoch)
-            ]
-            self.agent.updates += steps_per_epoch
-            row: dict[str, Any] = {"epoch": self.epoch, **_mean_metrics(losses)}
+        core = self.agent
+        core.kl_beta, core.record_grads = float(beta), bool(record_grads)
+        collector = EpisodeCollector(self.rollout_gen, self.config.action_repeat)
+        start, last_epoch = time.time(), self.epoch + epochs
+        bar = tqdm(total=epochs, desc="planet", disable=None)
+
+        def end_epoch(metrics: dict[str, float]) -> bool:
+            row: dict[str, Any] = {"epoch": self.epoch, **metrics}
             if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 scheduler.step(row["loss"])
             elif scheduler is not None:
                 scheduler.step()
             row["lr"] = self.optimizer.param_groups[0]["lr"]
-            episode = self.rollout_gen.rollout_once(explore=True)
-            self.memory.append([episode])
-            row.update(train_return=episode.info["return"], env_steps=self.memory.size,
+            row.update(train_return=collector.last_episode.info["return"], env_steps=self.memory.size,
                        elapsed_s=time.time() - start)
             self.epoch += 1
             stop = bool(callback(dict(row))) if callback is not None else False
-            if self.epoch % save_every == 0 or index == epochs - 1 or stop:
+            if self.epoch % save_every == 0 or self.epoch == last_epoch or stop:
                 row.update({f"eval_{k}": v for k, v in self.evaluate(1, out_dir).items()
                             if isinstance(v, float)})
                 self.save_checkpoint(os.path.join(out_dir, f"checkpoint_{self.epoch:05d}.pt"))
             self.history.append(row)
             with open(os.path.join(out_dir, "metrics.jsonl"), "a", encoding="utf-8") as f:
                 f.write(json.dumps(row) + "\n")
+            bar.update(1)
             bar.set_postfix(loss=f"{row['loss']:.2f}", ret=f"{row['train_return']:.1f}")
-            if stop:
-                break
+            return stop or self.epoch >= last_epoch
+
+        # epochs, not env steps, end the run: the step budget is unbounded
+        loop = TrainLoop(core, collector, EpisodeReplay(self.memory, batch_size, H, core.obs_key),
+                         total_steps=sys.maxsize, updates_per_collect=steps_per_epoch,
+                         on_update=EpochHook(steps_per_epoch, end_epoch), progress=False, desc="planet")
+        try:
+            loop.run()
+        finally:
+            bar.close()
         return self.history
 
     def evaluate(self, n_episodes: int = 1, results_dir: str | None = None) -> dict[str, Any]:
@@ -300,24 +303,13 @@ class Planet:
 
     # -- checkpoints ----------------------------------------------------------------------------
     def save_checkpoint(self, path: str) -> str:
-        """Model, optimiser, counters and config in a file ``torch.load(weights_only=True)`` reads."""
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        torch.save({"agent": self.agent.state_dict(), "epoch": self.epoch,
-                    "config": self.config.to_dict()}, path)
-        return path
+        """The core's state (:meth:`PlanetCore.state_dict`, the one checkpoint format), the epoch
+        and the config, in a file ``torch.load(weights_only=True)`` reads."""
+        return save_file({"agent": self.agent.state_dict(), "epoch": self.epoch,
+                          "config": self.config.to_dict()}, path)
 
     def load_checkpoint(self, path: str) -> None:
-        """Restore a checkpoint written by :meth:`save_checkpoint` (loaded with ``weights_only=True``)."""
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"Planet checkpoint {path!r} does not exist")
-        state = torch.load(path, map_location=self.device, weights_only=True)
-        saved = state.get("config", {})
-        for key in ("state_size", "latent_size", "embedding_size", "hidden_size"):
-            if key in saved and saved[key] != getattr(self.config, key):
-                raise ValueError(
-                    f"Checkpoint {path!r} has {key}={saved[key]} but this Planet has "
-                    f"{key}={getattr(self.config, key)}"
-                )
-        self.agent.load_state_dict(state["agent"])
+        """Restore a checkpoint written by :meth:`save_checkpoint` (or a runtime ``learner.pt``);
+        an architecture that differs from this Planet's raises ``ValueError`` naming the fields."""
+        state = restore_file(path, CHECKPOINT_FORMAT, "Planet", self.agent.load_state_dict)
         self.epoch = int(state.get("epoch", 0))
-

@@ -199,3 +199,18 @@ def test_bad_checkpoints_and_arguments(trained, tmp_path):
     with pytest.raises(ValueError, match="steps_per_epoch must be a positive integer"):
         DreamerAdapter.train(ENV, 1, str(tmp_path), steps_per_epoch=0)
     assert not (tmp_path / "dreamer").exists()
+
+
+def test_checkpoints_of_older_configs_load(trained, tmp_path, caplog):
+    state = torch.load(trained[2]["dreamer"], map_location="cpu", weights_only=True)
+    config = {k: v for k, v in state["config"].items() if k not in ("eval_interval", "eval_episodes")}
+    state["config"] = {**config, "test_interval": 2500, "test_episodes": 3, "render": False,
+                       "log_video_freq": -1, "max_videos_to_save": 2, "train": True}
+    old = tmp_path / "old.pt"
+    torch.save(state, old)
+    adapter = DreamerAdapter(env_spec=ENV, seed=3, device="cpu")
+    with caplog.at_level("WARNING"):
+        adapter.load_checkpoint(str(old))
+    assert (adapter.config.eval_interval, adapter.config.eval_episodes) == (2500, 3)
+    assert "log_video_freq, max_videos_to_save, render, train" in caplog.text
+    adapter.close()

@@ -37,11 +37,14 @@ its cause.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
 from distwm.benchmarks.adapters import AgentAdapter, env_id_of
+
+_log = logging.getLogger(__name__)
 
 __all__ = ["DreamerAdapter", "DreamerV1Adapter", "DreamerV2Adapter", "read_dreamer_checkpoint"]
 
@@ -172,7 +175,13 @@ class DreamerAdapter(AgentAdapter):
 
         if "config" not in state:
             return self.make_config(self.env_spec, **self.kwargs)
-        config = DreamerConfig.from_dict(state["config"])
+        saved = dict(state["config"])
+        known = set(DreamerConfig.field_names()) | set(DreamerConfig.aliases())
+        retired = sorted(k for k in saved if k not in known)
+        if retired:  # settings an older distwm wrote that no longer exist (and shape nothing)
+            _log.warning("%s: ignoring config fields DreamerConfig no longer has: %s",
+                         file, ", ".join(retired))
+        config = DreamerConfig.from_dict({k: v for k, v in saved.items() if k in known})
         if config.version != self.version:
             raise ValueError(
                 f"{file!r} is a {_version_name(config.version)} checkpoint (version "

@@ -5,6 +5,10 @@ when its index matches ``x > 0`` (``x`` is redrawn every step); episodes end by 
 (probability ``p_terminate`` a step) or truncation at ``time_limit``; with ``fail_after`` the env
 raises after that many steps (to test restarts).
 
+``TwoSampleAgent``: a ``TinyAgent`` that declares two samples, as IRIS does: single frames
+(``B x 1``, for a tokenizer) and ``B x 20`` sequences, with shares of the replay budget that
+make the frames come every other update; it checks each batch's shape and counts them.
+
 ``TinyAgent``: an MLP Q-model of ``reward(state_{t-1}, action_t)`` trained by Adam on replay
 sequences, acting greedily on it (epsilon-greedy when exploring). Its recurrent state counts
 steps since ``is_first``. Each update also checks the sequence invariants of the replay format
@@ -20,7 +24,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from distwm.agent import DataSpec
+from distwm.agent import DEFAULT_SAMPLE, DataSpec, SampleSpec
 from distwm.configs.rl_config import RLConfig
 
 
@@ -148,7 +152,8 @@ class TinyAgent:
                              | (batch["reward"] != 0))
         return int(bad.sum() + bad_first.sum())
 
-    def update(self, batch: Mapping[str, np.ndarray]) -> dict[str, float]:
+    def update(self, batches: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, float]:
+        batch = batches[DEFAULT_SAMPLE]
         violations = self.sequence_violations(batch)
         states = torch.as_tensor(batch["state"][:, :-1], device=self.device)
         actions = torch.as_tensor(batch["action"][:, 1:], device=self.device)
@@ -171,3 +176,55 @@ class TinyAgent:
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["opt"])
         self.updates = int(state["updates"])
+
+
+@dataclass
+class TwoSampleAgentConfig(TinyAgentConfig):
+    AGENT_CLASS: ClassVar[str] = "runtime_agent:TwoSampleAgent"
+
+    frames_batch: int = 8
+    seq_len: int = 20
+    batch_size: int = 2
+    frames_share: float = 0.1  # 8 frames in half the updates: 4 of 44 replayed steps per update
+
+
+class TwoSampleAgent(TinyAgent):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.counts = {"frames": 0, "sequences": 0}
+
+    def data_spec(self) -> DataSpec:
+        c = self.config
+        sequences = c.batch_size * c.seq_len
+        # shares such that frames are drawn half as often as sequences (per update)
+        frames_share = 0.5 * c.frames_batch / (0.5 * c.frames_batch + sequences)
+        return DataSpec(train_ratio=c.train_ratio, samples=[
+            SampleSpec("frames", c.frames_batch, 1, share=frames_share),
+            SampleSpec("sequences", c.batch_size, c.seq_len, share=1.0 - frames_share)])
+
+    def update(self, batches):
+        spec = self.data_spec()
+        expected = spec.due(self.updates)
+        if tuple(sorted(batches)) != tuple(sorted(expected)):
+            raise ValueError(f"update {self.updates} got samples {sorted(batches)}, expected {expected}")
+        for name, batch in batches.items():
+            want = spec.sample(name)
+            for key, value in batch.items():
+                if value.shape[:2] != (want.batch_size, want.seq_len):
+                    raise ValueError(f"{name}[{key}] has shape {value.shape}, expected "
+                                     f"({want.batch_size}, {want.seq_len}, ...)")
+            self.counts[name] += 1
+        metrics = super().update({DEFAULT_SAMPLE: batches["sequences"]})
+        frames = batches.get("frames")
+        metrics["frame_violations"] = float(0 if frames is None else
+                                            (np.abs(frames["action"][frames["is_first"]]).sum() > 0))
+        metrics["frames_batches"] = float(self.counts["frames"])
+        metrics["sequence_batches"] = float(self.counts["sequences"])
+        return metrics
+
+    def state_dict(self):
+        return {**super().state_dict(), "counts": dict(self.counts)}
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        self.counts = dict(state["counts"])

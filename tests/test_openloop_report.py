@@ -13,15 +13,11 @@ from planet_testing import tiny_planet_config
 
 from distwm.models.dreamer import Dreamer
 from distwm.models.dreamer import report as dreamer_report
-from distwm.models.planet_agent import PlanetAgent
-from distwm.models.planet_loss import prepare_observation
+from distwm.models.planet import report as planet_report
+from distwm.models.planet.core import PlanetCore
+from distwm.models.planet.losses import prepare_observation
 from distwm.utils import media
 from distwm.utils.utils import postprocess_img
-
-try:
-    from distwm.models.planet import report as planet_report
-except ImportError:  # the planet package is not there yet: the flat module
-    from distwm.models import planet_report
 
 IMAGE = {"image": (3, 64, 64)}
 STATE = {"state": (4,)}
@@ -279,7 +275,7 @@ def test_dreamer_report_rejects_bad_batches(dreamer, image_batch):
 @pytest.fixture(scope="module")
 def planet():
     torch.manual_seed(0)
-    agent = PlanetAgent(tiny_planet_config(), IMAGE["image"], 2, obs_key="image")
+    agent = PlanetCore(tiny_planet_config(), IMAGE["image"], 2, obs_key="image")
     # An untrained tiny PlaNet decodes nearly the same frame whatever its latent state; larger
     # weights make its frames depend on what it observed, which the tests below need to see.
     with torch.no_grad():
@@ -351,7 +347,7 @@ def test_planet_predictions_are_open_loop_and_restore_mode(planet, planet_batch)
 
 
 def test_planet_state_only_gives_scalars_only():
-    agent = PlanetAgent(tiny_planet_config(), STATE["state"], 2, obs_key="state")
+    agent = PlanetCore(tiny_planet_config(), STATE["state"], 2, obs_key="state")
     batch = random_batch(STATE, 2, False, batch=B, steps=T)
     report = planet_report.open_loop_report(agent, batch, CONTEXT)
     assert report["images"] == {} and report["videos"] == {}

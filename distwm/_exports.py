@@ -31,8 +31,8 @@ def _first_existing(*paths: str) -> str:
 
 _DREAMER = "distwm.models.dreamer:DreamerAgent"
 _DREAMER_CONFIGS = "distwm.configs.dreamer_config"
-# The protocol class of Dreamer; ``DreamerCore`` (docs/architecture.md) is to be an alias of it.
-_DREAMER_CORE = "distwm.models.dreamer.core:Dreamer"
+# The protocol class of Dreamer (the seed's name ``Dreamer`` is the same class).
+_DREAMER_CORE = "distwm.models.dreamer.core:DreamerCore"
 _PLANET_CORE = _first_existing("distwm.models.planet.core:PlanetCore",
                                "distwm.models.planet_agent:PlanetAgent")
 _ALL_BACKENDS: tuple[str, ...] = ()  # empty: every backend
@@ -95,6 +95,7 @@ EXPORTS: dict[str, str] = {
     # Dreamer
     "DreamerAgent": "distwm.models.dreamer",
     "Dreamer": "distwm.models.dreamer",
+    "DreamerCore": "distwm.models.dreamer.core",
     "RSSM": "distwm.models.dreamer_rssm",
     "ConvEncoder": "distwm.vision.dreamer_encoder",
     "ConvDecoder": "distwm.vision.dreamer_decoder",
@@ -107,6 +108,7 @@ EXPORTS: dict[str, str] = {
     "get_operator": "distwm.inference.operators",
     # PlaNet
     "Planet": "distwm.models.planet",
+    "PlanetCore": "distwm.models.planet.core",
     "PlanetAgent": "distwm.models.planet_agent",
     "RecurrentStateSpaceModel": "distwm.models.rssm",
     "CNNEncoder": "distwm.vision.planet_encoder",

@@ -119,6 +119,15 @@ def test_media_rejects_bad_context_dtype_and_images():
         media.save_video(np.zeros((2, 8, 8, 3)), "x.gif")
 
 
+def test_media_imports_no_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, distwm.utils.media; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_save_png_and_video(tmp_path):
     import imageio.v2 as iio
 
@@ -169,6 +178,8 @@ def test_dreamer_report_shapes_and_scalars(dreamer, image_batch):
     scalars = report["scalars"]
     assert {"openloop/image_mse", "openloop/image_mse_context", "openloop/reward_mse"} <= set(scalars)
     assert all(np.isfinite(v) for v in scalars.values())
+    wrapped = dreamer_report.open_loop_report(dreamer, {"sequences": image_batch})
+    assert wrapped["scalars"] == scalars  # the update() form of a batch, same seed
     one = dreamer_report.open_loop_report(dreamer, image_batch, context=CONTEXT, rows=1)
     assert one["images"]["openloop"].shape == (3 * CELL, T * CELL, 3)
 

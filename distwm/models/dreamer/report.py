@@ -80,6 +80,13 @@ def _to_display(image: Tensor) -> np.ndarray:
     return (image.float() + 0.5).clamp(0.0, 1.0).cpu().numpy()
 
 
+def _unwrap(batch: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A ``(B, T, ...)`` batch, or ``{"sequences": batch}`` as ``update`` receives it."""
+    if "is_first" not in batch and isinstance(batch.get("sequences"), Mapping):
+        return batch["sequences"]
+    return batch
+
+
 def _check_batch(batch: Mapping[str, Any], obs_keys, context: int) -> tuple[int, int]:
     needed = (*obs_keys, "action", "is_first")
     missing = [k for k in needed if k not in batch]
@@ -113,6 +120,7 @@ def open_loop_predictions(agent, batch: Mapping[str, Any], context: int = 5,
     """
     wm = _world_model(agent)
     obs_keys = tuple(wm.decoder.decoders.keys())
+    batch = _unwrap(batch)
     _check_batch(batch, obs_keys, context)
     device = next(wm.parameters()).device
     rssm = wm.rssm

@@ -75,6 +75,13 @@ def _seeded(seed: int | None, device: torch.device):
         yield
 
 
+def _unwrap(batch: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A ``(B, T, ...)`` batch, or ``{"sequences": batch}`` as ``update`` receives it."""
+    if "is_first" not in batch and isinstance(batch.get("sequences"), Mapping):
+        return batch["sequences"]
+    return batch
+
+
 def _check_batch(batch: Mapping[str, Any], obs_key: str, context: int) -> None:
     missing = [k for k in (obs_key, "action", "is_first") if k not in batch]
     if missing:
@@ -112,6 +119,7 @@ def open_loop_predictions(agent, batch: Mapping[str, Any], context: int = 5,
     ``batch["action"]`` (``action[:, t]`` led to step ``t``; ``is_first`` restarts the state).
     """
     rssm, obs_key, bit_depth = _parts(agent)
+    batch = _unwrap(batch)
     _check_batch(batch, obs_key, context)
     device = next(rssm.parameters()).device
     action = _time_major(batch["action"], device).float()

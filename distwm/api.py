@@ -8,9 +8,11 @@ until a model or env is actually built.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
+from distwm import registry as _registry
 from distwm._exports import BUILTIN_ENV_BACKENDS, BUILTIN_MODELS
 from distwm.agent import import_object
 from distwm.registry import (
@@ -27,14 +29,13 @@ from distwm.registry import (
     make_env,
     model_backends,
 )
-from distwm import registry as _registry
 
 __all__ = [
-    "MODEL_KINDS",
-    "ModelSpec",
-    "EnvBackendSpec",
-    "BUILTIN_MODELS",
     "BUILTIN_ENV_BACKENDS",
+    "BUILTIN_MODELS",
+    "MODEL_KINDS",
+    "EnvBackendSpec",
+    "ModelSpec",
     "create_config",
     "create_model",
     "get_env_backend_spec",

@@ -25,35 +25,36 @@ This module imports neither torch, ray nor a simulator (it sits below ``envs`` a
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, NamedTuple
+from typing import Any, NamedTuple
 
 from distwm._names import normalize_name, unknown_name_error
 
 __all__ = [
     "MODEL_KINDS",
-    "ModelSpec",
     "EnvBackendSpec",
-    "register_model",
-    "deregister_model",
-    "register_env_backend",
-    "deregister_env_backend",
-    "registered_models",
-    "registered_env_backends",
-    "env_backend_matcher",
-    "env_backend_lister",
-    "model_table",
-    "backend_table",
-    "get_model_spec",
-    "get_env_backend_spec",
-    "list_models",
-    "list_env_backends",
-    "model_backends",
-    "default_config",
+    "ModelSpec",
     "apply_overrides",
+    "backend_table",
     "create_config",
+    "default_config",
+    "deregister_env_backend",
+    "deregister_model",
     "detect_backend",
+    "env_backend_lister",
+    "env_backend_matcher",
+    "get_env_backend_spec",
+    "get_model_spec",
+    "list_env_backends",
+    "list_models",
     "make_env",
+    "model_backends",
+    "model_table",
+    "register_env_backend",
+    "register_model",
+    "registered_env_backends",
+    "registered_models",
 ]
 
 #: What a model family is: an RL agent (``distwm.agent.Agent``: acts and learns from replay),

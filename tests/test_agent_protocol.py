@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import copy
 import io
-from functools import lru_cache
-from typing import Any, Mapping
+from collections.abc import Mapping
+from functools import cache
+from typing import Any
 
 import numpy as np
 import pytest
@@ -24,9 +25,9 @@ from distwm.agent import Agent, DataSpec, NonFiniteLossError, import_object
 
 torch = pytest.importorskip("torch")
 gymnasium = pytest.importorskip("gymnasium")
-from gymnasium import spaces  # noqa: E402
+from gymnasium import spaces
 
-from distwm.envs.wrappers import OneHotBox  # noqa: E402
+from distwm.envs.wrappers import OneHotBox
 
 _DREAMER_TINY = dict(model_size="tiny", imagine_horizon=3, batch_size=2, train_seq_len=6, cnn_depth=4,
                      max_nonfinite_updates=3)
@@ -69,7 +70,7 @@ ENVS = {
 CASES = [pytest.param(spec, env, id=f"{spec.name}-{env}") for spec in SPECS for env in ENVS]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _tiny_config(spec):
     cls = import_object(spec.protocol_path)
     hook = getattr(cls, "tiny_test_config", None)
@@ -83,7 +84,7 @@ def _tiny_config(spec):
 
 def _build(spec, env: str, seed: int = 0):
     torch.manual_seed(seed)
-    obs_space, act_space = ENVS[env]
+    act_space = ENVS[env][1]
     cls = import_object(spec.protocol_path)
     return cls.from_config(_tiny_config(spec), obs_space, act_space, device="cpu")
 
@@ -103,7 +104,7 @@ def _obs(env: str, num: int, seed: int, first) -> dict[str, np.ndarray]:
 def _batches(agent, env: str, update_index: int = 0, seed: int = 0, nan: bool = False):
     """``{name: batch}`` for the samples update ``update_index`` carries (random data)."""
     data_spec = agent.data_spec()
-    obs_space, act_space = ENVS[env]
+    act_space = ENVS[env][1]
     rng = np.random.default_rng(seed)
     out = {}
     for name in data_spec.due(update_index):

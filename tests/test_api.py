@@ -64,7 +64,9 @@ def test_unknown_model_error_names_value_and_valid_models():
 
 def test_list_models_only_lists_buildable_models(monkeypatch):
     ghost = api.ModelSpec("ghost", "distwm.models.does_not_exist:Ghost", None, "", ())
-    monkeypatch.setattr(api, "BUILTIN_MODELS", api.BUILTIN_MODELS + (ghost,))
+    from distwm import _exports
+
+    monkeypatch.setattr(_exports, "BUILTIN_MODELS", _exports.BUILTIN_MODELS + (ghost,))
     assert "ghost" not in distwm.list_models()
     with pytest.raises(ValueError):
         distwm.get_model_spec("ghost")

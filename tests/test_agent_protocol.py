@@ -84,7 +84,7 @@ def _tiny_config(spec):
 
 def _build(spec, env: str, seed: int = 0):
     torch.manual_seed(seed)
-    act_space = ENVS[env][1]
+    obs_space, act_space = ENVS[env]
     cls = import_object(spec.protocol_path)
     return cls.from_config(_tiny_config(spec), obs_space, act_space, device="cpu")
 

@@ -18,7 +18,7 @@ def test_runtime_trains_a_tiny_dreamer(ray_session, tmp_path):
     runtime = RuntimeConfig(workers=1, envs_per_worker=2, shards=1, steps=384, chunk_length=16,
                             capacity=4096, min_fill=64, broadcast_interval=1,
                             checkpoint_interval=20, eval_interval=0, eval_episodes=1,
-                            log_interval=1.0, collect_seconds=0.3, train_seconds=0.5,
+                            progress_seconds=1.0, collect_seconds=0.3, train_seconds=0.5,
                             learner_gpus=0, run_dir=str(tmp_path / "run"), verbose=False)
     result = run(agent, runtime)
     summary = result.summary

@@ -17,7 +17,7 @@ def runtime(tmp_path, name: str, **overrides) -> RuntimeConfig:
     base = dict(workers=2, envs_per_worker=2, shards=2, steps=640, chunk_length=16, capacity=4096,
                 train_ratio=16.0,
                 min_fill=64, broadcast_interval=5, checkpoint_interval=60, eval_interval=320,
-                eval_episodes=2, log_interval=1.0, collect_seconds=0.3, train_seconds=0.5,
+                eval_episodes=2, progress_seconds=1.0, collect_seconds=0.3, train_seconds=0.5,
                 env_factory="runtime_agent:make_env", run_dir=str(tmp_path / name), verbose=False)
     base.update(overrides)
     return RuntimeConfig(**base)
@@ -118,7 +118,7 @@ def test_killed_env_worker_and_replay_shard_are_restarted(ray_session, tmp_path)
     # a budget well past the shard kill (the first checkpoint after the worker kill), so that
     # the restored shard always receives new chunks before the run ends
     rt = runtime(tmp_path, "kill-worker", shards=1, envs_per_worker=1, eval_episodes=0,
-                 steps=960, checkpoint_interval=20, log_interval=0.5)
+                 steps=960, checkpoint_interval=20, progress_seconds=0.5)
     result = run(TinyAgentConfig(seed=4), rt, on_progress=kill)
     s = result.summary
     assert set(killed) == {"worker", "shard"}
@@ -148,7 +148,7 @@ def test_killed_learner_resumes_from_its_checkpoint(ray_session, tmp_path):
             ray.kill(driver.learner, no_restart=True)
 
     rt = runtime(tmp_path, "kill-learner", envs_per_worker=1, shards=1, eval_episodes=0,
-                 checkpoint_interval=40, log_interval=0.5)
+                 checkpoint_interval=40, progress_seconds=0.5)
     result = run(TinyAgentConfig(seed=5), rt, on_progress=kill_learner)
     s = result.summary
     assert killed and s["restarts"] == {"learner": 1}

@@ -79,7 +79,7 @@ def test_the_runtime_trains_a_two_sample_agent(ray_session, tmp_path):
     rt = RuntimeConfig(workers=2, envs_per_worker=1, shards=2, steps=800, chunk_length=16,
                        capacity=4096, train_ratio=8.0, min_fill=64, broadcast_interval=5,
                        checkpoint_interval=400, eval_interval=0, eval_episodes=1,
-                       log_interval=1.0, collect_seconds=0.3, train_seconds=0.5,
+                       progress_seconds=1.0, collect_seconds=0.3, train_seconds=0.5,
                        env_factory="runtime_agent:make_env", run_dir=str(tmp_path / "two"),
                        verbose=False)
     result = run(TwoSampleAgentConfig(seed=2), rt)

@@ -9,7 +9,7 @@ fields, and a :class:`RuntimeConfig`. ``RunConfig.to_yaml()`` is the ``run.yaml`
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional, Union
+from typing import Any, ClassVar, Literal, Mapping, Optional, Union
 
 from distwm.configs.base import ConfigBase
 
@@ -25,15 +25,17 @@ class RuntimeConfig(ConfigBase):
 
     * ``workers``: env-worker actors, or ``"auto"`` for the cluster's free CPUs (at least 1).
     * ``envs_per_worker``: envs stepped in lockstep by each worker (one stream each).
-    * ``shards``: replay-shard actors; ``capacity`` is split evenly over them.
+    * ``shards``: replay-shard actors; ``buffer_size`` (env steps) is split evenly over them
+      (``capacity`` is accepted as its old name).
     * ``train_ratio``: replayed steps per env step; ``None`` keeps the agent's ``data_spec()``.
-    * ``steps``: env steps to collect before the run ends.
+    * ``total_steps``: env steps to collect before the run ends (``steps`` is accepted).
     * ``chunk_length``: steps per chunk a worker sends (per env).
     * ``rate_tolerance``: allowed drift of the replay ratio, as a fraction of
       ``train_ratio * min_fill`` replayed steps (Acme's convention; never below one chunk
       and one batch, so the limiter cannot deadlock).
     * ``min_fill``: env steps in replay before the learner starts.
-    * ``broadcast_interval`` / ``checkpoint_interval``: in learner updates.
+    * ``broadcast_interval``: learner updates between weight publications;
+      ``checkpoint_interval``: env steps between checkpoints.
     * ``eval_interval``: env steps between evaluations (``0``: only the final one);
       ``eval_episodes``: episodes per evaluation (``0``: no evaluation at all).
     * ``address``: Ray address (``"auto"``, ``"ray://host:10001"``); ``None``: ``RAY_ADDRESS`` or
@@ -47,13 +49,20 @@ class RuntimeConfig(ConfigBase):
       are the run's, in the order ``distwm.runtime.placement.plan_actors`` lists them.
     """
 
+    #: one name and one unit per concept (docs/architecture.md); the old names still load
+    ALIASES: ClassVar[Mapping[str, str]] = {"steps": "total_steps", "capacity": "buffer_size"}
+    REMOVED: ClassVar[Mapping[str, str]] = {
+        "log_interval": "the runtime's progress line cadence is progress_seconds (seconds); "
+                        "log_interval is env steps in the agent configs",
+    }
+
     workers: Union[int, Literal["auto"]] = "auto"
     envs_per_worker: int = 1
     shards: int = 1
     train_ratio: Optional[float] = None
-    steps: int = 100_000
+    total_steps: int = 100_000
     chunk_length: int = 64
-    capacity: int = 1_000_000
+    buffer_size: int = 1_000_000
     rate_tolerance: float = 0.1
     min_fill: int = 1024
     broadcast_interval: int = 10
@@ -61,7 +70,7 @@ class RuntimeConfig(ConfigBase):
     keep_checkpoints: int = 2
     eval_interval: int = 10_000
     eval_episodes: int = 5
-    log_interval: float = 10.0
+    progress_seconds: float = 10.0
     address: Optional[str] = None
     run_dir: Optional[str] = None
     max_restarts: int = 3
@@ -91,9 +100,9 @@ class RuntimeConfig(ConfigBase):
 
         if self.workers != "auto" and self.workers < 1:
             raise ValueError(f"runtime.workers must be >= 1 or 'auto', got {self.workers!r}")
-        for name in ("envs_per_worker", "shards", "steps", "chunk_length", "capacity",
+        for name in ("envs_per_worker", "shards", "total_steps", "chunk_length", "buffer_size",
                      "broadcast_interval", "checkpoint_interval", "keep_checkpoints",
-                     "log_interval", "collect_seconds", "train_seconds", "sample_timeout",
+                     "progress_seconds", "collect_seconds", "train_seconds", "sample_timeout",
                      "worker_cpus"):
             positive(name)
         for name in ("rate_tolerance", "min_fill", "eval_interval", "eval_episodes",

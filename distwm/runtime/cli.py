@@ -24,7 +24,7 @@ __all__ = ["add_train_parser", "build_run_config", "cmd_train", "list_presets"]
 
 #: flag -> runtime field
 _RUNTIME_FLAGS = {"workers": "workers", "envs_per_worker": "envs_per_worker", "shards": "shards",
-                  "train_ratio": "train_ratio", "steps": "steps", "address": "address",
+                  "train_ratio": "train_ratio", "steps": "total_steps", "address": "address",
                   "run_dir": "run_dir"}
 #: flag -> agent config field
 _AGENT_FLAGS = {"env": "env", "seed": "seed"}

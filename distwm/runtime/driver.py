@@ -204,7 +204,7 @@ class Driver(SupervisionMixin, SchedulingMixin, ProgressMixin):
     def _loop(self) -> None:
         import ray
 
-        next_tick = time.monotonic() + self.runtime.log_interval
+        next_tick = time.monotonic() + self.runtime.progress_seconds
         while True:
             if self._shard_suspect:
                 self._shard_suspect.clear()
@@ -223,7 +223,7 @@ class Driver(SupervisionMixin, SchedulingMixin, ProgressMixin):
                 self._handle(ref)
             if time.monotonic() >= next_tick:
                 self._tick()
-                next_tick = time.monotonic() + self.runtime.log_interval
+                next_tick = time.monotonic() + self.runtime.progress_seconds
 
     def _finish(self) -> RunResult:
         import ray

@@ -39,7 +39,7 @@ class ProgressMixin:
         self.fps_ema = fps if self.fps_ema is None else 0.7 * self.fps_ema + 0.3 * fps
         busy = self.learner_time["total"] - win["total"]
         versions = [self.worker_versions.get(i, -1) for i in range(len(self.workers))]
-        left = self.runtime.steps - self.counters["env_steps"]
+        left = self.runtime.total_steps - self.counters["env_steps"]
         rec: dict[str, Any] = {
             "env_steps": self.counters["env_steps"], "updates": self.updates,
             "env_steps_per_s": self.fps_ema, "updates_per_s": (self.updates - win["updates"]) / dt,
@@ -62,7 +62,7 @@ class ProgressMixin:
         self.history.append(rec)
         self.logger.log_scalars({k: v for k, v in rec.items() if v is not None}, rec["env_steps"])
         self.gauges.set(rec)
-        self._say(format_progress(rec, self.runtime.steps))
+        self._say(format_progress(rec, self.runtime.total_steps))
         self.window = self._new_window()
         if self.on_progress is not None:
             self.on_progress(rec, self)
@@ -82,7 +82,7 @@ class ProgressMixin:
         sampled = sum(s["sampled"] for s in stats)
         return {
             "model": self.run_config.model.rpartition(":")[2], "env": self.spec.env_name,
-            "run_dir": self.run_dir, "steps": self.runtime.steps,
+            "run_dir": self.run_dir, "total_steps": self.runtime.total_steps,
             "env_steps": self.counters["env_steps"], "updates": self.updates,
             "updates_lost": int(self.counters.get("updates_lost", 0)),
             "episodes": self.counters["episodes"], "epoch": self.counters["epoch"],
@@ -121,6 +121,8 @@ class ProgressMixin:
         scalars = {k: float(v) for k, v in (report.get("scalars") or {}).items()}
         if scalars:
             self.logger.log_scalars(scalars, step)
-        images = self.logger.log_images(report.get("images") or {}, step)
-        videos = self.logger.log_videos(report.get("videos") or {}, step)
+        images = dict(zip(report.get("images") or {},
+                          self.logger.log_images(report.get("images") or {}, step)))
+        videos = dict(zip(report.get("videos") or {},
+                          self.logger.log_videos(report.get("videos") or {}, step)))
         self.media = {"env_steps": step, "scalars": scalars, "images": images, "videos": videos}

@@ -132,7 +132,7 @@ def write_report(run_dir: str, summary: Mapping[str, Any]) -> tuple[str, str]:
         "",
         "| quantity | value |",
         "| --- | --- |",
-        f"| env steps | {summary['env_steps']:,d} of {summary['steps']:,d} |",
+        f"| env steps | {summary['env_steps']:,d} of {summary['total_steps']:,d} |",
         f"| learner updates | {summary['updates']:,d} |",
         f"| replay ratio (measured / target) | {summary['replay_ratio']:.2f} / "
         f"{summary['target_ratio']:g} |",

@@ -22,7 +22,7 @@ class SchedulingMixin:
         rt = self.runtime
         chunk_steps = rt.chunk_length * rt.envs_per_worker
         claimed = sum(self.claims.values())
-        left = rt.steps - self.counters["env_steps"] - claimed
+        left = rt.total_steps - self.counters["env_steps"] - claimed
         if left <= 0:
             ref = self.workers[index].flush.remote()
             self.calls[ref] = (Role.WORKER, index, "flush")

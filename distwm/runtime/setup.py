@@ -106,15 +106,15 @@ def replay_layout(runtime: RuntimeConfig, spec: RunSpec, workers: int) -> Replay
     per_worker = [stream_shards(w, runtime.envs_per_worker, shards) for w in range(workers)]
     streams_on = [sum(row.count(s) for row in per_worker) for s in range(shards)]
     max_insert = max(row.count(s) for row in per_worker for s in range(shards)) * L
-    capacity = runtime.capacity // shards
+    capacity = runtime.buffer_size // shards
     min_size = math.ceil(runtime.min_fill / shards)
     need = max(2 * max(streams_on) * L, min_size + max(streams_on) * L, spec.seq_len + L)
     if capacity < need:
         raise ValueError(
-            f"runtime.capacity={runtime.capacity} gives {capacity} steps per shard; each of the "
+            f"runtime.buffer_size={runtime.buffer_size} gives {capacity} steps per shard; each of the "
             f"{shards} shards needs at least {need} (chunks of {L} steps from up to "
             f"{max(streams_on)} streams, min_fill {runtime.min_fill}, seq_len {spec.seq_len}): "
-            f"raise capacity to {need * shards} or lower chunk_length/min_fill"
+            f"raise buffer_size to {need * shards} or lower chunk_length/min_fill"
         )
     steps_per_batch = sum(s.steps for s in spec.data_spec.samples)  # the most one update takes
     buffer = max(runtime.rate_tolerance * spec.train_ratio * min_size,
@@ -137,7 +137,7 @@ def load_run_config(run_dir: str) -> RunConfig:
 
 
 #: runtime fields a resumed run cannot change (the replay snapshots depend on them)
-FIXED_ON_RESUME = ("shards", "chunk_length", "capacity", "snapshot_format")
+FIXED_ON_RESUME = ("shards", "chunk_length", "buffer_size", "snapshot_format")
 
 
 def check_resume_compatible(saved: RunConfig, new: RunConfig) -> None:

@@ -73,11 +73,13 @@ def trial_run_config(sweep: SweepConfig, config: Mapping[str, Any], run_dir: str
         raise ValueError(f"trial agent {label!r} is not one of the sweep's agents {sorted(sweep.agents)}")
     spec = sweep.agents[label]
     agent = {**spec.agent, "env": config["game"], "seed": int(config["seed"])}
-    runtime = {**sweep.runtime, "steps": sweep.budget.env_steps,
+    runtime = {**sweep.runtime, "total_steps": sweep.budget.env_steps,
                "eval_episodes": sweep.budget.eval_episodes,
                "eval_interval": sweep.budget.eval_interval, "run_dir": run_dir}
     for key, value in search_overrides(config).items():
         section, _, name = key.partition(".")
+        if section == "runtime":
+            name = RuntimeConfig.aliases().get(name, name)
         (agent if section == "agent" else runtime)[name] = value
     runtime["placement_group"] = "current"  # bundle 0 is the trial driver's, then the run's
     return RunConfig(model=spec.model, agent=agent,
@@ -218,6 +220,6 @@ def train_trial(config: dict[str, Any], sweep: Mapping[str, Any]) -> None:
     run_dir = trial_run_dir(sweep, config, tune.get_context().get_trial_id())
     run_config = trial_run_config(sweep, config, run_dir)
     run_config, resume = resume_point(run_config, run_dir, tune.get_checkpoint())
-    reporter = TrialReporter(run_dir, run_config.runtime.steps)
+    reporter = TrialReporter(run_dir, run_config.runtime.total_steps)
     result = run(run_config, resume=run_dir if resume else None, on_progress=reporter.on_progress)
     reporter.finish(result.summary)

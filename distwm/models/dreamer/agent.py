@@ -174,7 +174,7 @@ class DreamerAgent:
         loop = TrainLoop(
             dreamer, collector, StepReplay(self.replay), total_steps=total,
             start_steps=dreamer.env_steps, prefill_steps=rcfg.seed_steps,
-            eval_interval=_cadence(rcfg, "eval_interval", "test_interval"),
+            eval_interval=rcfg.eval_interval,
             checkpoint_interval=rcfg.checkpoint_interval, log_interval=rcfg.log_interval,
             evaluate=evaluate, checkpoint=checkpoint if rcfg.checkpoint_interval else None,
             log=self._log_train, desc="dreamer")
@@ -202,7 +202,7 @@ class DreamerAgent:
 
     def _evaluate_now(self, dreamer) -> float:
         cfg = dreamer.args
-        returns = self._episodes(dreamer, _cadence(cfg, "eval_episodes", "test_episodes"),
+        returns = self._episodes(dreamer, cfg.eval_episodes,
                                  cfg.seed + 10_000 + len(self.history))
         mean = float(np.mean(returns))
         self.history.append((dreamer.env_steps, mean))
@@ -212,7 +212,7 @@ class DreamerAgent:
         return mean
 
     def evaluate(self) -> dict[str, Any]:
-        """``test_episodes`` greedy episodes of the current (or ``checkpoint_path``) policy."""
+        """``eval_episodes`` greedy episodes of the current (or ``checkpoint_path``) policy."""
         cfg = self.config
         self._seed()
         if self.dreamer is None:
@@ -221,12 +221,7 @@ class DreamerAgent:
                 self._build(env)
             finally:
                 env.close()
-        returns = self._episodes(self.dreamer, _cadence(cfg, "eval_episodes", "test_episodes"),
+        returns = self._episodes(self.dreamer, cfg.eval_episodes,
                                  cfg.seed + 10_000)
         return {"mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)),
                 "returns": returns, "env_steps": self.dreamer.env_steps}
-
-
-def _cadence(cfg, name: str, seed_name: str) -> int:
-    """``cfg.<name>``, or the seed's older field name while configs carry that one."""
-    return int(getattr(cfg, name) if hasattr(cfg, name) else getattr(cfg, seed_name))

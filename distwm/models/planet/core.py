@@ -115,6 +115,12 @@ class PlanetCore(CheckpointMixin):
         self.rssm.load_state_dict(weights)
 
     # -- learning -----------------------------------------------------------------------------
+    def report(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+        """Open-loop predictions beside the real frames (see :mod:`distwm.models.planet.report`)."""
+        from distwm.models.planet.report import open_loop_report
+
+        return open_loop_report(self, batch)
+
     def update(self, batches: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
         """One gradient step on ``{"sequences": batch}``, ``batch`` a dict of ``(B, T, ...)``
         arrays (optional ``mask``: 0 on padded steps). Returns the loss terms, ``grad_norm``,

@@ -41,13 +41,23 @@ def test_trial_run_config_applies_game_seed_budget_and_search():
     assert run.agent == {"model_size": "tiny", "obs_type": "state", "device": "cpu",
                          "env": "walker-walk", "seed": 1, "imagine_horizon": 7}
     rt = run.runtime
-    assert (rt.steps, rt.eval_episodes, rt.eval_interval, rt.run_dir) == (1000, 3, 500, "/runs/x")
+    assert (rt.total_steps, rt.eval_episodes, rt.eval_interval, rt.run_dir) == (1000, 3, 500, "/runs/x")
     assert (rt.workers, rt.train_ratio) == (2, 16.0)
     assert trial_label(config) == "dreamer-walker-walk-s1"
     assert (trial_run_dir(sweep, config, "abc_00001")
             == "/tmp/distwm-unit/unit/runs/dreamer-walker-walk-s1-abc_00001")
     with pytest.raises(ValueError, match="not one of the sweep's agents"):
         trial_run_config(sweep, {**config, "agent": "planet"}, None)
+
+
+def test_old_runtime_names_in_a_sweep_map_to_the_new_fields():
+    from distwm.tune.trainable import trial_run_config
+
+    sweep = _sweep(runtime={"capacity": 5000}, search={"runtime.capacity": {"choice": [2000, 3000]}})
+    config = {"agent": "dreamer", "game": "walker-walk", "seed": 0, "runtime.capacity": 3000}
+    assert trial_run_config(sweep, config, None).runtime.buffer_size == 3000
+    with pytest.raises(ValueError, match="runtime.total_steps is set by the sweep: use budget.env_steps"):
+        _sweep(runtime={"total_steps": 10})
 
 
 def test_trial_bundles_reserve_driver_learner_and_workers():

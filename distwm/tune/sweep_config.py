@@ -49,7 +49,8 @@ SEARCH_KINDS = ("grid", "choice", "uniform", "loguniform", "randint", "lograndin
 REFERENCE_SUITES = ("atari100k", "dmc_proprio", "dmc_vision")
 #: Runtime fields a sweep sets itself for each trial.
 SWEEP_OWNED_RUNTIME_FIELDS = {
-    "steps": "budget.env_steps", "eval_episodes": "budget.eval_episodes",
+    "total_steps": "budget.env_steps", "steps": "budget.env_steps",
+    "eval_episodes": "budget.eval_episodes",
     "run_dir": "tune.storage_path (each trial's run lives under <storage_path>/<name>/runs)",
     "address": "`distwm sweep --address`",
     "placement_group": "the sweep (each run is placed in its trial's placement group)",
@@ -247,7 +248,7 @@ class SweepConfig(ConfigBase):
             if section == "runtime":
                 if name in SWEEP_OWNED_RUNTIME_FIELDS:
                     raise ValueError(f"search: runtime.{name} is set by the sweep")
-                if name not in RuntimeConfig.field_names():
+                if name not in RuntimeConfig.field_names() and name not in RuntimeConfig.aliases():
                     raise RuntimeConfig.unknown_field_error(name, "search: runtime.")
             if not isinstance(spec, Mapping) or len(spec) != 1 or next(iter(spec)) not in SEARCH_KINDS:
                 raise ValueError(f"search.{key}: expected one of {{{', '.join(SEARCH_KINDS)}: ...}}, "

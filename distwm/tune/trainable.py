@@ -73,7 +73,7 @@ def trial_run_config(sweep: SweepConfig, config: Mapping[str, Any], run_dir: str
         raise ValueError(f"trial agent {label!r} is not one of the sweep's agents {sorted(sweep.agents)}")
     spec = sweep.agents[label]
     agent = {**spec.agent, "env": config["game"], "seed": int(config["seed"])}
-    runtime = {**sweep.runtime, "total_steps": sweep.budget.env_steps,
+    runtime = {**RuntimeConfig.canonical_names(sweep.runtime), "total_steps": sweep.budget.env_steps,
                "eval_episodes": sweep.budget.eval_episodes,
                "eval_interval": sweep.budget.eval_interval, "run_dir": run_dir}
     for key, value in search_overrides(config).items():

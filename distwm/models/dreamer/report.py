@@ -22,7 +22,6 @@ the :class:`~distwm.models.dreamer.world_model.WorldModel` itself.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any, Mapping
 
 import numpy as np
@@ -30,6 +29,7 @@ import torch
 from torch import Tensor
 
 from distwm.models.dreamer.world_model import preprocess_obs
+from distwm.utils.report_context import eval_mode, seeded, unwrap_sample
 from distwm.utils.media import open_loop_strip, open_loop_video
 
 __all__ = ["open_loop_predictions", "open_loop_report"]
@@ -52,39 +52,9 @@ def _tensor(value, device) -> Tensor:
     return torch.as_tensor(np.asarray(value), device=device)
 
 
-@contextlib.contextmanager
-def _eval_mode(module: torch.nn.Module):
-    modes = [(m, m.training) for m in module.modules()]
-    module.eval()
-    try:
-        yield
-    finally:
-        for m, mode in modes:
-            m.training = mode
-
-
-@contextlib.contextmanager
-def _seeded(seed: int | None, device: torch.device):
-    if seed is None:
-        yield
-        return
-    devices = [device.index if device.index is not None else torch.cuda.current_device()] \
-        if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(int(seed))
-        yield
-
-
 def _to_display(image: Tensor) -> np.ndarray:
     """Model-space images ``[-0.5, 0.5]`` -> float32 numpy ``[0, 1]``."""
     return (image.float() + 0.5).clamp(0.0, 1.0).cpu().numpy()
-
-
-def _unwrap(batch: Mapping[str, Any]) -> Mapping[str, Any]:
-    """A ``(B, T, ...)`` batch, or ``{"sequences": batch}`` as ``update`` receives it."""
-    if "is_first" not in batch and isinstance(batch.get("sequences"), Mapping):
-        return batch["sequences"]
-    return batch
 
 
 def _check_batch(batch: Mapping[str, Any], obs_keys, context: int) -> tuple[int, int]:
@@ -120,7 +90,7 @@ def open_loop_predictions(agent, batch: Mapping[str, Any], context: int = 5,
     """
     wm = _world_model(agent)
     obs_keys = tuple(wm.decoder.decoders.keys())
-    batch = _unwrap(batch)
+    batch = unwrap_sample(batch)
     _check_batch(batch, obs_keys, context)
     device = next(wm.parameters()).device
     rssm = wm.rssm
@@ -130,7 +100,7 @@ def open_loop_predictions(agent, batch: Mapping[str, Any], context: int = 5,
     is_first = _tensor(batch["is_first"], device).bool()
     steps = action.shape[1]
 
-    with _eval_mode(wm), _seeded(seed, device):
+    with eval_mode(wm), seeded(seed, device):
         embed = wm.encoder({k: v[:, :context] for k, v in model_obs.items()})
         post, _ = rssm.observe(embed, action[:, :context], is_first[:, :context])
         state = {k: v[:, -1] for k, v in post.items()}

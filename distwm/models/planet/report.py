@@ -21,7 +21,6 @@ Works on any object with an ``rssm`` (a
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any, Mapping
 
 import numpy as np
@@ -29,6 +28,7 @@ import torch
 from torch import Tensor
 
 from distwm.models.planet.losses import prepare_observation
+from distwm.utils.report_context import eval_mode, seeded, unwrap_sample
 from distwm.utils.media import open_loop_strip, open_loop_video
 from distwm.utils.utils import postprocess_img
 
@@ -50,36 +50,6 @@ def _parts(agent):
 def _time_major(value, device) -> Tensor:
     tensor = value.to(device) if torch.is_tensor(value) else torch.as_tensor(np.asarray(value), device=device)
     return tensor.transpose(0, 1)
-
-
-@contextlib.contextmanager
-def _eval_mode(module: torch.nn.Module):
-    modes = [(m, m.training) for m in module.modules()]
-    module.eval()
-    try:
-        yield
-    finally:
-        for m, mode in modes:
-            m.training = mode
-
-
-@contextlib.contextmanager
-def _seeded(seed: int | None, device: torch.device):
-    if seed is None:
-        yield
-        return
-    devices = [device.index if device.index is not None else torch.cuda.current_device()] \
-        if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(int(seed))
-        yield
-
-
-def _unwrap(batch: Mapping[str, Any]) -> Mapping[str, Any]:
-    """A ``(B, T, ...)`` batch, or ``{"sequences": batch}`` as ``update`` receives it."""
-    if "is_first" not in batch and isinstance(batch.get("sequences"), Mapping):
-        return batch["sequences"]
-    return batch
 
 
 def _check_batch(batch: Mapping[str, Any], obs_key: str, context: int) -> None:
@@ -119,13 +89,13 @@ def open_loop_predictions(agent, batch: Mapping[str, Any], context: int = 5,
     ``batch["action"]`` (``action[:, t]`` led to step ``t``; ``is_first`` restarts the state).
     """
     rssm, obs_key, bit_depth = _parts(agent)
-    batch = _unwrap(batch)
+    batch = unwrap_sample(batch)
     _check_batch(batch, obs_key, context)
     device = next(rssm.parameters()).device
     action = _time_major(batch["action"], device).float()
     is_first = _time_major(batch["is_first"], device).float()
     steps = action.shape[0]
-    with _eval_mode(rssm), _seeded(seed, device):
+    with eval_mode(rssm), seeded(seed, device):
         obs = prepare_observation(_time_major(batch[obs_key], device), bit_depth, device)
         seq = rssm.observe(rssm.encoder(obs[:context]), action[:context], is_first[:context])
         h, s = seq.states[-1], seq.latents[-1]

@@ -1,4 +1,4 @@
-"""PlanetAgent (the agent protocol), PlanetEnv, RolloutGenerator, Planet and train_rssm end to end."""
+"""PlanetCore (the agent protocol), PlanetEnv, RolloutGenerator, Planet and train_rssm end to end."""
 
 from __future__ import annotations
 
@@ -14,9 +14,8 @@ import torch
 from distwm.agent import Agent, DataSpec, import_object
 from distwm.configs.planet_config import PlanetConfig
 from distwm.controller.rollout_generator import RolloutGenerator
-from distwm.models.planet import Planet, make_scheduler
-from distwm.models.planet_agent import PlanetAgent
-from distwm.models.planet_env import PlanetEnv
+from distwm.models.planet import Planet, PlanetCore, make_scheduler
+from distwm.models.planet.env import PlanetEnv
 from planet_testing import tiny_planet_config, toy_memory
 
 STATE_SPACE = gym.spaces.Dict({"state": gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)})
@@ -50,7 +49,7 @@ def test_agent_class_implements_the_protocol():
 
 @pytest.mark.parametrize("space", [STATE_SPACE, IMAGE_SPACE], ids=["state", "image"])
 def test_act_plans_within_bounds_and_resets_at_is_first(space):
-    agent = PlanetAgent.from_config(tiny_planet_config(), space, ACTION_SPACE)
+    agent = PlanetCore.from_config(tiny_planet_config(), space, ACTION_SPACE)
     image = "image" in space.spaces
     assert agent.obs_key == ("image" if image else "state")
     obs = {k: np.stack([s.sample() for _ in range(3)]) for k, s in space.spaces.items()}
@@ -75,7 +74,7 @@ def test_discrete_actions_are_one_hot():
     from distwm.envs.wrappers import standardize_actions
 
     space = standardize_actions(env).action_space
-    agent = PlanetAgent.from_config(tiny_planet_config(), STATE_SPACE, space)
+    agent = PlanetCore.from_config(tiny_planet_config(), STATE_SPACE, space)
     action, _ = agent.act({"state": np.zeros((4, 3), np.float32), "is_first": np.ones(4, bool)},
                           agent.initial_state(4), explore=True)
     assert action.shape == (4, 2) and set(np.unique(action)) <= {0.0, 1.0}
@@ -86,7 +85,7 @@ def test_discrete_actions_are_one_hot():
 def test_update_learns_and_round_trips_through_weights_only_checkpoints(image):
     torch.manual_seed(0)
     space = IMAGE_SPACE if image else STATE_SPACE
-    agent = PlanetAgent.from_config(tiny_planet_config(), space, ACTION_SPACE)
+    agent = PlanetCore.from_config(tiny_planet_config(), space, ACTION_SPACE)
     batch = _batch(image=image)
     before = agent.get_weights()
     metrics = agent.update({"sequences": batch})
@@ -97,14 +96,14 @@ def test_update_learns_and_round_trips_through_weights_only_checkpoints(image):
     assert all(v.device.type == "cpu" for v in weights.values())
     assert any(not torch.equal(weights[k], before[k]) for k in weights)
 
-    other = PlanetAgent.from_config(tiny_planet_config(), space, ACTION_SPACE)
+    other = PlanetCore.from_config(tiny_planet_config(), space, ACTION_SPACE)
     other.set_weights(weights)
     assert all(torch.equal(other.get_weights()[k], weights[k]) for k in weights)
 
     buffer = io.BytesIO()
     torch.save(agent.state_dict(), buffer)
     buffer.seek(0)
-    restored = PlanetAgent.from_config(tiny_planet_config(), space, ACTION_SPACE)
+    restored = PlanetCore.from_config(tiny_planet_config(), space, ACTION_SPACE)
     restored.load_state_dict(torch.load(buffer, weights_only=True))
     assert restored.updates == 1
     assert restored.optimizer.state_dict()["state"].keys() == agent.optimizer.state_dict()["state"].keys()
@@ -113,7 +112,7 @@ def test_update_learns_and_round_trips_through_weights_only_checkpoints(image):
 
 
 def test_update_refuses_a_batch_without_its_observation():
-    agent = PlanetAgent.from_config(tiny_planet_config(), STATE_SPACE, ACTION_SPACE)
+    agent = PlanetCore.from_config(tiny_planet_config(), STATE_SPACE, ACTION_SPACE)
     batch = _batch()
     del batch["state"]
     with pytest.raises(ValueError, match="no 'state'"):
@@ -166,7 +165,7 @@ def test_planet_rejects_bad_arguments():
     with pytest.raises(ValueError, match="Bad scheduler_kwargs"):
         make_scheduler(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1), "step", {"size": 1}, 10)
     with pytest.raises(ValueError, match="top_candidates \\(20\\) cannot exceed num_candidates \\(10\\)"):
-        PlanetAgent.from_config(tiny_planet_config(num_candidates=10, top_candidates=20), STATE_SPACE, ACTION_SPACE)
+        PlanetCore.from_config(tiny_planet_config(num_candidates=10, top_candidates=20), STATE_SPACE, ACTION_SPACE)
     with pytest.raises(ValueError, match="image_size must be 64"):
         PlanetConfig(obs_type="pixels", image_size=32)
 
@@ -174,7 +173,7 @@ def test_planet_rejects_bad_arguments():
 @pytest.mark.parametrize("model_kind", ["planet", "modular"])
 def test_train_rssm_phase_and_evaluation(tmp_path, model_kind):
     from distwm.models.modular_rssm import create_modular_rssm
-    from distwm.models.rssm import RecurrentStateSpaceModel
+    from distwm.models.planet import RecurrentStateSpaceModel
     from distwm.training.train_rssm import evaluate, train_rssm
 
     torch.manual_seed(0)
@@ -211,8 +210,8 @@ def test_save_frames_writes_a_target_prior_posterior_grid(tmp_path):
 def test_image_rssm_evaluation_and_torch_image_env(tmp_path):
     from distwm.controller.rollout_generator import RolloutGenerator
     from distwm.memory.planet_memory import Episode, Memory
-    from distwm.models.planet_env import TorchImageEnvWrapper
-    from distwm.models.rssm import RecurrentStateSpaceModel
+    from distwm.models.planet.env import TorchImageEnvWrapper
+    from distwm.models.planet import RecurrentStateSpaceModel
     from distwm.training.train_rssm import evaluate
 
     env = TorchImageEnvWrapper(gym.make("Pendulum-v1", render_mode="rgb_array", max_episode_steps=10), 5)

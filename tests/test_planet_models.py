@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from distwm.models.rssm import RecurrentStateSpaceModel
-from distwm.models.rssm_heads import RewardModel, ValueModel
+from distwm.models.planet import RecurrentStateSpaceModel
+from distwm.models.planet.heads import RewardModel, ValueModel
 from distwm.training.train_planet import train
 from distwm.vision.planet_decoder import CNNDecoder
 from distwm.vision.planet_encoder import CNNEncoder

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from distwm.controller.rssm_policy import RSSMPolicy
-from distwm.models.rssm import RecurrentStateSpaceModel
+from distwm.models.planet import RecurrentStateSpaceModel
 
 
 class ToyModel:

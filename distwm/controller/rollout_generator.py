@@ -2,7 +2,7 @@
 
 The env follows the torch interface of PlaNet's env wrappers (``reset``, ``step``,
 ``sample_random_action``, ``max_episode_steps``; observations are preprocessed tensors), as
-:class:`distwm.models.planet_env.PlanetEnv` provides. ``reset`` may return ``obs`` or
+:class:`distwm.models.planet.env.PlanetEnv` provides. ``reset`` may return ``obs`` or
 ``(obs, info)``; ``step`` may return Gymnasium's 5-tuple or the older 4-tuple.
 """
 

@@ -85,7 +85,7 @@ class RSSMPolicy:
     All candidates of all envs are rolled out as one batch on ``device``.
 
     Args:
-        model: a :class:`~distwm.models.rssm.RecurrentStateSpaceModel` (or anything with
+        model: a :class:`~distwm.models.planet.networks.RecurrentStateSpaceModel` (or anything with
             ``action_size``, ``state_size``, ``latent_size``, ``encoder``,
             ``get_init_state``, ``rollout_prior`` and ``pred_reward``).
         planning_horizon: number of future steps to plan (H).

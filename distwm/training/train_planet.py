@@ -17,13 +17,15 @@ def train(memory, rssm, optimizer, device, N=32, H=50, beta=1.0, grads=False, **
     Pixels, arXiv:1811.04551.
 
     (a.) The standard variational bound, using only single-step predictions: one gradient
-    step on ``N`` sequences of ``H`` transitions sampled from ``memory``. Keyword arguments
-    ``bit_depth`` (5), ``free_nats`` (3.0) and ``grad_clip`` (1000.0) are passed on to
-    :func:`distwm.models.planet_loss.train_on_memory`. Returns the loss terms (``loss``,
-    ``obs_loss``, ``reward_loss``, ``kl_loss``, ``kl``, ``grad_norm`` and, with ``grads``,
-    per-module gradient norms).
+    step on ``N`` sequences of ``H`` transitions sampled from ``memory``, the step
+    :meth:`PlanetCore.update <distwm.models.planet.core.PlanetCore.update>` takes
+    (:func:`distwm.models.planet.losses.train_step`; a non-finite loss or gradient skips it).
+    Keyword arguments ``bit_depth`` (5), ``free_nats`` (3.0) and ``grad_clip`` (1000.0) are
+    passed on to :func:`distwm.models.planet.losses.train_on_memory`. Returns the loss terms
+    (``loss``, ``obs_loss``, ``reward_loss``, ``kl_loss``, ``kl``, ``grad_norm``, ``skipped``
+    and, with ``grads``, per-module gradient norms).
     """
-    from distwm.models.planet_loss import train_on_memory
+    from distwm.models.planet.losses import train_on_memory
 
     return train_on_memory(memory, rssm, optimizer, device, N=N, H=H, beta=beta, grads=grads, **kwargs)
 
@@ -58,8 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> list[dict]:
     """Example PlaNet/RSSM training script with rollout collection and evaluation.
 
-    Builds environment/model/policy objects, iteratively trains on replayed episodes, and
-    periodically saves videos and checkpoints. Returns the per-epoch metrics.
+    Builds a :class:`~distwm.models.planet.Planet` from the config and flags and runs
+    :meth:`Planet.train <distwm.models.planet.trainer.Planet.train>` (the one training loop):
+    it trains on replayed episodes and periodically saves videos and checkpoints. Returns the
+    per-epoch metrics.
     """
     import yaml
 

@@ -1,9 +1,13 @@
 """Train a recurrent state-space model on replayed episodes, without a planner.
 
-Works with PlaNet's :class:`~distwm.models.rssm.RecurrentStateSpaceModel` and with any
+Works with PlaNet's :class:`~distwm.models.planet.networks.RecurrentStateSpaceModel` and with any
 :class:`~distwm.models.modular_rssm.ModularRSSM` (encoder/decoder/backbone ablations). Both
 are trained on the same bound: observation and reward likelihoods plus a KL from posterior
 to prior clipped below at ``free_nats``.
+
+Each update is :class:`RSSMLearner`'s (a one-sample :class:`~distwm.agent.Trainable`): the
+phase function :func:`train_rssm` and the script :func:`main`, which runs it in the one
+training loop (:class:`distwm.loop.TrainLoop`), share it.
 
 ``python -m distwm.training.train_rssm --env Pendulum-v1 --model modular --backbone lstm``
 """
@@ -13,21 +17,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch.distributions import kl_divergence
 
+from distwm.agent import DEFAULT_SAMPLE, DataSpec
 from distwm.models.modular_rssm import ModularRSSM
-from distwm.models.planet_loss import memory_batch, optimizer_step, planet_loss
+from distwm.models.planet.episodes import EpisodeReplay, mean_update_metrics
+from distwm.models.planet.losses import masked_mean, apply_step, memory_batch, time_major_batch, train_step
 
-__all__ = ["modular_rssm_loss", "train_rssm", "evaluate", "save_frames", "main", "build_parser"]
-
-
-def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return (values * mask).sum() / mask.sum().clamp(min=1.0)
+__all__ = ["modular_rssm_loss", "RSSMLearner", "train_rssm", "evaluate", "save_frames", "main", "build_parser"]
 
 
 def _observe_modular(model: ModularRSSM, batch: dict[str, torch.Tensor]):
@@ -39,7 +42,7 @@ def _observe_modular(model: ModularRSSM, batch: dict[str, torch.Tensor]):
 def modular_rssm_loss(model: ModularRSSM, batch: dict[str, torch.Tensor], beta: float = 1.0,
                       free_nats: float = 3.0) -> tuple[torch.Tensor, dict[str, float]]:
     """The RSSM bound for a :class:`ModularRSSM` on a time-major batch (as
-    :func:`distwm.models.planet_loss.memory_batch` builds): ``-log p(o|z)``, ``-log p(r|z)``
+    :func:`distwm.models.planet.losses.memory_batch` builds): ``-log p(o|z)``, ``-log p(r|z)``
     (not at episode starts) and ``beta * max(KL(q || p), free_nats)``."""
     priors, posteriors = _observe_modular(model, batch)
     features = model.get_features(posteriors)
@@ -47,14 +50,14 @@ def modular_rssm_loss(model: ModularRSSM, batch: dict[str, torch.Tensor], beta: 
     obs_nll = -model.decode_observation(features).log_prob(batch["obs"])
     kl = kl_divergence(model.get_dist(posteriors["mean"], posteriors["std"]),
                        model.get_dist(priors["mean"], priors["std"]))
-    obs_loss = _masked_mean(obs_nll, mask)
-    kl_loss = _masked_mean(kl.clamp(min=free_nats), mask)
+    obs_loss = masked_mean(obs_nll, mask)
+    kl_loss = masked_mean(kl.clamp(min=free_nats), mask)
     loss = obs_loss + beta * kl_loss
     metrics = {"obs_loss": float(obs_loss.detach()), "kl_loss": float(kl_loss.detach()),
-               "kl": float(_masked_mean(kl, mask).detach())}
+               "kl": float(masked_mean(kl, mask).detach())}
     if model.reward_decoder is not None:
         reward_nll = -model.decode_reward(features).log_prob(batch["rewards"].unsqueeze(-1))
-        reward_loss = _masked_mean(reward_nll, mask * (1.0 - is_first))
+        reward_loss = masked_mean(reward_nll, mask * (1.0 - is_first))
         loss = loss + reward_loss
         metrics["reward_loss"] = float(reward_loss.detach())
     metrics["loss"] = float(loss.detach())
@@ -65,31 +68,50 @@ def _device_of(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
+class RSSMLearner:
+    """An RSSM (PlaNet's or a :class:`ModularRSSM`) and its optimiser as a one-sample
+    :class:`~distwm.agent.Trainable`: ``update({"sequences": batch})`` takes one step on the
+    bound (:func:`~distwm.models.planet.losses.train_step` for PlaNet's RSSM,
+    :func:`modular_rssm_loss` under the same non-finite guard for a modular one) on a replay
+    batch of ``seq_len + 1`` steps (:func:`~distwm.models.planet.losses.memory_sequences`)."""
+
+    def __init__(self, model, optimizer, *, batch_size: int = 32, seq_len: int = 50, beta: float = 1.0,
+                 free_nats: float = 3.0, bit_depth: int = 5, grad_clip: float | None = 1000.0,
+                 record_grads: bool = False):
+        self.model, self.optimizer = model, optimizer
+        self.batch_size, self.seq_len = batch_size, seq_len
+        self.beta, self.free_nats, self.bit_depth = beta, free_nats, bit_depth
+        self.grad_clip, self.record_grads = grad_clip, record_grads
+
+    def data_spec(self) -> DataSpec:
+        return DataSpec(self.batch_size, self.seq_len + 1, 0.0)
+
+    def update(self, batches: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
+        batch = time_major_batch(batches[DEFAULT_SAMPLE], "obs", self.bit_depth, _device_of(self.model))
+        if not isinstance(self.model, ModularRSSM):
+            return train_step(self.model, self.optimizer, batch, beta=self.beta, free_nats=self.free_nats,
+                              grad_clip=self.grad_clip, record_grads=self.record_grads)
+        self.model.train()
+        loss, metrics = modular_rssm_loss(self.model, batch, self.beta, self.free_nats)
+        return apply_step(self.model, self.optimizer, loss, metrics, self.grad_clip, self.record_grads)
+
+
 def train_rssm(memory, model, optimizer, record_grads: bool = True, *, steps: int = 100, batch_size: int = 32,
                seq_len: int = 50, beta: float = 1.0, free_nats: float = 3.0, bit_depth: int = 5,
                grad_clip: float | None = 1000.0) -> dict[str, float]:
     """Train an RSSM on replayed trajectories for one optimization phase.
 
-    ``steps`` gradient steps, each on ``batch_size`` sequences of ``seq_len`` transitions
-    sampled from ``memory``; reconstruction, reward and KL objectives across the rollout steps.
-    Returns the loss terms averaged over the phase (with ``record_grads``, gradient norms
-    per module too).
+    ``steps`` gradient steps (:meth:`RSSMLearner.update`), each on ``batch_size`` sequences of
+    ``seq_len`` transitions sampled from ``memory``; reconstruction, reward and KL objectives
+    across the rollout steps. Returns the loss terms averaged over the phase (with
+    ``record_grads``, gradient norms per module too; ``skipped`` counts non-finite steps).
     """
     if not isinstance(steps, int) or steps <= 0:
         raise ValueError(f"train_rssm: steps must be a positive int, got {steps!r}")
-    device = _device_of(model)
-    model.train()
-    rows = []
-    for _ in range(steps):
-        batch = memory_batch(memory, batch_size, seq_len, bit_depth, device)
-        if isinstance(model, ModularRSSM):
-            loss, metrics = modular_rssm_loss(model, batch, beta, free_nats)
-        else:
-            loss, metrics = planet_loss(model, batch["obs"], batch["actions"], batch["rewards"],
-                                        batch["is_first"], batch["mask"], beta=beta, free_nats=free_nats)
-        metrics.update(optimizer_step(model, optimizer, loss, grad_clip, record_grads=record_grads))
-        rows.append(metrics)
-    return {k: float(np.mean([r[k] for r in rows if k in r])) for k in rows[0]}
+    learner = RSSMLearner(model, optimizer, batch_size=batch_size, seq_len=seq_len, beta=beta,
+                          free_nats=free_nats, bit_depth=bit_depth, grad_clip=grad_clip, record_grads=record_grads)
+    replay = EpisodeReplay(memory, batch_size, seq_len)
+    return mean_update_metrics([learner.update({DEFAULT_SAMPLE: replay.sample()}) for _ in range(steps)])
 
 
 def save_frames(target, pred_prior, pred_posterior, name: str, n_rows: int = 5) -> str:
@@ -207,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _build_model(args, obs_shape: tuple[int, ...], action_size: int, device) -> torch.nn.Module:
     if args.model == "planet":
-        from distwm.models.rssm import RecurrentStateSpaceModel
+        from distwm.models.planet.networks import RecurrentStateSpaceModel
 
         return RecurrentStateSpaceModel(action_size, obs_shape=obs_shape).to(device)
     from distwm.models.modular_rssm import create_modular_rssm
@@ -223,19 +245,22 @@ def _build_model(args, obs_shape: tuple[int, ...], action_size: int, device) -> 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """Standalone training loop for RSSM with generated replay.
 
-    Builds the env, fills memory with ``--seed-episodes`` random-policy episodes, then for
-    every further episode collects it (random policy: the replay is generated, no planner is
-    needed), trains for one phase, logs, and every ``--eval-every`` episodes evaluates and
-    checkpoints. Returns the logged rows.
+    Builds the env, fills memory with ``--seed-episodes`` random-policy episodes, then runs
+    the one training loop (:class:`distwm.loop.TrainLoop`): every round collects an episode
+    (random policy: the replay is generated, no planner is needed) and takes
+    ``--steps-per-episode`` updates; after each round a row is logged, and every
+    ``--eval-every`` episodes the model is evaluated and checkpointed. Returns the logged rows.
     """
     import functools
 
     from distwm.configs.planet_config import PlanetConfig
     from distwm.controller.rollout_generator import RolloutGenerator
     from distwm.envs import make_env_from_config
+    from distwm.loop.train_loop import TrainLoop
     from distwm.memory.planet_memory import Episode, Memory
-    from distwm.models.planet_agent import resolve_device
-    from distwm.models.planet_env import PlanetEnv
+    from distwm.models.planet.env import PlanetEnv, resolve_device
+    from distwm.models.planet.episodes import EpisodeCollector, EpochHook
+    from distwm.utils.checkpoint import save_file
 
     args = build_parser().parse_args(argv)
     torch.manual_seed(args.seed)
@@ -246,6 +271,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
                     max_episode_steps=args.max_episode_steps)
     model = _build_model(args, env.observation_size, env.action_size, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, eps=1e-4)
+    learner = RSSMLearner(model, optimizer, batch_size=args.batch_size, seq_len=args.seq_len,
+                          bit_depth=config.bit_depth)
     memory = Memory(args.memory_size)
     generator = RolloutGenerator(env, device, episode_gen=functools.partial(Episode, postprocess_fn=env.to_storage),
                                  max_episode_steps=args.max_episode_steps, name="train_rssm")
@@ -253,17 +280,16 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     os.makedirs(args.results_dir, exist_ok=True)
     rows: list[dict[str, Any]] = []
     start = time.time()
-    for episode_index in range(1, args.episodes + 1):
-        memory.append([generator.rollout_once(random_policy=True)])
-        row: dict[str, Any] = {"episode": episode_index, "env_steps": memory.size, **train_rssm(
-            memory, model, optimizer, record_grads=False, steps=args.steps_per_episode,
-            batch_size=args.batch_size, seq_len=args.seq_len, bit_depth=config.bit_depth)}
+
+    def end_episode(metrics: dict[str, float]) -> bool:
+        episode_index = len(rows) + 1
+        row: dict[str, Any] = {"episode": episode_index, "env_steps": memory.size, **metrics}
         if episode_index % args.eval_every == 0 or episode_index == args.episodes:
             row.update({f"eval_{k}": v for k, v in evaluate(memory, model, args.results_dir, episode_index,
                                                            bit_depth=config.bit_depth).items()})
-            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "episode": episode_index, "args": vars(args)},
-                       os.path.join(args.results_dir, "checkpoint.pt"))
+            save_file({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                       "episode": episode_index, "args": vars(args)},
+                      os.path.join(args.results_dir, "checkpoint.pt"))
         elapsed = time.time() - start
         eta = elapsed / episode_index * (args.episodes - episode_index)
         print(f"episode {episode_index}/{args.episodes} loss {row['loss']:.3f} "
@@ -271,6 +297,13 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         rows.append(row)
         with open(os.path.join(args.results_dir, "metrics.jsonl"), "a", encoding="utf-8") as f:
             f.write(json.dumps({k: v for k, v in row.items() if not isinstance(v, np.ndarray)}) + "\n")
+        return episode_index >= args.episodes
+
+    # episodes, not env steps, end the run: the step budget is unbounded
+    TrainLoop(learner, EpisodeCollector(generator, args.action_repeat, random_policy=True),
+              EpisodeReplay(memory, args.batch_size, args.seq_len), total_steps=sys.maxsize,
+              updates_per_collect=args.steps_per_episode,
+              on_update=EpochHook(args.steps_per_episode, end_episode), progress=False).run()
     return rows
 
 

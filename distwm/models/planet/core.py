@@ -132,15 +132,17 @@ class PlanetCore(CheckpointMixin):
         metrics = train_step(self.rssm, self.optimizer, batch, beta=self.kl_beta, free_nats=self.config.free_nats,
                              grad_clip=self.config.grad_clip_norm, record_grads=self.record_grads)
         if metrics["skipped"]:
-            self._skip_nonfinite(metrics)
+            self._skip_nonfinite(metrics, batch)
         else:
             self._nonfinite_streak = 0
             self.updates += 1
         metrics.update(updates=float(self.updates), nonfinite_updates=float(self.nonfinite_updates))
         return metrics
 
-    def _skip_nonfinite(self, metrics: Mapping[str, float]) -> None:
-        what = "loss" if not np.isfinite(metrics["loss"]) else "gradient"
+    def _skip_nonfinite(self, metrics: Mapping[str, float], batch: Mapping[str, torch.Tensor]) -> None:
+        bad = [k for k in ("obs", "actions", "rewards") if not bool(torch.isfinite(batch[k]).all())]
+        what = (f"loss (non-finite {', '.join(bad)} in the batch)" if bad
+                else "loss" if not np.isfinite(metrics["loss"]) else "gradient")
         self.nonfinite_updates += 1
         self._nonfinite_streak += 1
         log.warning("PlaNet update %d skipped: non-finite %s (%d skipped in all)",

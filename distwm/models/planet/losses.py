@@ -28,6 +28,7 @@ from distwm.utils.utils import get_mask, preprocess_img
 
 __all__ = [
     "prepare_observation",
+    "masked_mean",
     "planet_loss",
     "optimizer_step",
     "apply_step",
@@ -48,7 +49,8 @@ def prepare_observation(obs: Any, bit_depth: int, device: Any = "cpu") -> torch.
     return tensor.float()
 
 
-def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values`` where ``mask`` is 1 (0 when nothing is)."""
     return (values * mask).sum() / mask.sum().clamp(min=1.0)
 
 
@@ -70,19 +72,21 @@ def planet_loss(
     obs_dims = tuple(range(2, obs.dim()))
     obs_error = (recon - obs).pow(2).sum(dim=obs_dims)
     reward_error = (rssm.pred_reward(seq.states, seq.latents) - rewards).pow(2)
+    # no argument validation: a non-finite input gives a non-finite loss, which the step skips
     kl = kl_divergence(
-        Normal(seq.posterior_mean, seq.posterior_std), Normal(seq.prior_mean, seq.prior_std)
+        Normal(seq.posterior_mean, seq.posterior_std, validate_args=False),
+        Normal(seq.prior_mean, seq.prior_std, validate_args=False),
     ).sum(-1)
-    obs_loss = _masked_mean(obs_error, mask)
-    reward_loss = _masked_mean(reward_error, mask * (1.0 - is_first))
-    kl_loss = _masked_mean(kl.clamp(min=free_nats), mask)
+    obs_loss = masked_mean(obs_error, mask)
+    reward_loss = masked_mean(reward_error, mask * (1.0 - is_first))
+    kl_loss = masked_mean(kl.clamp(min=free_nats), mask)
     loss = obs_loss + reward_loss + beta * kl_loss
     metrics = {
         "loss": float(loss.detach()),
         "obs_loss": float(obs_loss.detach()),
         "reward_loss": float(reward_loss.detach()),
         "kl_loss": float(kl_loss.detach()),
-        "kl": float(_masked_mean(kl, mask).detach()),
+        "kl": float(masked_mean(kl, mask).detach()),
     }
     return loss, metrics
 

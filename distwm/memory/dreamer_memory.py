@@ -166,7 +166,7 @@ class ReplayBuffer:
         shorter (another named sample of the same data).
         """
         if seq_len is not None and not 1 <= seq_len <= self.seq_len:
-            raise ValueError(f"this buffer samples sequences of 1 to {self.seq_len} steps, not {seq_len}")
+            raise ValueError(f"this buffer samples sequences of {self.seq_len} steps (or shorter), not {seq_len}")
         if not self.can_sample():
             raise ValueError(
                 f"ReplayBuffer holds {len(self)} steps, no complete sequence of "

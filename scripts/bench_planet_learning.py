@@ -28,11 +28,11 @@ def _planning_speed(num_envs: int, seconds: float) -> float:
     import torch
 
     from distwm.configs.planet_config import PlanetConfig
-    from distwm.models.planet_agent import PlanetAgent
+    from distwm.models.planet import PlanetCore
 
     obs_space = gym.spaces.Dict({"state": gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)})
-    agent = PlanetAgent.from_config(PlanetConfig(device="cpu"), obs_space,
-                                    gym.spaces.Box(-1.0, 1.0, (1,), np.float32))
+    agent = PlanetCore.from_config(PlanetConfig(device="cpu"), obs_space,
+                                   gym.spaces.Box(-1.0, 1.0, (1,), np.float32))
     state = agent.initial_state(num_envs)
     obs = {"state": np.zeros((num_envs, 3), np.float32), "is_first": np.zeros(num_envs, bool)}
     agent.act(obs, state, explore=False)  # warm up

@@ -104,3 +104,18 @@ def test_the_seed_module_paths_re_export_the_package():
     assert rssm.RecurrentStateSpaceModel is package.RecurrentStateSpaceModel
     assert rssm_heads.RewardModel is package.RewardModel and planet_env.PlanetEnv is package.PlanetEnv
     assert planet_loss.train_step is train_step
+
+
+def test_the_seed_training_step_and_update_are_the_same_step():
+    from distwm.training.train_planet import train
+
+    memory, seed_core, core = toy_memory(), _core(), _core()
+    np.random.seed(3)
+    torch.manual_seed(3)
+    seed_metrics = train(memory, seed_core.rssm, seed_core.optimizer, "cpu", N=4, H=6, beta=core.kl_beta,
+                         free_nats=core.config.free_nats, grad_clip=core.config.grad_clip_norm)
+    np.random.seed(3)
+    torch.manual_seed(3)
+    metrics = core.update({DEFAULT_SAMPLE: memory_sequences(memory, 4, 6, "state")})
+    assert metrics["loss"] == pytest.approx(seed_metrics["loss"], rel=1e-6)
+    assert all(torch.allclose(v, core.get_weights()[k]) for k, v in seed_core.get_weights().items())

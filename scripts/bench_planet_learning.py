@@ -2,7 +2,7 @@
 
 1. Learning: :class:`distwm.models.planet.Planet` on ``Pendulum-v1`` (state observations,
    action repeat 2, 100 agent steps an episode) for ``--epochs`` epochs or ``--budget``
-   seconds: each epoch trains the RSSM, then collects one episode with the CEM planner. Prints
+   seconds: each epoch collects one episode with the CEM planner, then trains the RSSM. Prints
    the return of every collected episode beside the mean return of a random policy, and saves
    ``learning_curve.png`` and ``learning_curve.json`` under ``--out``.
 2. Planning speed: planned env steps per second of a PlaNet agent with the *default* model and

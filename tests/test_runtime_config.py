@@ -77,7 +77,7 @@ def test_cli_flags_config_file_and_set_precedence(tmp_path, capsys):
     assert run.model == TINY
     assert run.agent == {"lr": 0.2, "env": "sign", "seed": 4, "batch_size": 2}
     rt = run.runtime
-    assert (rt.workers, rt.envs_per_worker, rt.shards, rt.train_ratio, rt.steps) == (3, 2, 2, 64.0, 700)
+    assert (rt.workers, rt.envs_per_worker, rt.shards, rt.train_ratio, rt.total_steps) == (3, 2, 2, 64.0, 700)
 
 
 def test_cli_errors_are_clear():
@@ -102,7 +102,7 @@ def no_ray(monkeypatch):
 
 @pytest.mark.parametrize("runtime,message", [
     (dict(workers=1, envs_per_worker=1, shards=2), "1 env streams cannot feed runtime.shards=2"),
-    (dict(workers=2, capacity=64, chunk_length=16), "raise capacity to"),
+    (dict(workers=2, capacity=64, chunk_length=16), "raise buffer_size to"),
     (dict(workers=1, env_factory="runtime_agent:no_such_factory"), "no attribute 'no_such_factory'"),
 ])
 def test_run_fails_before_any_actor_starts(tmp_path, no_ray, runtime, message):

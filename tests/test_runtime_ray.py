@@ -118,13 +118,13 @@ def test_killed_env_worker_and_replay_shard_are_restarted(ray_session, tmp_path)
     # a budget well past the shard kill (the first checkpoint after the worker kill), so that
     # the restored shard always receives new chunks before the run ends
     rt = runtime(tmp_path, "kill-worker", shards=1, envs_per_worker=1, eval_episodes=0,
-                 steps=960, checkpoint_interval=20, progress_seconds=0.5)
+                 steps=1600, checkpoint_interval=20, progress_seconds=0.25)
     result = run(TinyAgentConfig(seed=4), rt, on_progress=kill)
     s = result.summary
     assert set(killed) == {"worker", "shard"}
     assert s["restarts"] == {"worker": 1, "shard": 1}
     assert s["worker_incarnations"] == [1, 0]
-    assert s["env_steps"] >= 960 and s["worker_steps"][0] > 0
+    assert s["env_steps"] >= 1600 and s["worker_steps"][0] > 0
     # the shard came back from a checkpoint's snapshot (not empty) and went on filling
     event = next(e for e in s["events"] if e["role"] == "shard")
     assert event["restored_from"] is not None and "ckpt-" in event["restored_from"]
@@ -147,8 +147,9 @@ def test_killed_learner_resumes_from_its_checkpoint(ray_session, tmp_path):
             killed.append((rec["updates"], driver.checkpoint))
             ray.kill(driver.learner, no_restart=True)
 
+    # checkpoints every 40 env steps; enough steps that the learner has work left after the kill
     rt = runtime(tmp_path, "kill-learner", envs_per_worker=1, shards=1, eval_episodes=0,
-                 checkpoint_interval=40, progress_seconds=0.5)
+                 checkpoint_interval=40, progress_seconds=0.25, steps=1600)
     result = run(TinyAgentConfig(seed=5), rt, on_progress=kill_learner)
     s = result.summary
     assert killed and s["restarts"] == {"learner": 1}

@@ -150,6 +150,12 @@ class Learner:
         return {"updates": self.updates, "checkpoint_updates": int(state["updates"]),
                 "version": self.version, "counters": self.counters}
 
+    def _env_steps(self) -> int:
+        """The checkpoint cadence's clock: the driver's count at the call, or what the shards
+        have received since (their stats come with every sample)."""
+        inserted = sum(int(s.get("inserted", 0)) for s in self.fetcher.stats.values())
+        return max(int(self.counters.get("env_steps", 0)), inserted)
+
     def report(self) -> dict[str, Any] | None:
         """``agent.report(batch)`` on the last batch of the agent's first sample (open-loop
         predictions beside the real frames), or ``None`` if the agent has no ``report``."""
@@ -208,9 +214,8 @@ class Learner:
             self.updates += 1
             if self.updates % self.runtime.broadcast_interval == 0:
                 self._publish()
-        env_steps = int(self.counters.get("env_steps", 0))
-        if done and not self.fetcher.dead and self.checkpoint_cadence.due(env_steps):
-            checkpoint = self.checkpoint(shards)
+            if not self.fetcher.dead and self.checkpoint_cadence.due(self._env_steps()):
+                checkpoint = self.checkpoint(shards)
         result = {
             "updates": self.updates, "done": done, "version": self.version,
             "metrics": {k: v / done for k, v in sums.items()} if done else {},

@@ -185,7 +185,7 @@ def learner_idle(run, seconds: float) -> dict[str, float]:
 
     spec = probe_run(run)
     rt = run.runtime
-    steps_per_update = spec.batch_size * spec.seq_len
+    steps_per_update = spec.steps_per_update
     # prefill enough for ~5 updates/s over the window at the target ratio; the error buffer
     # lets the prefill in without a learner and gives the learner that much budget besides
     prefill = max(int(5 * seconds * steps_per_update / spec.train_ratio) + 2 * spec.seq_len,
@@ -202,8 +202,7 @@ def learner_idle(run, seconds: float) -> dict[str, float]:
     ray.kill(worker)
     learner = ray.remote(Learner).options(num_cpus=1).remote(
         run.replace(runtime=rt.replace(checkpoint_interval=10 ** 9, broadcast_interval=10)).to_dict(),
-        spec.observation_space, spec.action_space, "cpu", "/tmp/distwm-bench-learner",
-        spec.batch_size, spec.seq_len)
+        spec.observation_space, spec.action_space, "cpu", "/tmp/distwm-bench-learner")
     ray.get(learner.setup.remote())
     ray.get(learner.train.remote([shard], 2, 60.0))  # warm-up (first updates are slow)
     result = ray.get(learner.train.remote([shard], 10 ** 9, seconds))

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Mapping
 
 import numpy as np
 
@@ -29,6 +30,7 @@ __all__ = [
     "PREDICTED_COLOR",
     "to_rgb_frames",
     "error_frames",
+    "open_loop_outputs",
     "open_loop_strip",
     "open_loop_video",
     "save_png",
@@ -229,3 +231,36 @@ def save_video(frames, path: str | os.PathLike, fps: float = 10) -> str:
         _log.info("imageio-ffmpeg is not installed: writing %s as GIF", path)
         ext, path = "gif", root + ".gif"
     return write_video(arr, path, fps=fps, fmt=ext)
+
+
+def open_loop_outputs(pred: Mapping[str, np.ndarray], context: int, rows: int) -> dict[str, dict]:
+    """A family's ``report(batch)`` from its open-loop predictions.
+
+    ``pred`` holds batch-major arrays: ``image`` / ``image_pred`` (uint8 frames), ``state`` /
+    ``state_pred``, ``reward`` / ``reward_pred`` and ``is_first``, each where the family has
+    them. Returns ``{"scalars": openloop/* errors over the predicted steps (and the context
+    reconstructions), "images": {"openloop": strip}, "videos": {"openloop": video}}`` for the
+    first ``rows`` sequences; no images or videos without ``image``."""
+    if not isinstance(rows, (int, np.integer)) or rows < 1:
+        raise ValueError(f"open_loop_report: rows must be an int >= 1, got {rows!r}")
+
+    def mse(a: np.ndarray, b: np.ndarray) -> float:
+        return float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+
+    scalars: dict[str, float] = {}
+    images: dict[str, np.ndarray] = {}
+    videos: dict[str, np.ndarray] = {}
+    if "image" in pred:
+        scalars["openloop/image_mse"] = mse(pred["image_pred"][:, context:], pred["image"][:, context:])
+        scalars["openloop/image_mse_context"] = mse(pred["image_pred"][:, :context],
+                                                    pred["image"][:, :context])
+        truth, model = pred["image"][:rows], pred["image_pred"][:rows]
+        images["openloop"] = open_loop_strip(truth, model, context)
+        videos["openloop"] = open_loop_video(truth, model, context)
+    if "state" in pred:
+        scalars["openloop/state_mse"] = mse(pred["state_pred"][:, context:], pred["state"][:, context:])
+    if "reward" in pred:
+        err = (pred["reward_pred"][:, context:] - pred["reward"][:, context:]) ** 2
+        keep = ~pred["is_first"][:, context:]
+        scalars["openloop/reward_mse"] = float(err[keep].mean()) if keep.any() else float("nan")
+    return {"scalars": scalars, "images": images, "videos": videos}

@@ -29,7 +29,7 @@ from torch import Tensor
 
 from distwm.models.planet.losses import prepare_observation
 from distwm.utils.report_context import eval_mode, seeded, unwrap_sample
-from distwm.utils.media import open_loop_strip, open_loop_video
+from distwm.utils.media import open_loop_outputs
 from distwm.utils.utils import postprocess_img
 
 __all__ = ["open_loop_predictions", "open_loop_report"]
@@ -124,33 +124,11 @@ def open_loop_predictions(agent, batch: Mapping[str, Any], context: int = 5,
     return out
 
 
-def _mse(pred: np.ndarray, truth: np.ndarray) -> float:
-    return float(np.mean((pred.astype(np.float64) - truth.astype(np.float64)) ** 2))
-
-
 def open_loop_report(agent, batch: Mapping[str, Any], context: int = 5, rows: int = 4,
                      seed: int | None = 0) -> dict[str, dict[str, Any]]:
     """``{"scalars", "images", "videos"}`` of open-loop predictions (see the module docstring).
 
     ``rows`` sequences of the batch are drawn; the scalars average over the whole batch.
     """
-    if not isinstance(rows, (int, np.integer)) or rows < 1:
-        raise ValueError(f"open_loop_report: rows must be an int >= 1, got {rows!r}")
     pred = open_loop_predictions(agent, batch, context, seed)
-    scalars: dict[str, float] = {}
-    images: dict[str, np.ndarray] = {}
-    videos: dict[str, np.ndarray] = {}
-    if "image" in pred:
-        scalars["openloop/image_mse"] = _mse(pred["image_pred"][:, context:], pred["image"][:, context:])
-        scalars["openloop/image_mse_context"] = _mse(pred["image_pred"][:, :context],
-                                                     pred["image"][:, :context])
-        truth, model = pred["image"][:rows], pred["image_pred"][:rows]
-        images["openloop"] = open_loop_strip(truth, model, context)
-        videos["openloop"] = open_loop_video(truth, model, context)
-    else:
-        scalars["openloop/state_mse"] = _mse(pred["state_pred"][:, context:], pred["state"][:, context:])
-    if "reward" in pred:
-        err = (pred["reward_pred"][:, context:] - pred["reward"][:, context:]) ** 2
-        keep = ~pred["is_first"][:, context:]
-        scalars["openloop/reward_mse"] = float(err[keep].mean()) if keep.any() else float("nan")
-    return {"scalars": scalars, "images": images, "videos": videos}
+    return open_loop_outputs(pred, context, rows)

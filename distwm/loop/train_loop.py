@@ -84,7 +84,7 @@ class TrainLoop:
                  publish: Callable[[Any], None] | None = None, broadcast_interval: int = 1,
                  on_update: Callable[[Mapping[str, float]], bool] | None = None,
                  progress: bool = True, desc: str = "train"):
-        if total_steps <= start_steps and total_steps <= 0:
+        if total_steps <= 0:
             raise ValueError(f"total_steps must be a positive int, got {total_steps!r}")
         if updates_per_collect is not None and updates_per_collect < 0:
             raise ValueError(f"updates_per_collect must be >= 0, got {updates_per_collect!r}")
@@ -111,6 +111,7 @@ class TrainLoop:
         self.eval_history: list[tuple[int, float]] = []
         self.episode_returns: list[tuple[int, float]] = []
         self.stopped = False
+        self._rate_steps, self._rate_time = self.env_steps, time.monotonic()
 
     # -- one update ------------------------------------------------------------------------
     def _can_train(self) -> bool:

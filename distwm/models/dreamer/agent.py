@@ -161,16 +161,13 @@ class DreamerAgent:
         dreamer.replay = self.replay
         repeat = rcfg.action_repeat
 
-        def count(records, stepped: int) -> None:
-            dreamer.env_steps += stepped * repeat
-
         def evaluate(step: int) -> float:
             return self._evaluate_now(dreamer)
 
         def checkpoint(step: int) -> None:
             dreamer.save(os.path.join(self.log_dir, "checkpoints", "latest.pt"))
 
-        collector = RunnerCollector(envs, dreamer, rcfg.seed, repeat, on_step=count)
+        collector = RunnerCollector(envs, dreamer, rcfg.seed, repeat, on_step=dreamer.count_env_steps)
         loop = TrainLoop(
             dreamer, collector, StepReplay(self.replay), total_steps=total,
             start_steps=dreamer.env_steps, prefill_steps=rcfg.seed_steps,

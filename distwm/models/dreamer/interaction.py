@@ -1,7 +1,7 @@
 """The seed's env-facing methods of ``Dreamer``: collect random or policy steps into the
-attached replay, and evaluate. They step envs with :class:`distwm.loop.env_loop.EnvRunner` (the
-one env loop of distwm; pure Python, no Ray) and keep one runner per env, so that consecutive
-calls continue the env's episode."""
+attached replay, and evaluate. They collect with the same
+:class:`~distwm.loop.adapters.RunnerCollector` as ``DreamerAgent.train`` (over
+:class:`distwm.loop.env_loop.EnvRunner`, the one env loop of distwm)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from distwm.loop.env_loop import RandomActor, make_runner
+from distwm.loop.env_loop import make_runner
 
-__all__ = ["InteractionMixin", "RandomActor", "make_runner"]
+__all__ = ["InteractionMixin"]
 
 
 class InteractionMixin:
@@ -31,47 +31,45 @@ class InteractionMixin:
             )
         return self.replay
 
-    def _collector(self, env, agent):
-        runners = self.__dict__.setdefault("_runners", {})
-        runner = runners.get(id(env))
-        if runner is None or runner.envs[0] is not env:
-            runner = runners[id(env)] = make_runner([env], agent, self.args.seed)
-        if runner.agent is not agent:
-            runner.set_agent(agent)
-        return runner
-
-    def step_into_replay(self, runner, replay) -> tuple[int, list]:
-        """One exploring step of every env of ``runner`` into ``replay``; counts the env steps
-        (frames). Returns ``(envs that stepped, episodes that ended: (index, return, length))``;
-        an env whose episode had ended resets instead of stepping."""
-        records, episodes = runner.step(explore=True)
-        replay.add_batch(records)
-        stepped = int((~records["is_last"]).sum())
+    def count_env_steps(self, records, stepped: int) -> None:
+        """``on_step`` of a :class:`~distwm.loop.adapters.RunnerCollector`: counts the frames of
+        the envs that stepped (an env whose episode had ended resets instead)."""
         self.env_steps += stepped * self.args.action_repeat
-        return stepped, episodes
 
-    def _collect(self, env, steps: int, agent) -> list[float]:
+    def _collector(self, env):
+        """One collector per env, so that consecutive calls continue the env's episode."""
+        from distwm.loop.adapters import RunnerCollector
+
+        collectors = self.__dict__.setdefault("_collectors", {})
+        collector = collectors.get(id(env))
+        if collector is None or collector.envs[0] is not env:
+            collector = collectors[id(env)] = RunnerCollector(
+                [env], self, self.args.seed, self.args.action_repeat, on_step=self.count_env_steps)
+        return collector
+
+    def _collect(self, env, steps: int, random: bool) -> list[float]:
         if not isinstance(steps, (int, np.integer)) or steps < 1:
             raise ValueError(f"the number of steps to collect must be a positive int, got {steps!r}")
         replay = self._ensure_replay()
-        runner = self._collector(env, agent)
+        collector = self._collector(env)
         returns: list[float] = []
         taken = 0
         while taken < steps:
-            stepped, episodes = self.step_into_replay(runner, replay)
-            taken += stepped
-            returns.extend(ret for _, ret, _ in episodes)
+            got = collector.collect(random=random)
+            replay.add_batch(got.data)
+            taken += got.inserted
+            returns.extend(ret for ret, _ in got.episodes)
         return returns
 
     def collect_random_episodes(self, env, seed_steps: int) -> list[float]:
         """Add ``seed_steps`` steps of uniformly random actions to the replay; returns the
         returns of the episodes that ended meanwhile."""
-        return self._collect(env, seed_steps, RandomActor([env]))
+        return self._collect(env, seed_steps, random=True)
 
     def act_and_collect_data(self, env, collect_steps: int) -> list[float]:
         """Add ``collect_steps`` steps of the exploring policy to the replay; returns the
         returns of the episodes that ended meanwhile."""
-        return self._collect(env, collect_steps, self)
+        return self._collect(env, collect_steps, random=False)
 
     def evaluate(self, env, eval_episodes: int, render: bool = False,
                  seed: int | None = None) -> dict[str, Any]:

@@ -228,3 +228,42 @@ class TwoSampleAgent(TinyAgent):
     def load_state_dict(self, state):
         super().load_state_dict(state)
         self.counts = dict(state["counts"])
+
+
+class SquareEnv(gym.Env):
+    """64x64 pixel observations of a square that moves with the (one-hot) action; reward 1
+    when it is in the right half. For pixel tests of the runtime (open-loop predictions)."""
+
+    def __init__(self, seed: int = 0, time_limit: int = 30):
+        self.observation_space = gym.spaces.Dict(
+            {"image": gym.spaces.Box(0, 255, (3, 64, 64), np.uint8)})
+        self.action_space = gym.spaces.Box(0.0, 1.0, (2,), np.float32)
+        self.action_space.n = 2  # one-hot discrete, as distwm's adapters mark it
+        self.time_limit = time_limit
+        self._rng = np.random.default_rng(seed)
+        self._x = self._t = 0
+
+    def _obs(self) -> dict:
+        image = np.zeros((3, 64, 64), np.uint8)
+        image[:, 24:40, self._x:self._x + 16] = 255
+        return {"image": image}
+
+    def reset(self, *, seed: int | None = None, options=None):
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+        self._x, self._t = int(self._rng.integers(0, 48)), 0
+        return self._obs(), {}
+
+    def step(self, action):
+        self._x = int(np.clip(self._x + (8 if np.argmax(action) else -8), 0, 48))
+        self._t += 1
+        return self._obs(), float(self._x >= 24), False, self._t >= self.time_limit, {}
+
+
+def make_square_env(config: Any, seed: int) -> SquareEnv:
+    return SquareEnv(seed=seed)
+
+
+def square_backend(env_id: str, **kwargs) -> SquareEnv:
+    """An env-backend factory (``register_env_backend``) for the square env."""
+    return SquareEnv(seed=int(kwargs.get("seed") or 0))

@@ -78,3 +78,30 @@ def test_create_model_names(tmp_path, monkeypatch):
         agent = distwm.create_model(name, env="CartPole-v1")
         assert isinstance(agent, DreamerAgent) and agent.config.version == version
     assert os.listdir(tmp_path) == []  # nothing written by construction
+
+
+def test_single_process_pixel_training_logs_open_loop_predictions(tmp_path):
+    """DreamerAgent.train writes the open-loop strip and video at every evaluation, as the
+    runtime does (a square moving in 64x64 frames, through a registered env backend)."""
+    import sys
+
+    import imageio.v3 as iio
+
+    from distwm.registry import deregister_env_backend, register_env_backend
+
+    sys.path.insert(0, os.path.dirname(__file__))
+    register_env_backend("square-test", "runtime_agent:square_backend")
+    try:
+        agent = DreamerAgent(env="square", env_backend="square-test", model_size="tiny",
+                             cnn_depth=4, batch_size=2, train_seq_len=8, imagine_horizon=3,
+                             train_ratio=4.0, device="cpu", seed_steps=50, eval_interval=100,
+                             eval_episodes=1, checkpoint_interval=0, log_dir=str(tmp_path),
+                             exp_name="px")
+        agent.train(200)
+    finally:
+        deregister_env_backend("square-test")
+    media = tmp_path / "px" / "media"
+    assert sorted(p.name for p in media.glob("openloop_*.png")) == ["openloop_100.png", "openloop_200.png"]
+    assert iio.imread(media / "openloop_200.png").shape[1] > 8 * 64
+    rows = [json.loads(line) for line in open(tmp_path / "px" / "metrics.jsonl")]
+    assert [r["step"] for r in rows if "openloop/image_mse" in r] == [100, 200]

@@ -233,10 +233,7 @@ class Driver(SupervisionMixin, SchedulingMixin, ProgressMixin):
         self._tick()
         counters = self._counters_snapshot()
         self.checkpoint = ray.get(self.learner.checkpoint.remote(self.shards, counters))
-        try:  # the checkpoint is written: a failing report must not lose the run's report
-            self._log_media(ray.get(self.learner.report.remote()))
-        except ray.exceptions.RayTaskError as exc:
-            self._say(f"[distwm] the agent's report(batch) failed, no open-loop media: {exc}")
+        self._log_media(ray.get(self.learner.report.remote()))
         final_eval = None
         if self.evaluator is not None:
             ref = self.evaluator.evaluate.remote(self.weights, self.runtime.eval_episodes)

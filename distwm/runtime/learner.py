@@ -10,6 +10,7 @@ a temporary name and renamed when complete; ``checkpoints/latest`` names the new
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import time
@@ -20,6 +21,8 @@ from distwm.runtime.batch_fetcher import SampleFetcher
 from distwm.loop.env_loop import build_agent, limit_torch_threads
 
 __all__ = ["Learner", "latest_checkpoint", "load_checkpoint", "write_checkpoint"]
+
+_log = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "learner.pt"
 LATEST = "latest"
@@ -158,13 +161,19 @@ class Learner:
 
     def report(self) -> dict[str, Any] | None:
         """``agent.report(batch)`` on the last batch of the agent's first sample (open-loop
-        predictions beside the real frames), or ``None`` if the agent has no ``report``."""
+        predictions beside the real frames), or ``None`` if the agent has no ``report`` (or it
+        failed: said in the learner's log)."""
         report = getattr(self.agent, "report", None)
         if report is None or not self.last_batches:
             return None
         name = self.agent.data_spec().names[0]
         batch = self.last_batches.get(name) or next(iter(self.last_batches.values()))
-        return report(batch)
+        try:
+            return report(batch)
+        except Exception as exc:  # a report is for people to look at: it never ends a run
+            _log.warning("the agent's report(batch) failed, no open-loop media: %s: %s",
+                         type(exc).__name__, exc)
+            return None
 
     def weights(self) -> tuple[int, list]:
         """``(version, [ref])`` of the latest published weights."""
@@ -188,7 +197,8 @@ class Learner:
 
         Returns counters, mean agent metrics, timing (``wait_time``: waiting for data), new
         weights ``(version, [ref])`` if published since the last call, the path of a
-        checkpoint written during the call, and ``starved`` when data ran short.
+        checkpoint written during the call with the agent's :meth:`report` at that point, and
+        ``starved`` when data ran short.
         """
         self.setup()
         if counters is not None:
@@ -198,7 +208,7 @@ class Learner:
         deadline = start + max_seconds
         wait0, done, starved = self.fetcher.wait_time, 0, False
         sums: dict[str, float] = {}
-        checkpoint = None
+        checkpoint = media = None
         while done < max_updates and time.monotonic() < deadline:
             batches = self.fetcher.next_batches(self.updates, deadline)
             if batches is None:
@@ -216,13 +226,14 @@ class Learner:
                 self._publish()
             if not self.fetcher.dead and self.checkpoint_cadence.due(self._env_steps()):
                 checkpoint = self.checkpoint(shards)
+                media = self.report()
         result = {
             "updates": self.updates, "done": done, "version": self.version,
             "metrics": {k: v / done for k, v in sums.items()} if done else {},
             "wait_time": self.fetcher.wait_time - wait0, "seconds": time.monotonic() - start,
             "starved": starved, "dead_shards": sorted(self.fetcher.dead),
             "shard_stats": dict(self.fetcher.stats), "checkpoint": checkpoint,
-            "weights": None,
+            "report": media, "weights": None,
         }
         if self.version != self._returned_version:
             result["weights"] = (self.version, [self._weights_ref])

@@ -126,6 +126,7 @@ class SchedulingMixin:
             self.weights = result["weights"]
         if result["checkpoint"]:
             self.checkpoint = result["checkpoint"]
+        self._log_media(result["report"])
         for key, value in result["metrics"].items():
             acc = self.window["train"].setdefault(key, [0.0, 0])
             acc[0] += value * result["done"]

@@ -162,7 +162,9 @@ class DreamerAgent:
         repeat = rcfg.action_repeat
 
         def evaluate(step: int) -> float:
-            return self._evaluate_now(dreamer)
+            mean = self._evaluate_now(dreamer)
+            self._log_report(dreamer)
+            return mean
 
         def checkpoint(step: int) -> None:
             dreamer.save(os.path.join(self.log_dir, "checkpoints", "latest.pt"))
@@ -207,6 +209,16 @@ class DreamerAgent:
         _log.info("step %d  eval return %.1f +- %.1f over %d episodes", dreamer.env_steps, mean,
                   float(np.std(returns)), len(returns))
         return mean
+
+    def _log_report(self, dreamer) -> None:
+        """The open-loop predictions on a replayed batch (``Dreamer.report``) to the metrics,
+        TensorBoard and ``media/`` of the log dir, as the Ray runtime logs them."""
+        if self.replay is None or not self.replay.can_sample():
+            return
+        report = dreamer.report(self.replay.sample())
+        self._log(report["scalars"], dreamer.env_steps)
+        self._logger.log_images(report["images"], dreamer.env_steps)
+        self._logger.log_videos(report["videos"], dreamer.env_steps)
 
     def evaluate(self) -> dict[str, Any]:
         """``eval_episodes`` greedy episodes of the current (or ``checkpoint_path``) policy."""

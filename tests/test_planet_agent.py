@@ -141,6 +141,8 @@ def test_planet_trains_evaluates_and_checkpoints(tmp_path):
     out = tmp_path / "planet"
     assert len(history) == 2 and len(planet.memory) == 4 and planet.memory.size == 80
     assert {"loss", "lr", "train_return", "eval_return", "eval_reward_mse"} <= set(history[-1])
+    # the open-loop prediction errors of a replayed batch come with every evaluation
+    assert all(any(k.startswith("openloop/") for k in row) for row in history)
     assert history[1]["lr"] < config.learning_rate
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [0, 1]

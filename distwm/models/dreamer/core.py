@@ -320,12 +320,12 @@ class DreamerCore(CheckpointMixin, InteractionMixin):
         out.update(skipped=0.0, nonfinite_updates=float(self.nonfinite_updates), updates=float(self.updates))
         return out
 
-    def report(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+    def report(self, batch: Mapping[str, Any], context: int = 5) -> dict[str, Any]:
         """Open-loop predictions beside the real frames (the run report's and TensorBoard's
         ``openloop`` image and video; see :mod:`distwm.models.dreamer.report`)."""
         from distwm.models.dreamer.report import open_loop_report
 
-        return open_loop_report(self, batch)
+        return open_loop_report(self, batch, context)
 
     def train_one_batch(self) -> dict[str, float]:
         """One :meth:`update` on a batch sampled from the attached replay (``self.replay``)."""

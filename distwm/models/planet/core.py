@@ -115,11 +115,11 @@ class PlanetCore(CheckpointMixin):
         self.rssm.load_state_dict(weights)
 
     # -- learning -----------------------------------------------------------------------------
-    def report(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+    def report(self, batch: Mapping[str, Any], context: int = 5) -> dict[str, Any]:
         """Open-loop predictions beside the real frames (see :mod:`distwm.models.planet.report`)."""
         from distwm.models.planet.report import open_loop_report
 
-        return open_loop_report(self, batch)
+        return open_loop_report(self, batch, context)
 
     def update(self, batches: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
         """One gradient step on ``{"sequences": batch}``, ``batch`` a dict of ``(B, T, ...)``

@@ -254,6 +254,7 @@ class Planet:
         core = self.agent
         core.kl_beta, core.record_grads = float(beta), bool(record_grads)
         collector = EpisodeCollector(self.rollout_gen, self.config.action_repeat)
+        replay = EpisodeReplay(self.memory, batch_size, H, core.obs_key)
         start, last_epoch = time.time(), self.epoch + epochs
         bar = tqdm(total=epochs, desc="planet", disable=None)
 
@@ -271,6 +272,7 @@ class Planet:
             if self.epoch % save_every == 0 or self.epoch == last_epoch or stop:
                 row.update({f"eval_{k}": v for k, v in self.evaluate(1, out_dir).items()
                             if isinstance(v, float)})
+                row.update(self._log_report(replay, out_dir))
                 self.save_checkpoint(os.path.join(out_dir, f"checkpoint_{self.epoch:05d}.pt"))
             self.history.append(row)
             with open(os.path.join(out_dir, "metrics.jsonl"), "a", encoding="utf-8") as f:
@@ -280,7 +282,7 @@ class Planet:
             return stop or self.epoch >= last_epoch
 
         # epochs, not env steps, end the run: the step budget is unbounded
-        loop = TrainLoop(core, collector, EpisodeReplay(self.memory, batch_size, H, core.obs_key),
+        loop = TrainLoop(core, collector, replay,
                          total_steps=sys.maxsize, updates_per_collect=steps_per_epoch,
                          on_update=EpochHook(steps_per_epoch, end_epoch), progress=False, desc="planet")
         try:
@@ -288,6 +290,18 @@ class Planet:
         finally:
             bar.close()
         return self.history
+
+    def _log_report(self, replay, out_dir: str) -> dict[str, float]:
+        """The open-loop predictions on a replayed batch: ``media/openloop_<epoch>.png`` (pixel
+        observations) and the ``openloop/*`` errors for the epoch's metrics row."""
+        from distwm.utils.media import save_png
+
+        batch = replay.sample()
+        steps = batch["is_first"].shape[1]
+        report = self.agent.report(batch, context=max(1, min(5, steps - 1)))
+        for name, image in report["images"].items():
+            save_png(image, os.path.join(out_dir, "media", f"{name}_{self.epoch:05d}.png"))
+        return dict(report["scalars"])
 
     def evaluate(self, n_episodes: int = 1, results_dir: str | None = None) -> dict[str, Any]:
         """Run ``n_episodes`` without exploration noise; returns averaged metrics (``return``,

@@ -19,6 +19,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Independent, Normal
 
+from distwm.blocks.gaussian_rssm import gaussian_sample
+from distwm.blocks.layers import gaussian_params
 from distwm.blocks.dreamer_blocks import MLP, OneHotFeatures
 from distwm.blocks.dreamer_distributions import OneHotDist
 
@@ -103,9 +105,8 @@ class RSSM(nn.Module):
             dist = OneHotDist(logits, self.unimix, event_dims=1)
             stoch = (dist.sample() if sample else dist.mode()).flatten(-2)
             return {"logits": dist.logits, "stoch": stoch, "deter": deter}
-        mean, std = stats.chunk(2, -1)
-        std = F.softplus(std) + self.min_std
-        stoch = mean + std * torch.randn_like(std) if sample else mean
+        mean, std = gaussian_params(stats, self.min_std)
+        stoch = gaussian_sample(mean, std) if sample else mean
         return {"mean": mean, "std": std, "stoch": stoch, "deter": deter}
 
     # -- state helpers -------------------------------------------------------------------------

@@ -8,17 +8,17 @@ from typing import Dict, Union
 import torch
 from torch import Tensor, nn
 
-from distwm.blocks.layers import activation_module, build_mlp, gaussian_params
+from distwm.blocks.gaussian_rssm import GaussianRSSMLayers, gaussian_sample
+from distwm.blocks.layers import build_mlp, gaussian_params
 from distwm.blocks.mhsa import TransformerBlock
 from distwm.models.modular_rssm.base import MIN_STD, BackboneBase, _positive_int
 
 __all__ = ["GRUBackbone", "LSTMBackbone", "TransformerBackbone"]
 
 
-def _stochastic(raw: Tensor) -> Dict[str, Tensor]:
-    """The Gaussian stochastic state of a ``(B, 2 * stoch)`` output, with a sample."""
-    mean, std = gaussian_params(raw, MIN_STD)
-    return {"mean": mean, "std": std, "stoch": mean + std * torch.randn_like(std)}
+def _stochastic(mean: Tensor, std: Tensor) -> Dict[str, Tensor]:
+    """The Gaussian stochastic state of ``(mean, std)``, with a sample."""
+    return {"mean": mean, "std": std, "stoch": gaussian_sample(mean, std)}
 
 
 def _nonterm_column(nonterm: Union[float, Tensor], like: Tensor) -> Union[float, Tensor]:
@@ -31,23 +31,20 @@ def _nonterm_column(nonterm: Union[float, Tensor], like: Tensor) -> Union[float,
     return nonterm.reshape(like.shape[0], 1)
 
 
-class _RecurrentBackbone(BackboneBase):
-    """Shared structure of the GRU and LSTM backbones: ``[stoch, action] -> cell -> deter``,
-    prior from ``deter``, posterior from ``[deter, obs_embed]``."""
+class _RecurrentBackbone(BackboneBase, GaussianRSSMLayers):
+    """The GRU and LSTM backbones: PlaNet's Gaussian RSSM
+    (:class:`~distwm.blocks.gaussian_rssm.GaussianRSSMLayers`) with their own cell."""
 
     def __init__(self, action_size, stoch_size, deter_size, hidden_size, embed_size, activation):
-        super().__init__()
         owner = type(self).__name__
-        self.action_size = _positive_int(owner, "action_size", action_size)
-        self.stoch_size = _positive_int(owner, "stoch_size", stoch_size)
-        self.deter_size = _positive_int(owner, "deter_size", deter_size)
-        self.hidden_size = _positive_int(owner, "hidden_size", hidden_size)
-        self.embed_size = _positive_int(owner, "embed_size", embed_size)
-        self.fc_state_action = nn.Sequential(
-            nn.Linear(stoch_size + action_size, deter_size), activation_module(activation)
-        )
-        self.fc_prior = build_mlp(deter_size, [hidden_size], 2 * stoch_size, activation)
-        self.fc_posterior = build_mlp(deter_size + embed_size, [hidden_size], 2 * stoch_size, activation)
+        for name, value in (("action_size", action_size), ("stoch_size", stoch_size),
+                            ("deter_size", deter_size), ("hidden_size", hidden_size),
+                            ("embed_size", embed_size)):
+            _positive_int(owner, name, value)
+        GaussianRSSMLayers.__init__(self, action_size, stoch_size, deter_size, hidden_size,
+                                    embed_size, activation, MIN_STD)
+        self.action_size, self.stoch_size, self.deter_size = action_size, stoch_size, deter_size
+        self.hidden_size, self.embed_size = hidden_size, embed_size
 
     def init_state(self, batch_size: int, device: torch.device) -> Dict[str, Tensor]:
         zeros = lambda n: torch.zeros(batch_size, n, device=device)  # noqa: E731
@@ -60,13 +57,13 @@ class _RecurrentBackbone(BackboneBase):
 
     def forward(self, state, action, obs_embed=None, nonterm=1.0):
         nonterm = _nonterm_column(nonterm, state["deter"])
-        hidden = self.fc_state_action(torch.cat([state["stoch"] * nonterm, action * nonterm], dim=-1))
+        hidden = self.cell_input(state["stoch"] * nonterm, action * nonterm)
         recurrent = self._recur(hidden, state, nonterm)
-        prior = {**_stochastic(self.fc_prior(recurrent["deter"])), **recurrent}
+        prior = {**_stochastic(*self.prior_stats(recurrent["deter"])), **recurrent}
         if obs_embed is None:
             return prior, prior
-        raw = self.fc_posterior(torch.cat([recurrent["deter"], obs_embed], dim=-1))
-        return prior, {**_stochastic(raw), **recurrent}
+        posterior = self.posterior_stats(recurrent["deter"], obs_embed)
+        return prior, {**_stochastic(*posterior), **recurrent}
 
 
 class GRUBackbone(_RecurrentBackbone):
@@ -164,8 +161,9 @@ class TransformerBackbone(BackboneBase):
             hidden = block(hidden, key_padding_mask=mask < 0.5)
         deter = self.fc_deter(hidden[:, -1])
         carried = {"deter": deter, "context": context, "context_mask": mask}
-        prior = {**_stochastic(self.fc_prior(deter)), **carried}
+        prior = {**_stochastic(*gaussian_params(self.fc_prior(deter), MIN_STD)), **carried}
         if obs_embed is None:
             return prior, prior
-        posterior = {**_stochastic(self.fc_posterior(torch.cat([deter, obs_embed], dim=-1))), **carried}
+        raw = self.fc_posterior(torch.cat([deter, obs_embed], dim=-1))
+        posterior = {**_stochastic(*gaussian_params(raw, MIN_STD)), **carried}
         return prior, posterior

@@ -25,7 +25,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from distwm.blocks.layers import activation_module, build_mlp, gaussian_params
+from distwm.blocks.gaussian_rssm import GaussianRSSMLayers, gaussian_sample
+from distwm.blocks.layers import activation_module, build_mlp
 from distwm.models.planet.heads import RewardModel
 from distwm.vision.planet_decoder import CNNDecoder
 from distwm.vision.planet_encoder import CNNEncoder
@@ -56,7 +57,7 @@ class RSSMSequence:
     posterior_std: torch.Tensor
 
 
-class RecurrentStateSpaceModel(nn.Module):
+class RecurrentStateSpaceModel(GaussianRSSMLayers):
     """A Recurrent State Space Model (RSSM) for modeling latent dynamics in sequential data.
 
     Args:
@@ -81,7 +82,6 @@ class RecurrentStateSpaceModel(nn.Module):
         obs_shape: Sequence[int] = (3, 64, 64),
         min_std: float = 0.1,
     ):
-        super().__init__()
         for name, value in (("action_size", action_size), ("state_size", state_size),
                             ("latent_size", latent_size), ("hidden_size", hidden_size),
                             ("embed_size", embed_size)):
@@ -98,15 +98,15 @@ class RecurrentStateSpaceModel(nn.Module):
                 f"RecurrentStateSpaceModel: obs_shape must be (C, 64, 64) for images or (D,) for "
                 f"vectors, got {obs_shape}"
             )
+        act = activation_function
+        activation_module(act)  # validate the name early
+        super().__init__(action_size, latent_size, state_size, hidden_size, embed_size, act, min_std)
         self.action_size = action_size
         self.state_size = state_size
         self.latent_size = latent_size
         self.hidden_size = hidden_size
         self.embed_size = embed_size
         self.obs_shape = obs_shape
-        self.min_std = float(min_std)
-        act = activation_function
-        activation_module(act)  # validate the name early
 
         if self.is_image:
             self.encoder = CNNEncoder(embed_size, act, in_channels=obs_shape[0])
@@ -115,12 +115,7 @@ class RecurrentStateSpaceModel(nn.Module):
             self.encoder = build_mlp(obs_shape[0], [hidden_size, hidden_size], embed_size, act)
             self.decoder = VectorDecoder(state_size, latent_size, hidden_size, obs_shape[0], act)
 
-        self.fc_state_action = nn.Sequential(
-            nn.Linear(latent_size + action_size, state_size), activation_module(act)
-        )
         self.rnn = nn.GRUCell(state_size, state_size)
-        self.fc_prior = build_mlp(state_size, [hidden_size], 2 * latent_size, act)
-        self.fc_posterior = build_mlp(state_size + embed_size, [hidden_size], 2 * latent_size, act)
         self.reward_model = RewardModel(state_size, latent_size, hidden_size, act)
 
     @property
@@ -144,7 +139,7 @@ class RecurrentStateSpaceModel(nn.Module):
         a_t = self._zeros(batch, self.action_size, enc) if a_t is None else a_t
         h = self.deterministic_state_fwd(h_t, s_t, a_t)
         post_mean, post_std = self.state_posterior(h, enc)
-        s = post_mean if mean else post_mean + post_std * torch.randn_like(post_std)
+        s = post_mean if mean else gaussian_sample(post_mean, post_std)
         return h, s
 
     def deterministic_state_fwd(self, h_t, s_t, a_t):
@@ -177,20 +172,19 @@ class RecurrentStateSpaceModel(nn.Module):
             if a_t.shape[0] != 1:
                 raise ValueError(f"action batch {a_t.shape[0]} does not match state batch {batch}")
             a_t = a_t.expand(batch, -1)
-        hidden = self.fc_state_action(torch.cat([s_t, a_t], dim=-1))
-        return self.rnn(hidden, h_t)
+        return self.rnn(self.cell_input(s_t, a_t), h_t)
 
     def state_prior(self, h_t, sample=False):
         """Returns the prior distribution over the latent state given the deterministic state:
         ``(mean, std)``, or a sample of it with ``sample=True``."""
-        mean, std = gaussian_params(self.fc_prior(h_t), self.min_std)
-        return mean + std * torch.randn_like(std) if sample else (mean, std)
+        mean, std = self.prior_stats(h_t)
+        return gaussian_sample(mean, std) if sample else (mean, std)
 
     def state_posterior(self, h_t, e_t, sample=False):
         """Returns the state posterior given the deterministic state and the observation
         embedding: ``(mean, std)``, or a sample of it with ``sample=True``."""
-        mean, std = gaussian_params(self.fc_posterior(torch.cat([h_t, e_t], dim=-1)), self.min_std)
-        return mean + std * torch.randn_like(std) if sample else (mean, std)
+        mean, std = self.posterior_stats(h_t, e_t)
+        return gaussian_sample(mean, std) if sample else (mean, std)
 
     def pred_reward(self, h_t, s_t):
         """Predicted reward, shaped like the leading axes of ``h_t``."""

@@ -87,27 +87,11 @@ def read_dreamer_checkpoint(path) -> tuple[dict[str, Any], str]:
     """``(state, file)``: the Dreamer state dict that ``path`` designates (see the module
     docstring), loaded with ``weights_only=True``; the runtime's ``learner.pt`` is unwrapped
     to its ``agent`` entry. Anything else raises ``ValueError`` saying what was found."""
-    import torch
-
     from distwm.models.dreamer.checkpoint import CHECKPOINT_FORMAT
+    from distwm.utils.checkpoint import agent_state, load_file
 
     file = _checkpoint_file(os.fspath(path))
-    try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle, zip and EOF errors all mean the same thing here
-        first_line = str(exc).splitlines()[0] if str(exc) else ""
-        raise ValueError(f"{file!r} is corrupt or not a torch checkpoint "
-                         f"({type(exc).__name__}: {first_line})") from exc
-    if isinstance(state, Mapping) and isinstance(state.get("agent"), Mapping):
-        state = state["agent"]  # the runtime learner's checkpoint
-    if not isinstance(state, Mapping) or state.get("format") != CHECKPOINT_FORMAT:
-        found = (f"format {state.get('format')!r}, keys {sorted(map(str, state))[:8]}"
-                 if isinstance(state, Mapping) else type(state).__name__)
-        raise ValueError(
-            f"{file!r} is not a Dreamer checkpoint ({found}); expected a file written by "
-            f"Dreamer.save / DreamerAgent (format {CHECKPOINT_FORMAT!r}) or a runtime learner.pt"
-        )
-    return dict(state), file
+    return dict(agent_state(load_file(file, CHECKPOINT_FORMAT, "Dreamer"))), file
 
 
 def _version_name(version: str) -> str:

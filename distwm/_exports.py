@@ -9,32 +9,15 @@ importing this module imports neither torch, ray nor a simulator.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from distwm.registry import EnvBackendSpec, ModelSpec
 
 __all__ = ["BUILTIN_ENV_BACKENDS", "BUILTIN_MODELS", "EXPORTS", "MODELS_EXPORTS"]
-
-_PACKAGE_DIR = Path(__file__).resolve().parent
-
-
-def _first_existing(*paths: str) -> str:
-    """The first ``"module:attr"`` whose module file exists (checked on disk: importing the
-    module would import torch), else the last one."""
-    for path in paths:
-        parts = path.partition(":")[0].split(".")[1:]
-        base = _PACKAGE_DIR.joinpath(*parts)
-        if base.with_suffix(".py").is_file() or (base / "__init__.py").is_file():
-            return path
-    return paths[-1]
-
 
 _DREAMER = "distwm.models.dreamer:DreamerAgent"
 _DREAMER_CONFIGS = "distwm.configs.dreamer_config"
 # The protocol class of Dreamer (the seed's name ``Dreamer`` is the same class).
 _DREAMER_CORE = "distwm.models.dreamer.core:DreamerCore"
-_PLANET_CORE = _first_existing("distwm.models.planet.core:PlanetCore",
-                               "distwm.models.planet_agent:PlanetAgent")
+_PLANET_CORE = "distwm.models.planet.core:PlanetCore"
 _ALL_BACKENDS: tuple[str, ...] = ()  # empty: every backend
 _STATE_OR_PIXEL_BACKENDS = ("dmc", "gym", "mujoco")
 

@@ -100,3 +100,18 @@ def test_the_runtime_trains_a_two_sample_agent(ray_session, tmp_path):
     sampled = sum(x["sampled"] for x in s["shard_stats"])
     assert sampled >= s["updates"] * 40 + want_frames * 8
     assert math.isclose(s["replay_ratio"], 8.0, rel_tol=0.15)
+
+
+def test_cadence_fires_once_per_period_reached_and_never_when_off():
+    from distwm.loop.schedule import Cadence, UpdateBudget
+
+    c = Cadence(100)
+    assert [s for s in (50, 99, 100, 150, 420, 450, 500) if c.due(s)] == [100, 420, 500]
+    off = Cadence(0)
+    off.next = 200.0  # a resumed schedule with evaluation turned off
+    assert not any(off.due(s) for s in (0, 200, 10 ** 9))
+    budget = UpdateBudget(train_ratio=64, steps_per_update=512, min_steps=1000)
+    assert budget.owed_updates(1000, 0) == 0
+    assert budget.owed_updates(1100, 0) == 12  # 64 * 100 / 512 = 12.5
+    assert budget.owed_updates(1100, 12 * 512) == 0
+    assert budget.ratio(1100, 6400) == 64.0

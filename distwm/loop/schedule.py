@@ -66,7 +66,7 @@ class Cadence:
         self.next = start + every if every > 0 else math.inf
 
     def due(self, now: float) -> bool:
-        if now < self.next:
+        if self.every <= 0 or now < self.next:
             return False
         periods = math.floor((now - self.next) / self.every) + 1
         self.next += periods * self.every

@@ -5,7 +5,7 @@ the replay shards, the learner, the env workers and the evaluator, and then driv
 short calls (``collect`` for about ``collect_seconds``, ``train`` for about ``train_seconds``), so
 that it regains control often: it hands the learner's newest weights to the workers, restarts
 dead actors (bounded by ``max_restarts``), runs evaluations, and logs a progress line and
-metrics every ``log_interval`` seconds. The run ends with a checkpoint, a final evaluation and a
+metrics every ``progress_seconds``. The run ends with a checkpoint, a final evaluation and a
 report (``report.md`` + ``learning_curve.png``) in the run directory.
 """
 
@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from distwm.configs.runtime_config import RunConfig, RuntimeConfig
+from distwm.loop.schedule import Cadence
 from distwm.runtime import placement
 from distwm.runtime.learner import latest_checkpoint, load_checkpoint
 from distwm.runtime.progress import ProgressMixin
@@ -39,7 +40,7 @@ ProgressCallback = Callable[[Mapping[str, Any], "Driver"], None]
 @dataclass
 class RunResult:
     """What ``run`` returns: the run directory, the summary the report shows, and the
-    progress records (one per ``log_interval``)."""
+    progress records (one per ``progress_seconds``)."""
 
     run_dir: str
     summary: dict[str, Any]
@@ -132,7 +133,7 @@ class Driver(SupervisionMixin, SchedulingMixin, ProgressMixin):
         self.eval_call: Any = None
         self.worker_done: list[bool] = []
         self.collect_done = self.learner_done = False
-        self.next_eval = 0
+        self.eval_cadence = Cadence(self.runtime.eval_interval)  # every eval_interval env steps
         self._shard_suspect: set[int] = set()
         # what was measured (progress)
         self.logger: Any = None
@@ -278,7 +279,8 @@ class Driver(SupervisionMixin, SchedulingMixin, ProgressMixin):
                 self.counters["env_steps"] = max(int(self.counters["env_steps"]),
                                                  sum(s["inserted"] for s in self.shard_stats))
             self.start_steps, self.start_updates = self.counters["env_steps"], self.updates
-            self.next_eval = int(self.counters.get("next_eval", rt.eval_interval))
+            if "next_eval" in self.counters:  # a resumed run keeps its evaluation schedule
+                self.eval_cadence.next = float(self.counters["next_eval"])
             self.worker_done = [False] * len(self.workers)
             self.window = self._new_window()
             spec = self.spec.data_spec

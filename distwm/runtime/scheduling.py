@@ -60,7 +60,7 @@ class SchedulingMixin:
         out = dict(self.counters)
         out["restarts"] = dict(self.counters["restarts"])
         out["seconds"] = self.counters["seconds"] + (time.monotonic() - self.start_time)
-        out["next_eval"] = self.next_eval
+        out["next_eval"] = self.eval_cadence.next
         return out
 
     def _schedule(self) -> None:
@@ -72,12 +72,10 @@ class SchedulingMixin:
             self.collect_done = True
         if self.learner_call is None and not self.learner_done:
             self._submit_train()
-        rt = self.runtime
-        if (self.evaluator is not None and self.eval_call is None and rt.eval_interval > 0
-                and self.counters["env_steps"] >= self.next_eval and not self.collect_done):
-            self.eval_call = self.evaluator.evaluate.remote(self.weights, rt.eval_episodes)
+        if (self.evaluator is not None and self.eval_call is None and not self.collect_done
+                and self.eval_cadence.due(self.counters["env_steps"])):
+            self.eval_call = self.evaluator.evaluate.remote(self.weights, self.runtime.eval_episodes)
             self.calls[self.eval_call] = (Role.EVALUATOR, 0, self.counters["env_steps"])
-            self.next_eval += rt.eval_interval
 
     def _handle(self, ref: Any) -> None:
         import ray

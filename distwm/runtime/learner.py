@@ -64,7 +64,11 @@ def write_checkpoint(run_dir: str, name: str, state: Mapping[str, Any], shards: 
     refs = [s.save.remote(os.path.join(tmp, shard_snapshot_name(i, snapshot_format)))
             for i, s in enumerate(shards)]
     torch.save(dict(state), os.path.join(tmp, CHECKPOINT_FILE))
-    ray.get(refs)
+    for ref in refs:  # a shard that died meanwhile has no snapshot here: it is restored from
+        try:          # the previous one, and the driver restarts it
+            ray.get(ref)
+        except ray.exceptions.RayActorError:
+            _log.warning("a replay shard died while the checkpoint %s was written", name)
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     with open(os.path.join(root, LATEST + ".tmp"), "w") as f:

@@ -153,6 +153,8 @@ class TinyAgent:
         return int(bad.sum() + bad_first.sum())
 
     def update(self, batches: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, float]:
+        from distwm.utils.distributed import reduce_gradients  # data-parallel learners
+
         batch = batches[DEFAULT_SAMPLE]
         violations = self.sequence_violations(batch)
         states = torch.as_tensor(batch["state"][:, :-1], device=self.device)
@@ -164,6 +166,7 @@ class TinyAgent:
             loss = (((pred - rewards) ** 2) * mask).sum() / mask.sum().clamp(min=1)
             self.opt.zero_grad()
             loss.backward()
+            reduce_gradients(self.model.parameters())  # average over the learner group, if any
             self.opt.step()
         self.updates += 1
         return {"loss": float(loss), "seq_violations": float(violations)}

@@ -21,6 +21,7 @@ from distwm.models.dreamer.behavior import ActorCritic, Imagination
 from distwm.models.dreamer.checkpoint import CheckpointMixin
 from distwm.models.dreamer.interaction import InteractionMixin
 from distwm.models.dreamer.world_model import WorldModel, preprocess_obs
+from distwm.utils import distributed
 
 __all__ = ["Dreamer", "DreamerCore", "NonFiniteLossError", "spaces_to_shapes"]
 
@@ -247,11 +248,32 @@ class DreamerCore(CheckpointMixin, InteractionMixin):
         return self.behavior.value_loss(_imagination_arg(imag, "value_loss"))
 
     def _step(self, loss: Tensor, optimizer, params, clip: float) -> Tensor:
+        """Backward, average the gradients over the learner group (no-op without one),
+        clip; returns the norm of the (averaged) gradient."""
+        params = list(params)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        distributed.reduce_gradients(params)
         return torch.nn.utils.clip_grad_norm_(params, clip)
 
-    def _skip_nonfinite(self, what: str, metrics: dict) -> dict[str, float]:
+    def _behavior_sync(self) -> tuple[list[nn.Parameter], list[Tensor]]:
+        """The actor-critic step's sync point: ``(parameters, extra)``, the return
+        normaliser's EMA averaged in the same all-reduce (see :mod:`distwm.utils.distributed`)."""
+        params = [*self.behavior.actor.parameters(), *self.behavior.critic.parameters()]
+        norm = self.behavior.return_norm
+        return params, ([norm.low, norm.high] if self.args.return_norm else [])
+
+    def _skip_nonfinite(self, what: str, metrics: dict, join=None, restore=None) -> dict[str, float]:
+        """Skip this update. With a learner group: ``join`` ``(params, extra)`` is the sync point
+        this rank leaves out (joined with NaN gradients, so every rank skips the step too) and
+        ``restore`` the return normaliser's state to put back (every rank skips alike)."""
+        if join is not None:
+            distributed.join_skipped(join[0], extra=join[1])
+        if restore is not None:
+            for buffer, saved in zip(self._return_norm_buffers(), restore):
+                buffer.copy_(saved)
+        if "gradient" in what and distributed.world_size() > 1:
+            what = f"{what} (on this or another learner of the group)"
         self.nonfinite_updates += 1
         self._nonfinite_streak += 1
         for opt in (self.model_optimizer, self.actor_optimizer, self.value_optimizer):
@@ -269,6 +291,10 @@ class DreamerCore(CheckpointMixin, InteractionMixin):
         out.update(skipped=1.0, nonfinite_updates=float(self.nonfinite_updates))
         return out
 
+    def _return_norm_buffers(self) -> list[Tensor]:
+        norm = self.behavior.return_norm
+        return [norm.low, norm.high, norm.initialized]
+
     def update(self, batches: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
         """One gradient step of world model, actor and critic on ``{"sequences": batch}``
         (the one sample of :meth:`data_spec`), ``batch`` a ``(B, T, ...)`` numpy batch.
@@ -277,38 +303,50 @@ class DreamerCore(CheckpointMixin, InteractionMixin):
         observation), ``reward``, ``is_first``, ``is_terminal`` (``is_last`` is not needed:
         truncated episodes bootstrap). A non-finite loss or gradient skips the update and is
         counted; ``max_nonfinite_updates`` in a row raise :class:`NonFiniteLossError`.
+
+        Data-parallel (a :mod:`distwm.utils.distributed` group of learners): both steps average
+        their gradients over the group before clipping, the return normaliser's EMA is averaged
+        with the actor-critic gradients, and a rank that skips before a sync point joins it
+        with NaN gradients, so every rank skips the same steps (the world-model step and the
+        actor-critic step separately, as without a group).
         """
         cfg = self.args
         data = self._batch_to_tensors(_the_sample(batches))
+        model_sync = (list(self.world_model.parameters()), [])
         bad = [k for k, v in data.items() if v.is_floating_point() and not torch.isfinite(v).all()]
         if bad:
-            return self._skip_nonfinite(f"input ({', '.join(bad)} in the batch)", {})
+            return self._skip_nonfinite(f"input ({', '.join(bad)} in the batch)", {}, join=model_sync)
         self.world_model.train()
         model_loss, post, metrics = self.world_model_loss(data)
         if not torch.isfinite(model_loss):
-            return self._skip_nonfinite("world-model loss", metrics)
-        model_norm = self._step(model_loss, self.model_optimizer, self.world_model.parameters(),
-                                cfg.grad_clip_norm)
+            return self._skip_nonfinite("world-model loss", metrics, join=model_sync)
+        model_norm = self._step(model_loss, self.model_optimizer, model_sync[0], cfg.grad_clip_norm)
         if not torch.isfinite(model_norm):
             return self._skip_nonfinite("world-model gradient", metrics)
         self.model_optimizer.step()
 
+        # with a learner group, a skipped actor-critic step leaves the return normaliser as
+        # it was on every rank (each rank updated it from its own returns, or not at all)
+        behavior_sync = self._behavior_sync()
+        saved = ([b.clone() for b in self._return_norm_buffers()]
+                 if distributed.world_size() > 1 and cfg.return_norm else None)
         imag = self.imagine(post, data["is_terminal"])
         if not (torch.isfinite(imag.returns).all() and torch.isfinite(imag.value).all()):
-            return self._skip_nonfinite("imagined return", metrics)
+            return self._skip_nonfinite("imagined return", metrics, join=behavior_sync, restore=saved)
         actor_loss, actor_metrics = self.actor_loss(imag)
         value_loss, value_metrics = self.value_loss(imag)
         metrics.update(actor_metrics)
         metrics.update(value_metrics)
         if not (torch.isfinite(actor_loss) and torch.isfinite(value_loss)):
-            return self._skip_nonfinite("actor/critic loss", metrics)
+            return self._skip_nonfinite("actor/critic loss", metrics, join=behavior_sync, restore=saved)
         self.actor_optimizer.zero_grad(set_to_none=True)
         self.value_optimizer.zero_grad(set_to_none=True)
         (actor_loss + value_loss).backward()
+        distributed.reduce_gradients(behavior_sync[0], extra=behavior_sync[1])
         actor_norm = torch.nn.utils.clip_grad_norm_(self.behavior.actor.parameters(), cfg.ac_grad_clip_norm)
         value_norm = torch.nn.utils.clip_grad_norm_(self.behavior.critic.parameters(), cfg.ac_grad_clip_norm)
         if not (torch.isfinite(actor_norm) and torch.isfinite(value_norm)):
-            return self._skip_nonfinite("actor/critic gradient", metrics)
+            return self._skip_nonfinite("actor/critic gradient", metrics, restore=saved)
         self.actor_optimizer.step()
         self.value_optimizer.step()
         self.updates += 1

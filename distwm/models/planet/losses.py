@@ -8,6 +8,10 @@ optimisation step: :meth:`PlanetCore.update <distwm.models.planet.core.PlanetCor
 :class:`~distwm.memory.planet_memory.Memory`) both take it. A non-finite loss or gradient
 skips the step (``skipped: 1.0`` in the metrics) and leaves the weights as they were.
 
+Data-parallel (a :mod:`distwm.utils.distributed` group of learners): the step averages the
+gradients over the group after backward and before clipping; a rank whose loss is not finite
+joins that all-reduce with NaN gradients, so every rank skips the same steps.
+
 Replay batches are dicts of ``(B, T, ...)`` arrays in the protocol's format (``image`` or
 ``state``, ``action``, ``reward``, ``is_first``, ...; optional ``mask``: 1 where a step exists,
 0 for padding). The loss works on time-major tensors ``(T, B, ...)`` (:func:`time_major_batch`);
@@ -24,6 +28,7 @@ import numpy as np
 import torch
 from torch.distributions import Normal, kl_divergence
 
+from distwm.utils import distributed
 from distwm.utils.utils import get_mask, preprocess_img
 
 __all__ = [
@@ -91,19 +96,25 @@ def planet_loss(
     return loss, metrics
 
 
+def _optimizer_params(optimizer) -> list:
+    return [p for group in optimizer.param_groups for p in group["params"]]
+
+
 def optimizer_step(model, optimizer, loss, grad_clip: float | None, record_grads: bool = False) -> dict[str, float]:
-    """Backward, clip the global gradient norm, step. Returns ``grad_norm`` (and per-module
-    norms ``grad_norm/<child>`` with ``record_grads``) and ``skipped``: 1.0 when the gradient
-    was not finite, in which case the gradients are dropped and the optimiser does not step."""
+    """Backward, average the gradients over the learner group (no-op without one), clip the
+    global gradient norm, step. Returns ``grad_norm`` (and per-module norms
+    ``grad_norm/<child>`` with ``record_grads``) and ``skipped``: 1.0 when the gradient was not
+    finite, in which case the gradients are dropped and the optimiser does not step."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    params = _optimizer_params(optimizer)
+    distributed.reduce_gradients(params)
     metrics: dict[str, float] = {}
     if record_grads:
         for name, child in model.named_children():
             grads = [p.grad.norm() for p in child.parameters() if p.grad is not None]
             if grads:
                 metrics[f"grad_norm/{name}"] = float(torch.stack(grads).norm())
-    params = [p for group in optimizer.param_groups for p in group["params"]]
     max_norm = float("inf") if grad_clip is None else grad_clip
     metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
     if math.isfinite(metrics["grad_norm"]):
@@ -119,8 +130,10 @@ def apply_step(model, optimizer, loss, metrics: Mapping[str, float], grad_clip: 
                record_grads: bool = False) -> dict[str, float]:
     """:func:`optimizer_step` on ``loss`` unless ``metrics["loss"]`` is not finite (then nothing
     changes); returns ``metrics`` with ``grad_norm`` and ``skipped`` (1.0: the loss or the
-    gradient was not finite and the step was skipped)."""
+    gradient was not finite and the step was skipped). With a learner group, a non-finite loss
+    joins the step's all-reduce with NaN gradients (every rank skips this step)."""
     if not math.isfinite(metrics["loss"]):
+        distributed.join_skipped(_optimizer_params(optimizer))
         optimizer.zero_grad(set_to_none=True)
         return {**metrics, "grad_norm": float("nan"), "skipped": 1.0}
     return {**metrics, **optimizer_step(model, optimizer, loss, grad_clip, record_grads=record_grads)}

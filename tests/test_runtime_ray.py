@@ -69,7 +69,11 @@ def test_checkpoint_loads_with_weights_only(basic_run):
     assert state["updates"] == basic_run.summary["updates"]
     assert state["counters"]["env_steps"] == basic_run.summary["env_steps"]
     assert state["agent"]["updates"] == basic_run.summary["updates"]
-    assert sorted(os.listdir(ckpt)) == ["learner.pt", "shard_0.npz", "shard_1.npz"]
+    assert sorted(os.listdir(ckpt)) == ["learner.pt"]  # replay keeps its own snapshot + log
+    replay = os.path.join(basic_run.run_dir, "replay")
+    assert sorted(os.listdir(replay)) == ["shard_0", "shard_1"]
+    for shard in ("shard_0", "shard_1"):
+        assert any(f.startswith("log-") for f in os.listdir(os.path.join(replay, shard)))
 
 
 def test_resume_from_run_directory_with_the_cli(basic_run):
@@ -111,8 +115,8 @@ def test_killed_env_worker_and_replay_shard_are_restarted(ray_session, tmp_path)
         if "worker" not in killed and rec["env_steps"] >= 160:
             killed["worker"] = rec["env_steps"]
             ray.kill(driver.workers[0], no_restart=True)
-        elif "worker" in killed and "shard" not in killed and driver.checkpoint is not None:
-            killed["shard"] = (rec["replay_inserted"], driver.checkpoint)
+        elif "worker" in killed and "shard" not in killed and rec["env_steps"] >= 400:
+            killed["shard"] = rec["replay_inserted"]
             ray.kill(driver.shards[0], no_restart=True)
 
     # a budget well past the shard kill (the first checkpoint after the worker kill), so that
@@ -125,10 +129,10 @@ def test_killed_env_worker_and_replay_shard_are_restarted(ray_session, tmp_path)
     assert s["restarts"] == {"worker": 1, "shard": 1}
     assert s["worker_incarnations"] == [1, 0]
     assert s["env_steps"] >= 1600 and s["worker_steps"][0] > 0
-    # the shard came back from a checkpoint's snapshot (not empty) and went on filling
+    # the shard came back with everything it had (from its log) and went on filling
     event = next(e for e in s["events"] if e["role"] == "shard")
-    assert event["restored_from"] is not None and "ckpt-" in event["restored_from"]
-    assert event["restored_steps"] > 0  # before any worker knew the new shard
+    assert event["restored_steps"] >= killed["shard"] > 0  # before any worker knew the new shard
+    assert event["restored_log_steps"] > 0
     assert s["shard_stats"][0]["inserted"] > event["restored_steps"]
     assert s["metric_max"]["seq_violations"] == 0
     assert_ratio_held(result.history, result.summary)

@@ -34,14 +34,26 @@ class RuntimeConfig(ConfigBase):
       ``train_ratio * min_fill`` replayed steps (Acme's convention; never below one chunk
       and one batch, so the limiter cannot deadlock).
     * ``min_fill``: env steps in replay before the learner starts.
+    * ``learners``: data-parallel learner actors (one ``torch.distributed`` group; each samples
+      its own batches, so an update consumes ``learners`` batches); ``learner_cpus`` /
+      ``learner_gpus`` are per learner; ``learner_group_timeout``: seconds a collective may
+      wait for a peer before the group is declared dead and restarted.
     * ``broadcast_interval``: learner updates between weight publications;
-      ``checkpoint_interval``: env steps between checkpoints.
+      ``checkpoint_interval`` / ``checkpoint_seconds``: env steps / seconds between learner
+      checkpoints, whichever comes first (the first is written right after the first update).
+    * ``replay_snapshot_steps``: env steps a shard logs before it compacts its log into a
+      snapshot (``0``: the shard's capacity); ``replay_flush_seconds``: how often a shard's log
+      is uploaded when ``run_dir`` is an object store (a path or shared mount is written at
+      every insert). ``audit_replay``: the driver keeps every acknowledged chunk's id and the
+      report checks that replay still holds each (for fault-injection runs; costs memory).
     * ``eval_interval``: env steps between evaluations (``0``: only the final one);
       ``eval_episodes``: episodes per evaluation (``0``: no evaluation at all).
     * ``address``: Ray address (``"auto"``, ``"ray://host:10001"``); ``None``: ``RAY_ADDRESS`` or
       a new local instance.
-    * ``run_dir``: where config, metrics, checkpoints and the report go (default
-      ``runs/<model>-<env>-<time>``).
+    * ``run_dir``: where config, metrics, checkpoints, replay and the report go (default
+      ``runs/<model>-<env>-<time>``): a path, a shared mount, or a URI (``s3://bucket/run``,
+      ``gs://...``, ``file:///...``) through ``pyarrow.fs`` as Ray Train/Tune use; on a
+      multi-node cluster it must be storage every node reaches.
     * ``max_restarts``: restarts allowed per actor role (env workers count together).
     * ``env_factory``: ``"module:function"`` called as ``f(agent_config, seed)`` to build one env.
     * ``placement_group``: ``None`` reserves a placement group for the run; ``"current"`` uses the
@@ -65,8 +77,14 @@ class RuntimeConfig(ConfigBase):
     buffer_size: int = 1_000_000
     rate_tolerance: float = 0.1
     min_fill: int = 1024
+    learners: int = 1
+    learner_group_timeout: float = 120.0
     broadcast_interval: int = 10
     checkpoint_interval: int = 1000
+    checkpoint_seconds: float = 300.0
+    replay_snapshot_steps: int = 0
+    replay_flush_seconds: float = 5.0
+    audit_replay: bool = False
     keep_checkpoints: int = 2
     eval_interval: int = 10_000
     eval_episodes: int = 5
@@ -101,11 +119,13 @@ class RuntimeConfig(ConfigBase):
         if self.workers != "auto" and self.workers < 1:
             raise ValueError(f"runtime.workers must be >= 1 or 'auto', got {self.workers!r}")
         for name in ("envs_per_worker", "shards", "total_steps", "chunk_length", "buffer_size",
+                     "learners", "learner_group_timeout", "replay_flush_seconds",
                      "broadcast_interval", "checkpoint_interval", "keep_checkpoints",
                      "progress_seconds", "collect_seconds", "train_seconds", "sample_timeout",
                      "worker_cpus"):
             positive(name)
         for name in ("rate_tolerance", "min_fill", "eval_interval", "eval_episodes",
+                     "checkpoint_seconds", "replay_snapshot_steps",
                      "max_restarts", "learner_cpus", "shard_cpus", "evaluator_cpus"):
             positive(name, allow_zero=True)
         if self.train_ratio is not None and not self.train_ratio > 0:

@@ -231,6 +231,12 @@ class SequenceReplay:
         return out
 
     # -- persistence -----------------------------------------------------------------------
+    def chunk_keys(self) -> list[tuple[str, int]]:
+        """``(stream id, start step)`` of every chunk held, oldest block first."""
+        n = self._filled
+        order = range(n) if n < self.num_blocks else [(self._next + i) % n for i in range(n)]
+        return [(self._block_stream[b], int(self._block_start[b])) for b in order]
+
     def state_dict(self) -> dict[str, Any]:
         """Arrays of the filled blocks plus JSON-able metadata."""
         n = self._filled

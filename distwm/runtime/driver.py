@@ -7,13 +7,21 @@ that it regains control often: it hands the learner's newest weights to the work
 dead actors (bounded by ``max_restarts``), runs evaluations, and logs a progress line and
 metrics every ``progress_seconds``. The run ends with a checkpoint, a final evaluation and a
 report (``report.md`` + ``learning_curve.png``) in the run directory.
+
+Whatever dies, nothing that reached replay is lost: shards log every chunk
+(:mod:`distwm.runtime.replay_store`), learners checkpoint soon and often, and the driver rewrites
+its counters at every progress line, so ``distwm train --resume RUN_DIR`` continues a run whose
+driver died. The run directory may be a URI (:mod:`distwm.utils.storage`); the driver then keeps
+its logs in a local directory and uploads them with the report.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
+import tempfile
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -22,13 +30,14 @@ from typing import Any, Callable, Mapping
 from distwm.configs.runtime_config import RunConfig, RuntimeConfig
 from distwm.loop.schedule import Cadence
 from distwm.runtime import placement
-from distwm.runtime.learner import latest_checkpoint, load_checkpoint
+from distwm.runtime.checkpoints import counters_file, latest_checkpoint, load_checkpoint
 from distwm.runtime.progress import ProgressMixin
 from distwm.runtime.run_report import DashboardGauges, write_report
 from distwm.runtime.scheduling import SchedulingMixin
 from distwm.runtime.setup import (RUN_CONFIG_FILE, RunSpec, check_resume_compatible,
                                   default_run_dir, load_run_config, probe_run, replay_layout)
 from distwm.runtime.supervision import Role, SupervisionMixin
+from distwm.utils import storage
 
 __all__ = ["run", "Driver", "RunResult"]
 
@@ -109,10 +118,14 @@ class Driver(SupervisionMixin, SchedulingMixin, ProgressMixin):
         self.layout: Any = None
         self.plan: Any = None
         self.want_gpu = False
-        self.run_dir = ""
+        self.run_dir = ""  # a path or URI
+        self.local_dir = ""  # where logs, metrics and the report are written first
         self.checkpoint: str | None = None
         self.counters: dict[str, Any] = {"env_steps": 0, "episodes": 0, "epoch": 0, "seconds": 0.0,
-                                         "restarts": {}, "updates_lost": 0}
+                                         "restarts": {}, "updates_lost": 0, "acked_steps": 0}
+        self.restored: list[dict[str, Any]] = []
+        self.acked_chunks: set[tuple[str, int]] | None = None  # runtime.audit_replay
+        self.audit: dict[str, Any] | None = None
         # actors (supervision)
         self.started_ray = False
         self.pg: Any = None
@@ -121,7 +134,7 @@ class Driver(SupervisionMixin, SchedulingMixin, ProgressMixin):
         self.worker_incarnation: list[int] = []
         self.shards: list[Any] = []
         self.shard_stats: list[dict[str, Any]] = []
-        self.learner: Any = None
+        self.learners: list[Any] = []
         self.evaluator: Any = None
         self.weights: tuple[int, list] = (0, [])
         self.updates = 0
@@ -129,7 +142,8 @@ class Driver(SupervisionMixin, SchedulingMixin, ProgressMixin):
         # calls in flight and what they mean (scheduling)
         self.calls: dict[Any, tuple[str, int, Any]] = {}
         self.claims: dict[Any, int] = {}
-        self.learner_call: Any = None
+        self.learner_calls: dict[Any, int] = {}  # train call -> rank
+        self.learner_results: dict[int, dict[str, Any]] = {}
         self.eval_call: Any = None
         self.worker_done: list[bool] = []
         self.collect_done = self.learner_done = False
@@ -152,6 +166,11 @@ class Driver(SupervisionMixin, SchedulingMixin, ProgressMixin):
         self.evals: list[dict] = []
         self.media: dict[str, Any] = {}
 
+    @property
+    def learner(self) -> Any:
+        """Rank 0 of the learner group (it publishes weights and checkpoints)."""
+        return self.learners[0] if self.learners else None
+
     def _prepare(self) -> None:
         """All checks that need no Ray, then the run directory."""
         self.spec = probe_run(self.run_config)
@@ -161,31 +180,56 @@ class Driver(SupervisionMixin, SchedulingMixin, ProgressMixin):
         if rt.workers != "auto":
             self.layout = replay_layout(rt, self.spec, rt.workers)
             placement.plan_actors(rt, math.inf, 0)  # stream/shard check before Ray
-        self.run_dir = os.path.abspath(rt.run_dir or default_run_dir(self.spec))
+        location = rt.run_dir or default_run_dir(self.spec)
+        self.run_dir = location if "://" in location else os.path.abspath(location)
+        self.local_dir = (storage.local_path(self.run_dir) if storage.is_local(self.run_dir)
+                          else os.path.join(tempfile.gettempdir(), "distwm-runs",
+                                            self.run_dir.rstrip("/").rpartition("/")[2]))
+        config_file = storage.join(self.run_dir, RUN_CONFIG_FILE)
         if self.resuming:
-            self.checkpoint = latest_checkpoint(self.run_dir)
-            if self.checkpoint is None:
-                _log.warning("%s has no checkpoint yet: starting it from scratch", self.run_dir)
-            else:
-                saved = load_checkpoint(self.checkpoint)
-                self.counters.update(saved.get("counters", {}))
-                self.counters["epoch"] = int(self.counters.get("epoch", 0)) + 1
-                self.counters["updates"] = int(saved["updates"])
-                self.counters["version"] = int(saved["version"])
-        elif os.path.isfile(os.path.join(self.run_dir, RUN_CONFIG_FILE)):
+            self._load_resume_state()
+        elif storage.is_file(config_file):
             raise ValueError(
                 f"run directory {self.run_dir!r} already holds a run: resume it with "
                 f"--resume {self.run_dir} or choose another --run-dir"
             )
-        os.makedirs(self.run_dir, exist_ok=True)
-        self.run_config.replace(runtime=rt.replace(run_dir=self.run_dir)).to_yaml(
-            os.path.join(self.run_dir, RUN_CONFIG_FILE))
+        os.makedirs(self.local_dir, exist_ok=True)
+        storage.write_text(config_file, self.run_config.replace(
+            runtime=rt.replace(run_dir=self.run_dir)).to_yaml())
+        if rt.audit_replay:
+            self.acked_chunks = set()
+
+    def _load_resume_state(self) -> None:
+        """Counters of a resumed run: the newest of the last checkpoint's and the driver's own
+        (``counters.json``, rewritten at every progress line); replay comes back by itself."""
+        self.checkpoint = latest_checkpoint(self.run_dir)
+        found: list[dict[str, Any]] = []
+        if self.checkpoint is not None:
+            saved = load_checkpoint(self.checkpoint)
+            found.append({**saved.get("counters", {}), "updates": int(saved["updates"]),
+                          "version": int(saved["version"])})
+        try:
+            found.append(json.loads(storage.read_text(counters_file(self.run_dir))))
+        except FileNotFoundError:
+            pass
+        if not found:
+            _log.warning("%s has no checkpoint or counters yet: its replay is kept, its "
+                         "counters start at zero", self.run_dir)
+        for counters in found:
+            for key, value in counters.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    self.counters[key] = max(self.counters.get(key, value), value)
+                elif key == "restarts":
+                    mine = self.counters["restarts"]
+                    for role, n in value.items():
+                        mine[role] = max(mine.get(role, 0), int(n))
+        self.counters["epoch"] = int(self.counters.get("epoch", 0)) + 1
 
     def _local_cpus(self) -> int | None:
         rt = self.runtime
         if rt.workers == "auto":
             return None
-        need = (rt.learner_cpus + rt.workers * rt.worker_cpus + rt.shards * rt.shard_cpus
+        need = (rt.learners * rt.learner_cpus + rt.workers * rt.worker_cpus + rt.shards * rt.shard_cpus
                 + (rt.evaluator_cpus if rt.eval_episodes else 0))
         return max(os.cpu_count() or 1, math.ceil(need))
 
@@ -196,7 +240,8 @@ class Driver(SupervisionMixin, SchedulingMixin, ProgressMixin):
         cpus, gpus = res.get("CPU", 0.0), res.get("GPU", 0.0)
         if not self.want_gpu and self.runtime.learner_gpus not in ("auto", 0, 0.0):
             raise ValueError("the agent config asks for device='cpu' but runtime.learner_gpus > 0")
-        self.plan = placement.plan_actors(self.runtime, cpus, gpus, self.want_gpu)
+        self.plan = placement.plan_actors(self.runtime, cpus, gpus, self.want_gpu,
+                                          learner_resource=res.get(placement.LEARNER_RESOURCE, 0) > 0)
         placement.check_fits(self.plan, cpus, gpus)
         if str(getattr(self.spec.agent_config, "device", "auto")).startswith("cuda") and not self.plan.learner_gpus:
             raise ValueError("the agent config asks for a CUDA device but the Ray cluster has no GPU")
@@ -233,8 +278,9 @@ class Driver(SupervisionMixin, SchedulingMixin, ProgressMixin):
             self._handle(self.eval_call)
         self._tick()
         counters = self._counters_snapshot()
-        self.checkpoint = ray.get(self.learner.checkpoint.remote(self.shards, counters))
+        self.checkpoint = ray.get(self.learner.checkpoint.remote(counters))
         self._log_media(ray.get(self.learner.report.remote()))
+        self._audit_replay()
         final_eval = None
         if self.evaluator is not None:
             ref = self.evaluator.evaluate.remote(self.weights, self.runtime.eval_episodes)
@@ -243,11 +289,34 @@ class Driver(SupervisionMixin, SchedulingMixin, ProgressMixin):
             final_eval = self.evals[-1] if self.evals else None
         summary = self._summary(final_eval)
         self.logger.flush()
-        md, _ = write_report(self.run_dir, summary)
+        md, _ = write_report(self.local_dir, summary)
         with open(md, encoding="utf-8") as f:
             report = f.read()
         self._say(report)
+        self._save_counters()
+        self._upload_logs()
         return RunResult(self.run_dir, summary, report, self.history)
+
+    def _audit_replay(self) -> None:
+        """With ``runtime.audit_replay``: is every acknowledged chunk still in replay?"""
+        import ray
+
+        if self.acked_chunks is None:
+            return
+        held = set()
+        for keys in ray.get([s.chunk_keys.remote() for s in self.shards]):
+            held.update((str(k), int(v)) for k, v in keys)
+        missing = self.acked_chunks - held
+        self.audit = {"acked_chunks": len(self.acked_chunks), "missing": len(missing),
+                      "missing_examples": sorted(missing)[:5]}
+
+    def _save_counters(self) -> None:
+        storage.write_text(counters_file(self.run_dir), json.dumps(self._counters_snapshot()))
+
+    def _upload_logs(self) -> None:
+        """A run directory on an object store gets the local logs, metrics and report."""
+        if not storage.is_local(self.run_dir):
+            storage.upload_dir(self.local_dir, self.run_dir)
 
     def _interrupted_checkpoint(self) -> None:
         """On Ctrl-C, checkpoint what the learner has so that ``--resume`` loses nothing."""
@@ -255,8 +324,9 @@ class Driver(SupervisionMixin, SchedulingMixin, ProgressMixin):
 
         self._say("[distwm] interrupted: writing a checkpoint (Ctrl-C again to skip)")
         try:
-            path = ray.get(self.learner.checkpoint.remote(self.shards, self._counters_snapshot()),
-                           timeout=300)
+            path = ray.get(self.learner.checkpoint.remote(self._counters_snapshot()), timeout=300)
+            self._save_counters()
+            self._upload_logs()
             self._say(f"[distwm] checkpoint {path}; continue with `distwm train --resume {self.run_dir}`")
         except (KeyboardInterrupt, ray.exceptions.RayError) as exc:
             self._say(f"[distwm] no checkpoint written ({type(exc).__name__})")
@@ -269,7 +339,7 @@ class Driver(SupervisionMixin, SchedulingMixin, ProgressMixin):
         try:
             self._plan()
             rt = self.runtime
-            self.logger = Logger(self.run_dir, enable_wandb=rt.wandb, wandb_project=rt.wandb_project,
+            self.logger = Logger(self.local_dir, enable_wandb=rt.wandb, wandb_project=rt.wandb_project,
                                  config=self.run_config.to_dict())
             self.start_time = time.monotonic()
             self.updates = int(self.counters.get("updates", 0))
@@ -278,6 +348,9 @@ class Driver(SupervisionMixin, SchedulingMixin, ProgressMixin):
             if self.resuming:
                 self.counters["env_steps"] = max(int(self.counters["env_steps"]),
                                                  sum(s["inserted"] for s in self.shard_stats))
+                restored = sum(int(r.get("inserted", 0)) for r in self.restored)
+                self._say(f"[distwm] replay restored: {restored:,d} env steps in "
+                          f"{len(self.restored)} shards (snapshot + log)")
             self.start_steps, self.start_updates = self.counters["env_steps"], self.updates
             if "next_eval" in self.counters:  # a resumed run keeps its evaluation schedule
                 self.eval_cadence.next = float(self.counters["next_eval"])

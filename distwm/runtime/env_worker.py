@@ -30,6 +30,11 @@ def stream_shards(worker_index: int, envs_per_worker: int, num_shards: int) -> l
 class _PolicyActor:
     """Shared setup of the acting actors: envs, a CPU agent, versioned weights."""
 
+    def pid(self) -> int:
+        import os
+
+        return os.getpid()
+
     def __init__(self, run_config: Mapping[str, Any], num_envs: int, seed_parts: Sequence[int],
                  cpus: float = 1.0):
         self._run_config = dict(run_config)
@@ -100,24 +105,32 @@ class EnvWorker(_PolicyActor):
         self.stream_ids = [f"{epoch}/{worker_index}/{incarnation}/{e}" for e in range(self._num_envs)]
         self._pending: list = []
         self._pending_shards: list[int] = []
+        self._pending_keys: list[list[tuple[str, int]]] = []
+        self._acked: list[tuple[str, int]] = []
         self.steps = 0
         self.wait_time = 0.0
         self.lost_steps = 0
 
     def _wait_pending(self) -> list[int]:
-        """Wait for the in-flight inserts; returns the shards that failed (chunk rows lost)."""
+        """Wait for the in-flight inserts; returns the shards that failed (chunk rows lost).
+        The chunks a shard acknowledged (logged, so they survive it) go to ``_acked``."""
         import ray
 
         failed = []
         t0 = time.perf_counter()
-        for shard, ref in zip(self._pending_shards, self._pending):
+        for shard, ref, keys in zip(self._pending_shards, self._pending, self._pending_keys):
             try:
                 ray.get(ref)
+                self._acked.extend(keys)
             except ray.exceptions.RayError:
                 failed.append(shard)
         self.wait_time += time.perf_counter() - t0
-        self._pending, self._pending_shards = [], []
+        self._pending, self._pending_shards, self._pending_keys = [], [], []
         return failed
+
+    def _take_acked(self) -> list[tuple[str, int]]:
+        acked, self._acked = self._acked, []
+        return acked
 
     def collect(self, shards: Sequence[Any], weights: tuple[int, list] | None = None,
                 max_seconds: float = 1.0, max_steps: int | None = None) -> dict[str, Any]:
@@ -138,8 +151,10 @@ class EnvWorker(_PolicyActor):
                 rows = [e for e, s in enumerate(targets) if s == shard]
                 part = {k: v[rows] for k, v in chunk.items()}
                 ids = [self.stream_ids[e] for e in rows]
-                self._pending.append(shards[shard].insert.remote(ids, start_steps[rows].tolist(), part))
+                starts = start_steps[rows].tolist()
+                self._pending.append(shards[shard].insert.remote(ids, starts, part))
                 self._pending_shards.append(shard)
+                self._pending_keys.append(list(zip(ids, starts)))
             steps += self._num_envs * length
             if time.perf_counter() - start >= max_seconds:
                 break
@@ -150,6 +165,7 @@ class EnvWorker(_PolicyActor):
         return {
             "worker": self.worker_index, "steps": steps, "episodes": episodes,
             "version": self.version, "weights_ok": weights_ok, "failed_shards": sorted(set(failed)),
+            "acked": self._take_acked(),
             "act_time": self.runner.act_time - act0, "env_time": self.runner.env_time - env0,
             "wait_time": self.wait_time - wait0, "seconds": time.perf_counter() - start,
         }
@@ -158,7 +174,8 @@ class EnvWorker(_PolicyActor):
         """Wait for the last inserts (the end of collection)."""
         failed = self._wait_pending()
         self.lost_steps += self.runtime.chunk_length * len(failed) if self.runner else 0
-        return {"worker": self.worker_index, "failed_shards": sorted(set(failed))}
+        return {"worker": self.worker_index, "failed_shards": sorted(set(failed)),
+                "acked": self._take_acked()}
 
     def ping(self) -> int:
         return self.worker_index

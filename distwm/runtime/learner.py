@@ -3,81 +3,32 @@
 Weights go out as one ``ray.put`` every ``broadcast_interval`` updates; the driver hands the
 ``(version, [ref])`` pair to the env workers, which fetch it when the version is new.
 
-A checkpoint is a directory ``checkpoints/ckpt-<updates>`` with ``learner.pt`` (agent state,
-counters; ``torch.load(..., weights_only=True)``) and one snapshot per replay shard, written under
-a temporary name and renamed when complete; ``checkpoints/latest`` names the newest.
+With ``runtime.learners = N > 1`` the N learners form one ``torch.distributed`` group
+(:mod:`distwm.utils.distributed`; gloo on CPU, NCCL on GPU): each samples its own batches,
+the agent averages gradients over the group inside ``update`` (so the replicas stay equal), the
+ranks agree before every update that all of them have data, and rank 0 alone publishes weights,
+checkpoints and reports.
+
+Checkpoints (:mod:`distwm.runtime.checkpoints`): the first right after the first update, then
+every ``checkpoint_interval`` env steps or ``checkpoint_seconds``, whichever comes first.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import shutil
 import time
 from typing import Any, Mapping, Sequence
 
+from distwm.loop.env_loop import build_agent, limit_torch_threads
 from distwm.loop.schedule import Cadence
 from distwm.runtime.batch_fetcher import SampleFetcher
-from distwm.loop.env_loop import build_agent, limit_torch_threads
+from distwm.runtime.checkpoints import (CHECKPOINT_FILE, LATEST, latest_checkpoint,  # noqa: F401
+                                        load_checkpoint, write_checkpoint)
 
 __all__ = ["Learner", "latest_checkpoint", "load_checkpoint", "write_checkpoint"]
 
 _log = logging.getLogger(__name__)
-
-CHECKPOINT_FILE = "learner.pt"
-LATEST = "latest"
-
-
-def latest_checkpoint(run_dir: str) -> str | None:
-    """The newest complete checkpoint directory of a run, or ``None``."""
-    root = os.path.join(run_dir, "checkpoints")
-    try:
-        with open(os.path.join(root, LATEST)) as f:
-            path = os.path.join(root, f.read().strip())
-    except FileNotFoundError:
-        return None
-    return path if os.path.isfile(os.path.join(path, CHECKPOINT_FILE)) else None
-
-
-def load_checkpoint(path: str) -> dict[str, Any]:
-    """``learner.pt`` of a checkpoint directory (``weights_only=True``)."""
-    import torch
-
-    return torch.load(os.path.join(path, CHECKPOINT_FILE), map_location="cpu", weights_only=True)
-
-
-def shard_snapshot_name(index: int, fmt: str) -> str:
-    return f"shard_{index}.{'h5' if fmt == 'hdf5' else 'npz'}"
-
-
-def write_checkpoint(run_dir: str, name: str, state: Mapping[str, Any], shards: Sequence[Any],
-                     snapshot_format: str = "npz", keep: int = 2) -> str:
-    """Write a checkpoint directory atomically (shard snapshots in parallel); prune old ones."""
-    import ray
-    import torch
-
-    root = os.path.join(run_dir, "checkpoints")
-    final = os.path.join(root, name)
-    tmp = final + ".tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    refs = [s.save.remote(os.path.join(tmp, shard_snapshot_name(i, snapshot_format)))
-            for i, s in enumerate(shards)]
-    torch.save(dict(state), os.path.join(tmp, CHECKPOINT_FILE))
-    for ref in refs:  # a shard that died meanwhile has no snapshot here: it is restored from
-        try:          # the previous one, and the driver restarts it
-            ray.get(ref)
-        except ray.exceptions.RayActorError:
-            _log.warning("a replay shard died while the checkpoint %s was written", name)
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    with open(os.path.join(root, LATEST + ".tmp"), "w") as f:
-        f.write(name)
-    os.replace(os.path.join(root, LATEST + ".tmp"), os.path.join(root, LATEST))
-    done = sorted(d for d in os.listdir(root) if d.startswith("ckpt-") and not d.endswith(".tmp"))
-    for old in done[:-keep]:
-        shutil.rmtree(os.path.join(root, old), ignore_errors=True)
-    return final
 
 
 class Learner:
@@ -87,26 +38,30 @@ class Learner:
         run_config: ``RunConfig.to_dict()``.
         observation_space, action_space: the env's spaces (from the driver's probe env).
         device: ``"cuda"`` when the actor holds a GPU, else ``"cpu"``.
-        run_dir: where checkpoints go.
+        run_dir: where checkpoints go (path or URI).
         cpus: CPUs of the actor (torch threads).
+        rank, world_size: place in the data-parallel group (``world_size`` 1: no group).
 
     Its batches are the agent's named samples (``agent.data_spec()``); update ``k`` gets the
-    samples ``spec.due(k)`` names. It checkpoints every ``runtime.checkpoint_interval`` env
-    steps (the driver's counters come with every ``train`` call).
+    samples ``spec.due(k)`` names. The driver's counters come with every ``train`` call.
     """
 
     def __init__(self, run_config: Mapping[str, Any], observation_space: Any, action_space: Any,
-                 device: str, run_dir: str, cpus: float = 1.0):
+                 device: str, run_dir: str, cpus: float = 1.0, rank: int = 0, world_size: int = 1):
         self._run_config = dict(run_config)
         self._spaces = (observation_space, action_space)
         self.device = device
         self.run_dir = run_dir
         self._cpus = cpus
+        self.rank, self.world_size = int(rank), int(world_size)
         self.fetcher: SampleFetcher | None = None
         self.checkpoint_cadence: Cadence | None = None
+        self.last_checkpoint_time = 0.0
         self.last_batches: dict[str, Any] = {}
+        self._held: dict[str, Any] | None = None  # batches fetched but not used (group said wait)
         self.agent = None
         self.updates = 0
+        self.agent_updates_at_start = 0
         self.version = 0
         self._returned_version = -1
         self._weights_ref = None
@@ -114,21 +69,56 @@ class Learner:
         self.counters: dict[str, Any] = {}
         self.checkpoint_path: str | None = None
 
-    def setup(self, min_version: int = 0) -> dict[str, Any]:
-        """Build the agent and publish version ``min_version`` of its weights."""
-        if self.agent is None:
-            from distwm.configs.runtime_config import RunConfig
+    # -- set-up ----------------------------------------------------------------------------
+    def group_address(self) -> str:
+        """``tcp://ip:port`` for the group's rendezvous (asked of rank 0)."""
+        from distwm.utils.distributed import free_address
 
-            limit_torch_threads(self._cpus)
-            run = RunConfig.from_dict(self._run_config)
-            self.runtime = run.runtime
-            self.agent = build_agent(run.build_agent_config(), *self._spaces, self.device)
-            self.fetcher = SampleFetcher(self.agent.data_spec(), run.runtime.sample_timeout)
-            self.checkpoint_cadence = Cadence(run.runtime.checkpoint_interval,
-                                              int(self.counters.get("env_steps", 0)))
+        return free_address()
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def setup(self, min_version: int = 0, min_updates: int = 0,
+              group_address: str | None = None) -> dict[str, Any]:
+        """Build the agent (first call only), join the group, publish version ``min_version``.
+
+        ``updates`` (performed, which the replay ratio accounts for) never goes below
+        ``min_updates``: a fresh learner that replaces a dead one continues the count."""
+        if self.fetcher is None:
+            self._build()
+            self._reset_cadence()
+            self.updates = max(self.updates, int(min_updates))
             self.version = max(self.version, min_version)
-            self._publish(bump=False)
-        return {"device": self.device, "updates": self.updates, "version": self.version}
+            if self.world_size > 1:
+                self._join_group(group_address)
+            if self.rank == 0:
+                self._publish(bump=False)
+        return {"device": self.device, "updates": self.updates, "version": self.version,
+                "checkpoint_updates": 0}
+
+    def _build(self) -> None:
+        from distwm.configs.runtime_config import RunConfig
+
+        limit_torch_threads(self._cpus)
+        run = RunConfig.from_dict(self._run_config)
+        self.runtime = run.runtime
+        self.agent = build_agent(run.build_agent_config(), *self._spaces, self.device)
+        self.fetcher = SampleFetcher(self.agent.data_spec(), run.runtime.sample_timeout)
+
+    def _join_group(self, address: str | None) -> None:
+        from distwm.utils import distributed
+
+        if address is None:
+            raise ValueError(f"learner rank {self.rank} of {self.world_size} needs the group address")
+        distributed.init_group(self.rank, self.world_size, address,
+                               timeout_s=self.runtime.learner_group_timeout)
+        distributed.broadcast_module_state(self.agent, src=0)
+
+    def _reset_cadence(self) -> None:
+        self.checkpoint_cadence = Cadence(self.runtime.checkpoint_interval,
+                                          int(self.counters.get("env_steps", 0)))
+        self.last_checkpoint_time = time.monotonic()
 
     def _publish(self, bump: bool = True) -> None:
         import ray
@@ -137,22 +127,26 @@ class Learner:
             self.version += 1
         self._weights_ref = ray.put(self.agent.get_weights())
 
-    def restore(self, path: str, min_version: int = 0, min_updates: int = 0) -> dict[str, Any]:
-        """Load a checkpoint directory's agent state and counters.
+    def restore(self, path: str, min_version: int = 0, min_updates: int = 0,
+                group_address: str | None = None) -> dict[str, Any]:
+        """Load a checkpoint directory's agent state and counters, then join the group.
 
         Counters never go back: weights are republished with a version above ``min_version``,
-        and ``updates`` (updates performed, which the replay ratio accounts for) stays at least
-        ``min_updates`` even when the updates after the checkpoint were lost with a dead learner.
-        """
-        self.setup()
+        and ``updates`` stays at least ``min_updates`` even when the updates after the
+        checkpoint were lost with a dead learner (``checkpoint_updates`` says how many the
+        agent really has; the driver counts the difference as redone)."""
         state = load_checkpoint(path)
-        self.agent.load_state_dict(state["agent"])
-        self.updates = max(int(state["updates"]), int(min_updates))
         self.counters = dict(state.get("counters", {}))
-        self.checkpoint_cadence = Cadence(self.runtime.checkpoint_interval,
-                                          int(self.counters.get("env_steps", 0)))
+        self.updates = max(int(state["updates"]), int(min_updates))
         self.version = max(int(state["version"]), min_version) + 1
-        self._publish(bump=False)
+        if self.fetcher is None:
+            self._build()
+        self.agent.load_state_dict(state["agent"])
+        self._reset_cadence()
+        if self.world_size > 1:
+            self._join_group(group_address)
+        if self.rank == 0:
+            self._publish(bump=False)
         self.checkpoint_path = path
         return {"updates": self.updates, "checkpoint_updates": int(state["updates"]),
                 "version": self.version, "counters": self.counters}
@@ -183,17 +177,47 @@ class Learner:
         """``(version, [ref])`` of the latest published weights."""
         return self.version, [self._weights_ref]
 
-    def checkpoint(self, shards: Sequence[Any], counters: Mapping[str, Any] | None = None) -> str:
-        """Write agent state, counters and shard snapshots now."""
+    def checkpoint(self, counters: Mapping[str, Any] | None = None) -> str | None:
+        """Write agent state and counters now (rank 0; other ranks return ``None``)."""
         self.setup()
         if counters is not None:
             self.counters = dict(counters)
+        if self.rank != 0:
+            return None
         state = {"agent": self.agent.state_dict(), "updates": self.updates,
                  "version": self.version, "counters": self.counters}
-        self.checkpoint_path = write_checkpoint(
-            self.run_dir, f"ckpt-{self.updates:09d}", state, shards,
-            self.runtime.snapshot_format, self.runtime.keep_checkpoints)
+        self.checkpoint_path = write_checkpoint(self.run_dir, f"ckpt-{self.updates:09d}", state,
+                                                self.runtime.keep_checkpoints)
+        self.checkpoint_cadence.due(self._env_steps())  # the next one is an interval away
+        self.last_checkpoint_time = time.monotonic()
         return self.checkpoint_path
+
+    def _checkpoint_due(self) -> bool:
+        """First after the first update of this learner, then every ``checkpoint_interval``
+        env steps or ``checkpoint_seconds``, whichever comes first."""
+        if self.rank != 0:
+            return False
+        if self.checkpoint_path is None:
+            return True
+        seconds = self.runtime.checkpoint_seconds
+        return (self.checkpoint_cadence.due(self._env_steps())
+                or (seconds > 0 and time.monotonic() - self.last_checkpoint_time >= seconds))
+
+    def _next_batches(self, go: bool, deadline: float) -> dict[str, Any] | None:
+        """This rank's batches for the next update, or ``None`` to stop; in a group every
+        rank stops unless all of them have batches (a rank's unused batches are kept)."""
+        batches = None
+        if go:
+            batches = self._held or self.fetcher.next_batches(self.updates, deadline)
+            self._held = None
+        if self.world_size == 1:
+            return batches
+        from distwm.utils import distributed
+
+        if distributed.all_agree(batches is not None):
+            return batches
+        self._held = batches
+        return None
 
     def train(self, shards: Sequence[Any], max_updates: int, max_seconds: float,
               counters: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -202,7 +226,7 @@ class Learner:
         Returns counters, mean agent metrics, timing (``wait_time``: waiting for data), new
         weights ``(version, [ref])`` if published since the last call, the path of a
         checkpoint written during the call with the agent's :meth:`report` at that point, and
-        ``starved`` when data ran short.
+        ``starved`` when data ran short. Every rank of a group must get the same call.
         """
         self.setup()
         if counters is not None:
@@ -213,10 +237,11 @@ class Learner:
         wait0, done, starved = self.fetcher.wait_time, 0, False
         sums: dict[str, float] = {}
         checkpoint = media = None
-        while done < max_updates and time.monotonic() < deadline:
-            batches = self.fetcher.next_batches(self.updates, deadline)
+        while True:
+            go = done < max_updates and time.monotonic() < deadline
+            batches = self._next_batches(go, deadline)
             if batches is None:
-                starved = True
+                starved = go
                 break
             t0 = time.monotonic()
             metrics = self.agent.update(batches)
@@ -226,20 +251,20 @@ class Learner:
                 sums[key] = sums.get(key, 0.0) + float(value)
             done += 1
             self.updates += 1
-            if self.updates % self.runtime.broadcast_interval == 0:
+            if self.rank == 0 and self.updates % self.runtime.broadcast_interval == 0:
                 self._publish()
-            if not self.fetcher.dead and self.checkpoint_cadence.due(self._env_steps()):
-                checkpoint = self.checkpoint(shards)
+            if self._checkpoint_due():
+                checkpoint = self.checkpoint()
                 media = self.report()
         result = {
-            "updates": self.updates, "done": done, "version": self.version,
+            "rank": self.rank, "updates": self.updates, "done": done, "version": self.version,
             "metrics": {k: v / done for k, v in sums.items()} if done else {},
             "wait_time": self.fetcher.wait_time - wait0, "seconds": time.monotonic() - start,
             "starved": starved, "dead_shards": sorted(self.fetcher.dead),
             "shard_stats": dict(self.fetcher.stats), "checkpoint": checkpoint,
             "report": media, "weights": None,
         }
-        if self.version != self._returned_version:
+        if self.rank == 0 and self.version != self._returned_version:
             result["weights"] = (self.version, [self._weights_ref])
             self._returned_version = self.version
         return result

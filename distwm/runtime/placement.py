@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["ActorPlan", "connect", "plan_actors", "check_fits", "create_placement_group",
-           "current_placement_group", "scheduling"]
+           "current_placement_group", "scheduling", "LEARNER_RESOURCE"]
 
 _log = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ class ActorPlan:
     shard_cpus: float
     evaluator_cpus: float
     evaluator: bool
+    learners: int = 1
     bundles: list[dict[str, float]] = field(default_factory=list)
 
     @property
@@ -55,15 +56,18 @@ class ActorPlan:
     def total(self, resource: str) -> float:
         return sum(b.get(resource, 0.0) for b in self.bundles)
 
-    # bundle 0: learner; 1..workers: env workers; shards and evaluator share the rest
+    # bundles 0..learners-1: learners; then env workers; then shards and evaluator
+    def learner_bundle(self, rank: int) -> int:
+        return rank
+
     def worker_bundle(self, index: int) -> int:
-        return 1 + index
+        return self.learners + index
 
     def _extra_bundle(self, role: str) -> int:
         cpus = self.shard_cpus if role == "shard" else self.evaluator_cpus
         if cpus <= 0:
             return -1  # no reservation: any bundle's node
-        offset = 1 + self.workers
+        offset = self.learners + self.workers
         if role == "evaluator" and self.shard_cpus > 0:
             offset += self.shards
         return offset
@@ -76,19 +80,27 @@ class ActorPlan:
         return self._extra_bundle("evaluator")
 
 
+#: custom resource that cluster YAMLs give GPU nodes: learner bundles ask for it when the
+#: cluster has it, so learners land on GPU nodes and nothing else takes their slot
+LEARNER_RESOURCE = "learner"
+
+
 def plan_actors(runtime: Any, cluster_cpus: float, cluster_gpus: float,
-                want_gpu: bool = True) -> ActorPlan:
+                want_gpu: bool = True, learner_resource: bool = False) -> ActorPlan:
     """Resolve ``workers="auto"`` and ``learner_gpus="auto"`` against the cluster's resources.
 
-    ``auto`` workers: the CPUs left after the learner, shards and evaluator, divided by
-    ``worker_cpus`` (at least 1). Raises ``ValueError`` when the plan cannot fit.
+    ``auto`` workers: the CPUs left after the learners, shards and evaluator, divided by
+    ``worker_cpus`` (at least 1). ``learner_resource``: the cluster advertises the
+    ``learner`` resource (each GPU learner's bundle then asks for one). Raises ``ValueError``
+    when the plan cannot fit.
     """
     evaluator = runtime.eval_episodes > 0
+    learners = int(getattr(runtime, "learners", 1))
     if runtime.learner_gpus == "auto":
-        gpus = 1.0 if (want_gpu and cluster_gpus >= 1) else 0.0
+        gpus = 1.0 if (want_gpu and cluster_gpus >= learners) else 0.0
     else:
         gpus = float(runtime.learner_gpus)
-    fixed = (runtime.learner_cpus + runtime.shards * runtime.shard_cpus
+    fixed = (learners * runtime.learner_cpus + runtime.shards * runtime.shard_cpus
              + (runtime.evaluator_cpus if evaluator else 0.0))
     if runtime.workers == "auto":
         workers = max(1, int((cluster_cpus - fixed) // runtime.worker_cpus))
@@ -96,11 +108,14 @@ def plan_actors(runtime: Any, cluster_cpus: float, cluster_gpus: float,
         workers = int(runtime.workers)
     plan = ActorPlan(workers, runtime.envs_per_worker, runtime.shards, runtime.worker_cpus,
                      runtime.learner_cpus, gpus, runtime.shard_cpus, runtime.evaluator_cpus,
-                     evaluator)
+                     evaluator, learners)
     learner = {"CPU": runtime.learner_cpus}
     if gpus:
         learner["GPU"] = gpus
-    plan.bundles = [{k: v for k, v in learner.items() if v > 0} or {"CPU": 0.01}]
+        if learner_resource:
+            learner[LEARNER_RESOURCE] = 1.0
+    plan.bundles = [{k: v for k, v in learner.items() if v > 0} or {"CPU": 0.01}
+                    for _ in range(learners)]
     plan.bundles += [{"CPU": runtime.worker_cpus} for _ in range(workers)]
     if runtime.shard_cpus > 0:
         plan.bundles += [{"CPU": runtime.shard_cpus} for _ in range(runtime.shards)]
@@ -121,8 +136,8 @@ def check_fits(plan: ActorPlan, cluster_cpus: float, cluster_gpus: float) -> Non
     if need_cpu > cluster_cpus + 1e-9 or need_gpu > cluster_gpus + 1e-9:
         raise ValueError(
             f"the run needs {need_cpu:g} CPUs and {need_gpu:g} GPUs ({plan.workers} workers x "
-            f"{plan.worker_cpus:g} CPU, learner {plan.learner_cpus:g} CPU + {plan.learner_gpus:g} "
-            f"GPU, ...) but the Ray cluster has {cluster_cpus:g} CPUs and {cluster_gpus:g} GPUs: "
+            f"{plan.worker_cpus:g} CPU, {plan.learners} learner(s) x {plan.learner_cpus:g} CPU + "
+            f"{plan.learner_gpus:g} GPU, ...) but the Ray cluster has {cluster_cpus:g} CPUs and {cluster_gpus:g} GPUs: "
             "lower runtime.workers / *_cpus or use workers='auto'"
         )
 

@@ -64,6 +64,9 @@ class ProgressMixin:
         self.gauges.set(rec)
         self._say(format_progress(rec, self.runtime.total_steps))
         self.window = self._new_window()
+        self._save_counters()  # what `--resume` needs if the driver itself dies
+        if len(self.history) % 30 == 0:
+            self._upload_logs()
         if self.on_progress is not None:
             self.on_progress(rec, self)
         return rec
@@ -72,7 +75,7 @@ class ProgressMixin:
         if self.runtime.verbose:
             print(line, file=sys.stdout, flush=True)
         _log.info(line)
-        with open(os.path.join(self.run_dir, "progress.log"), "a", encoding="utf-8") as f:
+        with open(os.path.join(self.local_dir, "progress.log"), "a", encoding="utf-8") as f:
             f.write(line + "\n")
 
     def _summary(self, final_eval: dict | None) -> dict[str, Any]:
@@ -85,6 +88,8 @@ class ProgressMixin:
             "run_dir": self.run_dir, "total_steps": self.runtime.total_steps,
             "env_steps": self.counters["env_steps"], "updates": self.updates,
             "updates_lost": int(self.counters.get("updates_lost", 0)),
+            "learners": self.plan.learners, "acked_steps": int(self.counters.get("acked_steps", 0)),
+            "replay_audit": self.audit, "replay_restored": list(self.restored),
             "episodes": self.counters["episodes"], "epoch": self.counters["epoch"],
             "seconds": seconds, "total_seconds": self.counters["seconds"] + seconds,
             "env_steps_per_s": (self.counters["env_steps"] - self.start_steps) / seconds,

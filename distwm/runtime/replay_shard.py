@@ -1,5 +1,6 @@
 """The ``ReplayShard`` actor: a :class:`~distwm.memory.replay.SequenceReplay` behind a
-:class:`~distwm.runtime.rate_limiter.RateLimiter`.
+:class:`~distwm.runtime.rate_limiter.RateLimiter`, made durable by a
+:class:`~distwm.runtime.replay_store.ShardStore` (snapshot + append-only log).
 
 It is an asyncio actor: an insert waiting for the learner and a sample waiting for data wait on
 the limiter's condition without blocking each other. The class is plain Python (the driver wraps
@@ -15,6 +16,7 @@ import numpy as np
 
 from distwm.memory.replay import SequenceReplay
 from distwm.runtime.rate_limiter import RateLimiter
+from distwm.runtime.replay_store import ShardStore
 
 __all__ = ["ReplayShard"]
 
@@ -27,13 +29,24 @@ class ReplayShard:
         capacity, chunk_length, seq_len: see :class:`SequenceReplay`.
         samples_per_insert, min_size, error_buffer: see :class:`RateLimiter`.
         seed: sampling seed.
+        store_root: the run's replay directory (path or URI): every accepted chunk and sample
+            is logged there before the call returns, and :meth:`open` restores from it.
+            ``None``: in memory only.
+        snapshot_format, snapshot_steps, flush_seconds: see :class:`ShardStore`
+            (``snapshot_steps`` 0: the shard's capacity).
     """
 
     def __init__(self, shard_index: int, capacity: int, chunk_length: int, seq_len: int,
-                 samples_per_insert: float, min_size: int, error_buffer: float, seed: int = 0):
+                 samples_per_insert: float, min_size: int, error_buffer: float, seed: int = 0,
+                 store_root: str | None = None, snapshot_format: str = "npz",
+                 snapshot_steps: int = 0, flush_seconds: float = 5.0):
         self.shard_index = shard_index
         self.replay = SequenceReplay(capacity, chunk_length, seq_len, seed=seed)
         self.limiter = RateLimiter(samples_per_insert, min_size, error_buffer)
+        self.store = None if store_root is None else ShardStore(
+            store_root, shard_index, snapshot_format, snapshot_steps or self.replay.capacity,
+            flush_seconds)
+        self.restored: dict[str, Any] | None = None
         self.insert_wait = 0.0
         self.sample_wait = 0.0
         self.insert_time = 0.0
@@ -51,6 +64,10 @@ class ReplayShard:
         t1 = time.perf_counter()
         self.replay.insert(chunk, list(stream_ids), list(start_steps))
         self.limiter.record_insert(steps)
+        if self.store is not None:  # logged before the worker hears the chunk arrived
+            self.store.append_insert(stream_ids, start_steps, chunk, steps)
+            if self.store.snapshot_due():
+                self.store.snapshot(self.replay, self._extra())
         self.insert_wait += t1 - t0
         self.insert_time += time.perf_counter() - t1
         return self.stats()
@@ -70,6 +87,8 @@ class ReplayShard:
             return None, self.stats()
         batch = self.replay.sample(num_sequences, seq_len=length)
         self.limiter.record_sample(steps)
+        if self.store is not None:
+            self.store.append_sample(steps)
         self.sample_time += time.perf_counter() - t1
         return batch, self.stats()
 
@@ -82,22 +101,42 @@ class ReplayShard:
             "valid_starts": self.replay.num_valid_starts, "ratio": lim.ratio(),
             "insert_wait": self.insert_wait, "sample_wait": self.sample_wait,
             "insert_time": self.insert_time, "sample_time": self.sample_time,
+            "log_time": self.store.log_time if self.store else 0.0,
+            "log_bytes": self.store.log_bytes if self.store else 0,
         }
 
     async def get_stats(self) -> dict[str, Any]:
         return self.stats()
 
-    async def save(self, path: str) -> str:
-        """Snapshot contents and limiter counters (``.npz``, or HDF5 for ``.h5``/``.hdf5``)."""
-        return self.replay.save(path, extra={"limiter": self.limiter.state_dict(),
-                                             "shard": self.shard_index})
+    def _extra(self) -> dict[str, Any]:
+        return {"limiter": self.limiter.state_dict(), "shard": self.shard_index}
 
-    async def restore(self, path: str) -> dict[str, Any]:
-        """Load a :meth:`save` snapshot (contents and counters)."""
-        extra = self.replay.load(path)
-        self.limiter.load_state_dict(extra["limiter"])
-        return self.stats()
+    async def open(self) -> dict[str, Any]:
+        """Restore from the store (snapshot + log) once; returns what was restored and the
+        stats. Without a store the shard starts empty."""
+        if self.restored is None:
+            self.restored = ({} if self.store is None
+                             else self.store.restore(self.replay, self.limiter))
+        return {**self.restored, **self.stats()}
+
+    async def snapshot(self) -> str | None:
+        """Compact the log into a snapshot now (returns its location; ``None``: no store)."""
+        if self.store is None:
+            return None
+        return self.store.snapshot(self.replay, self._extra())
+
+    async def chunk_keys(self) -> list[tuple[str, int]]:
+        """``(stream id, start step)`` of every chunk held (for audits)."""
+        return self.replay.chunk_keys()
+
+    def pid(self) -> int:
+        import os
+
+        return os.getpid()
 
     async def close(self) -> None:
-        """Release waiting inserts and samples (the end of a run)."""
+        """Release waiting inserts and samples and close the log (the end of a run)."""
         self.limiter.close()
+        if self.store is not None:
+            self.store.flush()
+            self.store.close()

@@ -134,6 +134,7 @@ def write_report(run_dir: str, summary: Mapping[str, Any]) -> tuple[str, str]:
         "| --- | --- |",
         f"| env steps | {summary['env_steps']:,d} of {summary['total_steps']:,d} |",
         f"| learner updates | {summary['updates']:,d} |",
+        f"| updates redone after learner restarts | {summary.get('updates_lost', 0):,d} |",
         f"| replay ratio (measured / target) | {summary['replay_ratio']:.2f} / "
         f"{summary['target_ratio']:g} |",
         f"| wall time (this session) | {_duration(summary['seconds'])} |",
@@ -141,7 +142,8 @@ def write_report(run_dir: str, summary: Mapping[str, Any]) -> tuple[str, str]:
         f"| updates/s (mean) | {summary['updates_per_s']:.2f} |",
         f"| learner idle (waiting for data) | {100 * summary['learner_idle']:.1f}% |",
         f"| layout | {summary['workers']} workers x {summary['envs_per_worker']} envs, "
-        f"{summary['shards']} shards, learner on {summary['learner_device']} |",
+        f"{summary['shards']} shards, {summary.get('learners', 1)} learner(s) on "
+        f"{summary['learner_device']} |",
         f"| episodes | {summary['episodes']:,d} |",
         f"| restarts (workers / learner / shards / evaluator) | "
         f"{' / '.join(str(summary['restarts'].get(k, 0)) for k in ('worker', 'learner', 'shard', 'evaluator'))} |",
@@ -174,9 +176,20 @@ def write_report(run_dir: str, summary: Mapping[str, Any]) -> tuple[str, str]:
         lines += ["Restarts:", ""]
         for e in events:
             where = f" from `{e['restored_from']}`" if e.get("restored_from") else ""
+            detail = ""
+            if e.get("updates_redone") is not None:
+                detail = f"; {e['updates_redone']:,d} updates redone"
+            if e.get("restored_steps") is not None:
+                detail = (f"; {e['restored_steps']:,d} env steps back in replay "
+                          f"({e.get('restored_log_steps', 0):,d} from its log)")
             lines.append(f"- {e['role']} {e['index']} ({e['cause']}) at {e['env_steps']:,d} steps, "
-                         f"{e['updates']:,d} updates: restarted{where}")
+                         f"{e['updates']:,d} updates: restarted{where}{detail}")
         lines.append("")
+    audit = summary.get("replay_audit")
+    if audit:
+        verdict = "all in replay" if audit["missing"] == 0 else f"{audit['missing']:,d} MISSING"
+        lines += [f"Replay audit: {audit['acked_chunks']:,d} chunks acknowledged by the shards, "
+                  f"{verdict}.", ""]
     if summary.get("checkpoint"):
         lines += [f"Last checkpoint: `{summary['checkpoint']}`; continue with "
                   f"`distwm train --resume {run_dir}`.", ""]

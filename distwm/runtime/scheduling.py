@@ -15,6 +15,15 @@ from distwm.runtime.supervision import Role
 __all__ = ["SchedulingMixin"]
 
 
+def _is_group_failure(exc: BaseException) -> bool:
+    """A learner's call failed because a peer of its data-parallel group died (its collective
+    timed out or its connection closed), not because of the learner's own update."""
+    text = str(exc)
+    return any(s in text for s in ("Connection closed by peer", "Connection reset by peer",
+                                   "Timed out", "timed out", "DistBackendError", "Gloo",
+                                   "NCCL"))
+
+
 class SchedulingMixin:
     """Keep every actor busy with short calls, and account for their results."""
 
@@ -40,8 +49,9 @@ class SchedulingMixin:
         return self._budget(len(stats)).owed_updates(inserted, sampled)
 
     def _budget(self, shards: int) -> UpdateBudget:
-        """The replay-ratio arithmetic of the single-process loop, over all shards."""
-        return UpdateBudget(self.spec.train_ratio, self.spec.steps_per_update,
+        """The replay-ratio arithmetic of the single-process loop, over all shards (an update
+        of ``learners`` data-parallel learners replays ``learners`` batches)."""
+        return UpdateBudget(self.spec.train_ratio, self.spec.steps_per_update * self.plan.learners,
                             self.layout.min_size * shards)
 
     def _submit_train(self) -> None:
@@ -51,10 +61,12 @@ class SchedulingMixin:
             if max_updates <= 0:
                 self.learner_done = True
                 return
-        ref = self.learner.train.remote(self.shards, max_updates, self.runtime.train_seconds,
-                                        self._counters_snapshot())
-        self.calls[ref] = (Role.LEARNER, 0, "train")
-        self.learner_call = ref
+        counters = self._counters_snapshot()
+        for rank, learner in enumerate(self.learners):  # every rank gets the same call
+            ref = learner.train.remote(self.shards, max_updates, self.runtime.train_seconds,
+                                       counters)
+            self.calls[ref] = (Role.LEARNER, rank, "train")
+            self.learner_calls[ref] = rank
 
     def _counters_snapshot(self) -> dict[str, Any]:
         out = dict(self.counters)
@@ -70,9 +82,11 @@ class SchedulingMixin:
                 self._submit_collect(i)
         if not self.collect_done and all(self.worker_done):
             self.collect_done = True
-        if self.learner_call is None and not self.learner_done:
+        if not self.learner_calls and not self.learner_done:
             self._submit_train()
+        # no periodic evaluation once the budget is collected: the final one takes its place
         if (self.evaluator is not None and self.eval_call is None and not self.collect_done
+                and self.counters["env_steps"] < self.runtime.total_steps
                 and self.eval_cadence.due(self.counters["env_steps"])):
             self.eval_call = self.evaluator.evaluate.remote(self.weights, self.runtime.eval_episodes)
             self.calls[self.eval_call] = (Role.EVALUATOR, 0, self.counters["env_steps"])
@@ -87,10 +101,9 @@ class SchedulingMixin:
         except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as exc:
             # a dead actor is restarted; so is an env worker or evaluator whose env or policy
             # raised (bounded by max_restarts); an error in the learner's update ends the run
-            if isinstance(exc, ray.exceptions.RayTaskError) and role == Role.LEARNER:
+            if (isinstance(exc, ray.exceptions.RayTaskError) and role == Role.LEARNER
+                    and not _is_group_failure(exc)):
                 raise
-            if role == Role.LEARNER:
-                self.learner_call = None
             if role == Role.EVALUATOR:
                 self.eval_call = None
             self._restart(role, index, exc)
@@ -98,13 +111,22 @@ class SchedulingMixin:
         if role == Role.WORKER:
             self._on_worker(index, what, result)
         elif role == Role.LEARNER:
-            self._on_learner(result)
+            self.learner_calls.pop(ref, None)
+            self.learner_results[index] = result
+            if not self.learner_calls:  # the whole group answered
+                results = [self.learner_results[r] for r in sorted(self.learner_results)]
+                self.learner_results.clear()
+                self._on_learner(results)
         else:
             self._on_eval(what, result)
 
     def _on_worker(self, index: int, what: str, result: dict[str, Any]) -> None:
         for shard in result["failed_shards"]:
             self._shard_suspect.add(shard)
+        acked = result["acked"]
+        self.counters["acked_steps"] += len(acked) * self.runtime.chunk_length
+        if self.acked_chunks is not None:
+            self.acked_chunks.update((str(s), int(t)) for s, t in acked)
         if what == "flush":
             self.worker_done[index] = True
             return
@@ -117,9 +139,13 @@ class SchedulingMixin:
         for key in ("act_time", "env_time", "wait_time", "seconds"):
             self.worker_time[key] += result[key]
 
-    def _on_learner(self, result: dict[str, Any]) -> None:
-        self.learner_call = None
-        self.updates = int(result["updates"])
+    def _on_learner(self, results: list[dict[str, Any]]) -> None:
+        """Rank 0's answer carries weights, checkpoint, report and metrics; every rank's
+        answer its dead shards."""
+        result = results[0]
+        for other in results[1:]:
+            self._shard_suspect.update(other["dead_shards"])
+        self.updates = max(self.updates, int(result["updates"]))
         if result["weights"] is not None:
             self.weights = result["weights"]
         if result["checkpoint"]:

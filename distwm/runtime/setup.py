@@ -130,10 +130,14 @@ def default_run_dir(spec: RunSpec) -> str:
 
 
 def load_run_config(run_dir: str) -> RunConfig:
-    path = os.path.join(run_dir, RUN_CONFIG_FILE)
-    if not os.path.isfile(path):
-        raise ValueError(f"{run_dir!r} is not a distwm run directory (no {RUN_CONFIG_FILE})")
-    return RunConfig.from_yaml(path)
+    """The ``run.yaml`` of a run directory (a path or URI)."""
+    from distwm.utils import storage
+
+    try:
+        text = storage.read_text(storage.join(run_dir, RUN_CONFIG_FILE))
+    except FileNotFoundError:
+        raise ValueError(f"{run_dir!r} is not a distwm run directory (no {RUN_CONFIG_FILE})") from None
+    return RunConfig.from_yaml(text)
 
 
 #: runtime fields a resumed run cannot change (the replay snapshots depend on them)

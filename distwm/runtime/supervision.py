@@ -4,12 +4,11 @@ checkpoint) and their restarts. A mixin of :class:`distwm.runtime.driver.Driver`
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from distwm.loop.env_loop import derive_seed
 from distwm.runtime import placement
-from distwm.runtime.learner import latest_checkpoint, shard_snapshot_name
+from distwm.runtime.checkpoints import latest_checkpoint, replay_dir
 
 __all__ = ["Role", "SupervisionMixin", "kill_actor"]
 
@@ -33,7 +32,7 @@ class SupervisionMixin:
     def _options(self, role: str, index: int = 0) -> dict[str, Any]:
         plan = self.plan
         if role == Role.LEARNER:
-            cpus, bundle = plan.learner_cpus, 0
+            cpus, bundle = plan.learner_cpus, plan.learner_bundle(index)
         elif role == Role.WORKER:
             cpus, bundle = plan.worker_cpus, plan.worker_bundle(index)
         elif role == Role.SHARD:
@@ -47,63 +46,60 @@ class SupervisionMixin:
             options["num_gpus"] = plan.learner_gpus
         return options
 
-    def _new_shard(self, index: int, snapshot: str | None, wait: bool = True):
-        """A replay shard, restored from ``snapshot`` when given (``wait=False``: returns
-        ``(shard, pending restore ref or None)``)."""
+    def _new_shard(self, index: int, wait: bool = True):
+        """A replay shard restored from its snapshot and log (``wait=False``: returns
+        ``(shard, pending open ref)``)."""
         import ray
 
         from distwm.runtime.replay_shard import ReplayShard
 
-        lay, spec = self.layout, self.spec
+        lay, spec, rt = self.layout, self.spec, self.runtime
         incarnation = self.counters["restarts"].get(Role.SHARD, 0)
         shard = ray.remote(ReplayShard).options(**self._options(Role.SHARD, index)).remote(
-            index, lay.shard_capacity, self.runtime.chunk_length, spec.seq_len, spec.train_ratio,
+            index, lay.shard_capacity, rt.chunk_length, spec.seq_len, spec.train_ratio,
             lay.min_size, lay.error_buffer,
-            derive_seed(spec.seed, 3, self.counters["epoch"], index, incarnation))
-        ref = None
-        if snapshot is not None and os.path.isfile(snapshot):
-            ref = shard.restore.remote(snapshot)
+            derive_seed(spec.seed, 3, self.counters["epoch"], index, incarnation),
+            replay_dir(self.run_dir), rt.snapshot_format, rt.replay_snapshot_steps,
+            rt.replay_flush_seconds)
+        ref = shard.open.remote()
         if not wait:
             return shard, ref
-        if ref is not None:
-            ray.get(ref)
-        return shard
+        return shard, ray.get(ref)
 
-    def _snapshot_path(self, index: int) -> str | None:
-        if self.checkpoint is None:
-            return None
-        return os.path.join(self.checkpoint, shard_snapshot_name(index, self.runtime.snapshot_format))
-
-    def _new_learner(self, wait: bool = True):
-        """A learner restored from the last checkpoint, or fresh (``wait=False``: returns
-        ``(learner, pending setup ref)``; finish with :meth:`_learner_ready`)."""
+    def _new_learners(self):
+        """The learner group, restored from the last checkpoint or fresh; returns
+        ``(learners, pending setup refs)`` (finish with :meth:`_learners_ready`)."""
         import ray
 
         from distwm.runtime.learner import Learner
 
-        spec = self.spec
-        learner = ray.remote(Learner).options(**self._options(Role.LEARNER)).remote(
+        spec, plan = self.spec, self.plan
+        world = plan.learners
+        learners = [ray.remote(Learner).options(**self._options(Role.LEARNER, rank)).remote(
             self.run_config.to_dict(), spec.observation_space, spec.action_space,
-            self.plan.learner_device, self.run_dir, self.plan.learner_cpus)
+            plan.learner_device, self.run_dir, plan.learner_cpus, rank, world)
+            for rank in range(world)]
+        address = ray.get(learners[0].group_address.remote()) if world > 1 else None
         min_version = int(self.counters.get("version", 0))
+        min_updates = int(self.counters.get("updates", 0))
         if self.checkpoint is not None:
-            ref = learner.restore.remote(self.checkpoint, min_version,
-                                         int(self.counters.get("updates", 0)))
+            refs = [lr.restore.remote(self.checkpoint, min_version, min_updates, address)
+                    for lr in learners]
         else:
-            ref = learner.setup.remote(min_version)
-        if not wait:
-            return learner, ref
-        self._learner_ready(learner, ray.get(ref))
-        return learner
+            refs = [lr.setup.remote(min_version, min_updates, address) for lr in learners]
+        return learners, refs
 
-    def _learner_ready(self, learner: Any, info: dict[str, Any]) -> None:
+    def _learners_ready(self, infos: list[dict[str, Any]]) -> int:
+        """Count the updates the agent lost with a dead learner (it redoes them from its
+        checkpoint); returns that number."""
         import ray
 
-        if "checkpoint_updates" in info:
-            lost = int(self.counters.get("updates", 0)) - int(info["checkpoint_updates"])
-            self.counters["updates_lost"] = int(self.counters.get("updates_lost", 0)) + max(lost, 0)
-        self.updates = int(info["updates"])
-        self.weights = ray.get(learner.weights.remote())
+        info = infos[0]
+        lost = max(int(self.counters.get("updates", 0)) - int(info["checkpoint_updates"]), 0)
+        self.counters["updates_lost"] = int(self.counters.get("updates_lost", 0)) + lost
+        self.updates = max(self.updates, int(info["updates"]))
+        self.weights = ray.get(self.learners[0].weights.remote())
+        return lost
 
     def _new_worker(self, index: int):
         import ray
@@ -136,19 +132,21 @@ class SupervisionMixin:
         else:
             self.pg = placement.create_placement_group(self.plan, self.runtime.placement_strategy)
             self.bundle_offset, self.owns_pg = 0, True
-        pending = []
+        shard_refs = []
         for i in range(self.runtime.shards):
-            shard, ref = self._new_shard(i, self._snapshot_path(i), wait=False)
+            shard, ref = self._new_shard(i, wait=False)
             self.shards.append(shard)
-            pending += [ref] if ref is not None else []
-        self.learner, learner_ref = self._new_learner(wait=False)
+            shard_refs.append(ref)
+        self.learners, learner_refs = self._new_learners()
+        pending = []
         self.worker_incarnation = [0] * self.plan.workers
         self.workers = [self._new_worker(i) for i in range(self.plan.workers)]
         pending += [w.setup.remote() for w in self.workers]
         if self.plan.evaluator:
             self.evaluator = self._new_evaluator()
             pending.append(self.evaluator.setup.remote())
-        self._learner_ready(self.learner, ray.get(learner_ref))
+        self.restored = ray.get(shard_refs)
+        self._learners_ready(ray.get(learner_refs))
         ray.get(pending)
 
     def _restart(self, role: str, index: int, cause: BaseException) -> None:
@@ -169,23 +167,27 @@ class SupervisionMixin:
             kill_actor(self.workers[index])
             self.worker_incarnation[index] += 1
             self.workers[index] = self._new_worker(index)
-        elif role == Role.LEARNER:
-            kill_actor(self.learner)
+        elif role == Role.LEARNER:  # one rank dead: the whole group restarts together
+            import ray
+
+            for learner in self.learners:
+                kill_actor(learner)
             self.checkpoint = latest_checkpoint(self.run_dir) or self.checkpoint
             self.counters["updates"] = self.updates
             self.counters["version"] = max(int(self.counters.get("version", 0)), self.weights[0])
-            self.learner_call = None
-            self.learner = self._new_learner()
+            for ref in self.learner_calls:  # the other ranks' calls die with them
+                self.calls.pop(ref, None)
+            self.learner_calls.clear()
+            self.learner_results.clear()
+            self.learners, refs = self._new_learners()
+            event["updates_redone"] = self._learners_ready(ray.get(refs))
             event["restored_from"] = self.checkpoint
         elif role == Role.SHARD:
             kill_actor(self.shards[index])
-            self.checkpoint = latest_checkpoint(self.run_dir) or self.checkpoint
-            snapshot = self._snapshot_path(index)
-            self.shards[index] = self._new_shard(index, snapshot)
-            event["restored_from"] = snapshot if snapshot and os.path.isfile(snapshot) else None
-            import ray
-
-            event["restored_steps"] = ray.get(self.shards[index].get_stats.remote())["inserted"]
+            self.shards[index], info = self._new_shard(index)
+            event["restored_from"] = info.get("snapshot")
+            event["restored_steps"] = info["inserted"]
+            event["restored_log_steps"] = info.get("log_steps", 0)
         else:
             kill_actor(self.evaluator)
             self.eval_call = None
@@ -209,7 +211,7 @@ class SupervisionMixin:
         import ray
         from ray.util.placement_group import remove_placement_group
 
-        for actor in [*self.workers, self.evaluator, self.learner, *self.shards]:
+        for actor in [*self.workers, self.evaluator, *self.learners, *self.shards]:
             if actor is not None:
                 kill_actor(actor)
         if getattr(self, "pg", None) is not None and self.owns_pg:

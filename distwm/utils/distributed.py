@@ -40,7 +40,6 @@ __all__ = ["all_agree", "broadcast_module_state", "broadcast_object", "destroy_g
            "reduce_gradients", "replicas_agree", "world_size"]
 
 _BACKENDS = ("auto", "gloo", "nccl")
-_state: dict[str, Any] = {"backend": None, "device": None}
 
 
 def _dist():
@@ -111,14 +110,10 @@ def init_group(rank: int, world_size: int, init_method: str, backend: str = "aut
         backend = "nccl" if cuda and dev.type == "cuda" else "gloo"
     if backend == "nccl" and dev.type != "cuda":
         raise ValueError(f"init_group: backend 'nccl' needs a CUDA device, the learner's is {dev}")
-    if backend == "nccl":
-        if dev.index is not None:
-            torch.cuda.set_device(dev)
-        elif torch.cuda.device_count() > 0:
-            dev = torch.device("cuda", torch.cuda.current_device())
+    if backend == "nccl" and dev.index is not None:
+        torch.cuda.set_device(dev)  # NCCL works on the current device
     dist.init_process_group(backend, init_method=init_method, rank=rank, world_size=world_size,
                             timeout=datetime.timedelta(seconds=float(timeout_s)))
-    _state.update(backend=backend, device=dev)
     return backend
 
 
@@ -127,7 +122,6 @@ def destroy_group() -> None:
     dist = _dist()
     if dist is not None:
         dist.destroy_process_group()
-    _state.update(backend=None, device=None)
 
 
 def free_address() -> str:
@@ -137,7 +131,9 @@ def free_address() -> str:
     host = "127.0.0.1"
     ray = sys.modules.get("ray")
     if ray is not None and ray.is_initialized():
-        host = ray.util.get_node_ip_address()
+        from ray.util import get_node_ip_address
+
+        host = get_node_ip_address()
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("", 0))
         port = sock.getsockname()[1]
@@ -154,8 +150,17 @@ def _buckets(tensors):
     return out
 
 
-def _check_device(device) -> None:
-    if _state["backend"] == "nccl" and device.type != "cuda":
+def _nccl(dist) -> bool:
+    return str(dist.get_backend()).lower() == "nccl"
+
+
+def _comm_device(dist, torch):
+    """Where the group's small control tensors live (NCCL: this rank's CUDA device)."""
+    return torch.device("cuda", torch.cuda.current_device()) if _nccl(dist) else torch.device("cpu")
+
+
+def _check_device(dist, device) -> None:
+    if _nccl(dist) and device.type != "cuda":
         raise RuntimeError(f"the process group uses nccl, which cannot reduce {device} tensors; "
                            "init_group(..., device='cpu') (gloo) for CPU learners")
 
@@ -185,7 +190,7 @@ def _average(tensors, dist, torch) -> None:
     for (device, dtype), group in _buckets(tensors).items():
         if not (dtype.is_floating_point or dtype.is_complex):
             raise ValueError(f"reduce_gradients: can only average floating tensors, got {dtype}")
-        _check_device(device)
+        _check_device(dist, device)
         flat = _flat(group, torch)
         dist.all_reduce(flat, op=dist.ReduceOp.SUM)
         flat.div_(size)
@@ -241,7 +246,7 @@ def all_agree(flag: bool) -> bool:
         return bool(flag)
     import torch
 
-    device = _state["device"] if _state["backend"] == "nccl" else torch.device("cpu")
+    device = _comm_device(dist, torch)
     value = torch.tensor([1 if flag else 0], dtype=torch.int32, device=device)
     dist.all_reduce(value, op=dist.ReduceOp.MIN)
     return bool(value.item())
@@ -270,7 +275,7 @@ def _is_module(obj) -> bool:
 def _same_layout(tensors, dist, torch, what: str) -> None:
     """Raise on every rank (no rank left waiting) when the ranks' tensors differ in count/size."""
     n, numel = len(tensors), sum(t.numel() for t in tensors)
-    device = _state["device"] if _state["backend"] == "nccl" else torch.device("cpu")
+    device = _comm_device(dist, torch)
     stats = torch.tensor([n, -n, numel, -numel], dtype=torch.int64, device=device)
     dist.all_reduce(stats, op=dist.ReduceOp.MAX)
     if stats[0] != -stats[1] or stats[2] != -stats[3]:
@@ -293,7 +298,7 @@ def broadcast_module_state(module_or_state: Any, src: int = 0) -> None:
     tensors = _state_tensors(module_or_state)
     _same_layout(tensors, dist, torch, "broadcast_module_state")
     for (device, dtype), group in _buckets(tensors).items():
-        _check_device(device)
+        _check_device(dist, device)
         flat = _flat(group, torch)
         if dtype == torch.bool:
             flat = flat.to(torch.uint8)
@@ -307,11 +312,10 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     dist = _parallel()
     if dist is None:
         return obj
+    import torch
+
     box = [obj if dist.get_rank() == src else None]
-    if _state["backend"] == "nccl":
-        dist.broadcast_object_list(box, src=src, device=_state["device"])
-    else:
-        dist.broadcast_object_list(box, src=src)
+    dist.broadcast_object_list(box, src=src, device=_comm_device(dist, torch))
     return box[0]
 
 
@@ -331,7 +335,7 @@ def replicas_agree(module_or_tensors: Any) -> bool:
     _same_layout(tensors, dist, torch, "replicas_agree")
     same = True
     for (device, dtype), group in _buckets(tensors).items():
-        _check_device(device)
+        _check_device(dist, device)
         flat = _flat(group, torch)
         if dtype.is_floating_point:  # compare bit patterns: exact, and NaN equals NaN
             flat = flat.float() if flat.element_size() < 4 else flat

@@ -139,6 +139,7 @@ class Driver(SupervisionMixin, SchedulingMixin, ProgressMixin):
         self.weights: tuple[int, list] = (0, [])
         self.updates = 0
         self.events: list[dict[str, Any]] = []
+        self.pids: dict[tuple[str, int], int | None] = {}  # (role, index) -> process id
         # calls in flight and what they mean (scheduling)
         self.calls: dict[Any, tuple[str, int, Any]] = {}
         self.claims: dict[Any, int] = {}
@@ -282,11 +283,12 @@ class Driver(SupervisionMixin, SchedulingMixin, ProgressMixin):
         self._log_media(ray.get(self.learner.report.remote()))
         self._audit_replay()
         final_eval = None
-        if self.evaluator is not None:
+        while self.evaluator is not None and final_eval is None:  # a dead evaluator restarts
             ref = self.evaluator.evaluate.remote(self.weights, self.runtime.eval_episodes)
             self.calls[ref] = (Role.EVALUATOR, 0, self.counters["env_steps"])
-            self._handle(ref)
-            final_eval = self.evals[-1] if self.evals else None
+            done = len(self.evals)
+            self._handle(ref)  # raises once the evaluator's restart budget is spent
+            final_eval = self.evals[-1] if len(self.evals) > done else None
         summary = self._summary(final_eval)
         self.logger.flush()
         md, _ = write_report(self.local_dir, summary)

@@ -59,7 +59,8 @@ class _PolicyActor:
             self.runner = EnvRunner(envs, agent, seeds)
             self.runtime = run.runtime
         env = self.runner.envs[0]
-        return {"observation_space": env.observation_space, "action_space": env.action_space}
+        return {"observation_space": env.observation_space, "action_space": env.action_space,
+                "pid": self.pid()}
 
     @staticmethod
     def _seed_torch(seed: int) -> None:
@@ -165,7 +166,7 @@ class EnvWorker(_PolicyActor):
         return {
             "worker": self.worker_index, "steps": steps, "episodes": episodes,
             "version": self.version, "weights_ok": weights_ok, "failed_shards": sorted(set(failed)),
-            "acked": self._take_acked(),
+            "acked": self._take_acked(), "pid": self.pid(),
             "act_time": self.runner.act_time - act0, "env_time": self.runner.env_time - env0,
             "wait_time": self.wait_time - wait0, "seconds": time.perf_counter() - start,
         }
@@ -196,4 +197,5 @@ class Evaluator(_PolicyActor):
         returns = np.array([r for r, _ in results])
         return {"version": self.version, "returns": returns.tolist(),
                 "lengths": [n for _, n in results], "return_mean": float(returns.mean()),
+                "pid": self.pid(),
                 "seconds": time.perf_counter() - start}

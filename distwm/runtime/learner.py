@@ -76,8 +76,18 @@ class Learner:
 
         return free_address()
 
-    def pid(self) -> int:
-        return os.getpid()
+    def weights_digest(self) -> str:
+        """A hash of the agent's weights (replicas of a group must agree)."""
+        import hashlib
+
+        import numpy as np
+
+        digest = hashlib.sha256()
+        for key, value in sorted(self.agent.get_weights().items()):
+            digest.update(key.encode())
+            digest.update(np.ascontiguousarray(value.detach().cpu().numpy() if hasattr(value, "detach")
+                                               else np.asarray(value)).tobytes())
+        return digest.hexdigest()
 
     def setup(self, min_version: int = 0, min_updates: int = 0,
               group_address: str | None = None) -> dict[str, Any]:
@@ -113,7 +123,11 @@ class Learner:
             raise ValueError(f"learner rank {self.rank} of {self.world_size} needs the group address")
         distributed.init_group(self.rank, self.world_size, address,
                                timeout_s=self.runtime.learner_group_timeout)
-        distributed.broadcast_module_state(self.agent, src=0)
+        # replicas start from rank 0's whole state (parameters, optimiser moments, counters)
+        if self.rank == 0:
+            distributed.broadcast_object(self.agent.state_dict(), src=0)
+        else:
+            self.agent.load_state_dict(distributed.broadcast_object(None, src=0))
 
     def _reset_cadence(self) -> None:
         self.checkpoint_cadence = Cadence(self.runtime.checkpoint_interval,
@@ -257,7 +271,8 @@ class Learner:
                 checkpoint = self.checkpoint()
                 media = self.report()
         result = {
-            "rank": self.rank, "updates": self.updates, "done": done, "version": self.version,
+            "rank": self.rank, "pid": os.getpid(), "updates": self.updates, "done": done,
+            "version": self.version,
             "metrics": {k: v / done for k, v in sums.items()} if done else {},
             "wait_time": self.fetcher.wait_time - wait0, "seconds": time.monotonic() - start,
             "starved": starved, "dead_shards": sorted(self.fetcher.dead),

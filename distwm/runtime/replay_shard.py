@@ -9,6 +9,7 @@ it with ``ray.remote``), so it also runs under ``asyncio.run`` in tests.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any, Mapping, Sequence
 
@@ -95,7 +96,7 @@ class ReplayShard:
     def stats(self) -> dict[str, Any]:
         lim = self.limiter
         return {
-            "shard": self.shard_index, "inserted": lim.inserted, "sampled": lim.sampled,
+            "shard": self.shard_index, "pid": os.getpid(), "inserted": lim.inserted, "sampled": lim.sampled,
             "budget": lim.sample_budget() if self._has_sequence() else min(lim.sample_budget(), 0.0),
             "size": self.replay.size, "capacity": self.replay.capacity,
             "valid_starts": self.replay.num_valid_starts, "ratio": lim.ratio(),
@@ -128,11 +129,6 @@ class ReplayShard:
     async def chunk_keys(self) -> list[tuple[str, int]]:
         """``(stream id, start step)`` of every chunk held (for audits)."""
         return self.replay.chunk_keys()
-
-    def pid(self) -> int:
-        import os
-
-        return os.getpid()
 
     async def close(self) -> None:
         """Release waiting inserts and samples and close the log (the end of a run)."""

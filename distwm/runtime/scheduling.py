@@ -123,6 +123,7 @@ class SchedulingMixin:
     def _on_worker(self, index: int, what: str, result: dict[str, Any]) -> None:
         for shard in result["failed_shards"]:
             self._shard_suspect.add(shard)
+        self.pids[(Role.WORKER, index)] = result.get("pid")
         acked = result["acked"]
         self.counters["acked_steps"] += len(acked) * self.runtime.chunk_length
         if self.acked_chunks is not None:
@@ -143,6 +144,8 @@ class SchedulingMixin:
         """Rank 0's answer carries weights, checkpoint, report and metrics; every rank's
         answer its dead shards."""
         result = results[0]
+        for rank, r in enumerate(results):
+            self.pids[(Role.LEARNER, rank)] = r["pid"]
         for other in results[1:]:
             self._shard_suspect.update(other["dead_shards"])
         self.updates = max(self.updates, int(result["updates"]))
@@ -164,6 +167,7 @@ class SchedulingMixin:
 
     def _on_eval(self, step: int, result: dict[str, Any]) -> None:
         self.eval_call = None
+        self.pids[(Role.EVALUATOR, 0)] = result["pid"]
         self.evals.append({"step": step, **result})
         self.logger.log_scalars({"eval/return": result["return_mean"],
                                  "eval/length": float(np.mean(result["lengths"])),

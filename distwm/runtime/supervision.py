@@ -205,6 +205,7 @@ class SupervisionMixin:
                 self._restart(Role.SHARD, i, exc)
                 stats.append(ray.get(self.shards[i].get_stats.remote()))
         self.shard_stats = stats
+        self.pids.update({(Role.SHARD, i): st["pid"] for i, st in enumerate(stats)})
         return stats
 
     def _cleanup(self) -> None:

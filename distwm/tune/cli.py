@@ -8,16 +8,37 @@ matplotlib) happen inside the commands.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 
 __all__ = ["add_sweep_parser", "add_report_parser", "add_submit_parser"]
 
 
-def _cmd_sweep(args: argparse.Namespace) -> int:
-    from distwm.tune.sweep import run_sweep
+#: exit status of a sweep stopped by Ctrl-C (128 + SIGINT, as shells report it)
+INTERRUPTED = 130
+
+
+def _sweep_to_run(args: argparse.Namespace) -> tuple[object, str | None]:
+    """``(sweep config or None, experiment path to resume or None)`` from the arguments."""
+    import os
+
     from distwm.tune.sweep_config import SweepConfig
 
-    sweep = SweepConfig.load(args.config)
+    resume, config = args.resume, args.config
+    if isinstance(resume, str) and os.path.isfile(os.path.expanduser(resume)) and config is None:
+        config, resume = resume, True  # `--resume sweep.yaml`: the YAML names the experiment
+    if isinstance(resume, str):
+        if config is not None:
+            raise ValueError(f"give the sweep YAML ({config}) or --resume EXPERIMENT ({resume}), "
+                             "not both")
+        if args.name or args.storage_path:
+            raise ValueError("--name and --storage-path do not apply to --resume EXPERIMENT "
+                             "(the directory names the sweep)")
+        return None, resume
+    if config is None:
+        raise ValueError("give the sweep YAML (e.g. tune_configs/quickstart.yaml), or "
+                         "--resume <experiment directory> to continue a sweep")
+    sweep = SweepConfig.load(config)
     overrides = {}
     if args.name:
         overrides["name"] = args.name
@@ -25,29 +46,92 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         overrides["tune"] = {**sweep.tune.to_dict(), "storage_path": args.storage_path}
     if overrides:
         sweep = SweepConfig.from_dict({**sweep.to_dict(), **overrides})
-    print(f"distwm sweep: {sweep.name}: {sweep.num_grid_trials()} trials "
-          f"({len(sweep.agents)} agents x {len(sweep.games)} games x {len(sweep.seeds)} seeds"
-          + (f", search over {', '.join(sweep.search)}" if sweep.search else "")
-          + f") -> {sweep.experiment_path()}", flush=True)
+    return sweep, (sweep.experiment_path() if resume else None)
+
+
+def _continue_hint(path: str) -> str:
+    return f"Continue it with:  distwm sweep --resume {path}"
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from distwm.tune.sweep import resume_sweep, run_sweep
     from distwm.utils.tables import format_table
 
-    outcome = run_sweep(sweep, address=args.address, resume=args.resume)
+    sweep, resume_path = _sweep_to_run(args)
+    fit = False if args.no_fit_check else None
+    echo = functools.partial(_say, "distwm sweep: ")
+    if sweep is not None:
+        path = sweep.experiment_path()
+        echo(f"{sweep.name}: {sweep.num_grid_trials()} trials ({len(sweep.agents)} agents x "
+             f"{len(sweep.games)} games x {len(sweep.seeds)} seeds"
+             + (f", search over {', '.join(sweep.search)}" if sweep.search else "")
+             + f") -> {path}" + (" (resuming)" if resume_path else ""))
+    else:
+        path = resume_path
+        echo(f"resuming the sweep at {path}")
+    try:
+        if sweep is None:
+            outcome = resume_sweep(path, address=args.address, fit_to_cluster=fit, echo=echo)
+        else:
+            outcome = run_sweep(sweep, address=args.address, resume=bool(resume_path),
+                                fit_to_cluster=fit, echo=echo)
+    except KeyboardInterrupt:
+        _interrupted(path, None)
+        return INTERRUPTED
     print(format_table(outcome.HEADERS, outcome.table_rows()))
     print(f"\nResults: {outcome.path}\nReport:  distwm report {outcome.path}", flush=True)
-    return 1 if outcome.num_errors else 0
+    if outcome.num_unfinished:
+        _interrupted(outcome.path, outcome)
+        return INTERRUPTED
+    if outcome.num_errors:
+        print(f"{outcome.num_errors} trial(s) failed. {_continue_hint(outcome.path)} (errored "
+              "trials restart from their last checkpoints)", file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+def _say(prefix: str, line: str) -> None:
+    print(prefix + line, flush=True)
+
+
+def _interrupted(path: str, outcome: object | None) -> None:
+    """Say that the sweep was stopped and how to continue it."""
+    from ray import tune
+
+    try:
+        saved = tune.Tuner.can_restore(path)
+    except Exception:  # an unreachable bucket: say what we can
+        saved = False
+    if outcome is not None:
+        what = (f"{outcome.num_unfinished} of {len(outcome.rows)} trials unfinished; "
+                "their state is saved.")
+    else:
+        what = "its state is saved." if saved else "nothing was saved yet."
+    hint = _continue_hint(path) if saved else "Start it again with the same command."
+    print(f"\ndistwm sweep: interrupted (Ctrl-C): {what}\n{hint}", file=sys.stderr, flush=True)
 
 
 def add_sweep_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "sweep", help="run a sweep (agents x games x seeds) with Ray Tune",
         description="Run tune_configs/X.yaml: every trial is one distributed training run. "
-        "Results go to <tune.storage_path>/<name>; `distwm report` aggregates them.")
-    p.add_argument("config", help="sweep YAML, e.g. tune_configs/quickstart.yaml")
+        "Results go to <tune.storage_path>/<name>; `distwm report` aggregates them. Each trial "
+        "is sized to the cluster before Tune starts; Ctrl-C stops the sweep (exit status 130) "
+        "and `distwm sweep --resume <experiment>` continues it.",
+        usage="distwm sweep CONFIG [options] | distwm sweep --resume EXPERIMENT [options]")
+    p.add_argument("config", nargs="?", default=None,
+                   help="sweep YAML, e.g. tune_configs/quickstart.yaml")
     p.add_argument("--address", default=None,
                    help="Ray address ('auto': the running cluster; default: $RAY_ADDRESS or a "
                    "new local instance)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the interrupted sweep of this name (Tuner.restore)")
+    p.add_argument("--resume", nargs="?", const=True, default=False, metavar="EXPERIMENT",
+                   help="continue an interrupted sweep (Tuner.restore): its experiment directory "
+                   "(<tune.storage_path>/<name>, as the sweep printed), or with CONFIG the sweep "
+                   "that YAML names")
+    p.add_argument("--no-fit-check", action="store_true",
+                   help="do not size trials to the cluster nor stop when one cannot fit "
+                   "(tune.fit_to_cluster: false), e.g. on an autoscaling cluster whose nodes "
+                   "have not started yet")
     p.add_argument("--name", default=None, help="override the sweep's name")
     p.add_argument("--storage-path", default=None, help="override tune.storage_path")
     p.set_defaults(func=_cmd_sweep)

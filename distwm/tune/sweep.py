@@ -3,25 +3,35 @@
 Every trial (:func:`distwm.tune.trainable.train_trial`) is one actor-learner run. Its
 resources are reserved by Tune with ``tune.with_resources`` and a ``PlacementGroupFactory``:
 bundle 0 for the trial's driver (``tune.driver_cpus``), then the run's own bundles as
-``distwm.runtime.placement`` plans them (the learner, with ``GPU`` and the cluster's custom
-``learner`` resource when it has one, then one bundle per env worker, then shards and the
-evaluator when they reserve CPUs).
-The run places its actors in that group (``RuntimeConfig.placement_group="current"``).
+``distwm.runtime.placement`` plans them (:mod:`distwm.tune.resources`). The run places its
+actors in that group (``RuntimeConfig.placement_group="current"``).
 
-``workers: auto`` and ``learner_gpus: auto`` are resolved once, against the cluster's resources
-divided by ``tune.max_concurrent_trials``. A failed trial restarts from its last checkpoint up to
-``tune.max_failures`` times; ``resume=True`` continues an interrupted sweep (``Tuner.restore``).
+Before Tune starts, ``workers: auto`` and ``learner_gpus: auto`` are resolved against the
+cluster's resources divided by ``tune.max_concurrent_trials``, and the trials are sized to fit
+the cluster (:func:`~distwm.tune.resources.fit_sweep`): a trial that cannot fit stops the sweep
+with a ``ValueError``. A failed trial restarts from its last checkpoint up to
+``tune.max_failures`` times. A sweep stopped by Ctrl-C saves its state and reports its trials
+as unfinished (:attr:`SweepOutcome.num_unfinished`); ``resume=True`` or :func:`resume_sweep`
+continues it (``Tuner.restore``, unfinished and errored trials from their checkpoints).
 """
 
 from __future__ import annotations
 
 import functools
-import math
+import logging
 import os
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
+from distwm.tune.resources import (
+    LEARNER_RESOURCE,
+    fit_sweep,
+    resolve_for_cluster,
+    trial_bundles,
+)
 from distwm.tune.sweep_config import SweepConfig
-from distwm.tune.trainable import train_trial, trial_label, trial_run_config
+from distwm.tune.trainable import train_trial, trial_label
+
+_log = logging.getLogger(__name__)
 
 __all__ = [
     "LEARNER_RESOURCE",
@@ -30,51 +40,9 @@ __all__ = [
     "build_param_space",
     "build_scheduler",
     "run_sweep",
+    "resume_sweep",
     "SweepOutcome",
 ]
-
-#: the custom resource GPU nodes of ``cluster/*.yaml`` advertise for learners
-LEARNER_RESOURCE = "learner"
-
-
-def _wants_gpu(sweep: SweepConfig) -> bool:
-    return any(str(spec.agent.get("device", "auto")).startswith(("auto", "cuda", "gpu"))
-               for spec in sweep.agents.values())
-
-
-def resolve_for_cluster(sweep: SweepConfig, resources: Mapping[str, float]) -> SweepConfig:
-    """A copy whose ``runtime.workers`` / ``runtime.learner_gpus`` are numbers: ``auto`` gets the
-    cluster's CPUs (GPUs) divided by ``tune.max_concurrent_trials``, less each trial's driver."""
-    from distwm.configs.runtime_config import RuntimeConfig
-    from distwm.runtime.placement import plan_actors
-
-    runtime = RuntimeConfig.from_dict(sweep.runtime, _prefix="runtime.")
-    share = float(sweep.tune.max_concurrent_trials or 1)
-    cpus = resources.get("CPU", 0.0) / share - sweep.tune.driver_cpus
-    gpus = math.floor(resources.get("GPU", 0.0) / share)
-    plan = plan_actors(runtime.replace(eval_episodes=sweep.budget.eval_episodes), cpus, gpus,
-                       want_gpu=_wants_gpu(sweep))
-    fixed = dict(sweep.runtime)
-    if runtime.workers == "auto":
-        fixed["workers"] = plan.workers
-    if runtime.learner_gpus == "auto":
-        fixed["learner_gpus"] = plan.learner_gpus
-    return SweepConfig.from_dict({**sweep.to_dict(), "runtime": fixed})
-
-
-def trial_bundles(sweep: SweepConfig, config: Mapping[str, Any],
-                  cluster_has_learner_resource: bool = False) -> list[dict[str, float]]:
-    """The placement-group bundles of one trial (see the module docstring)."""
-    from distwm.runtime.placement import plan_actors
-
-    # never empty: Tune would drop an empty head bundle and shift the run's bundle indices
-    driver = {"CPU": max(sweep.tune.driver_cpus, 0.01)}
-    runtime = trial_run_config(sweep, config, None).runtime
-    plan = plan_actors(runtime, math.inf, math.inf)
-    bundles = [dict(b) for b in plan.bundles]
-    if cluster_has_learner_resource and plan.learner_gpus > 0:
-        bundles[0][LEARNER_RESOURCE] = 1
-    return [driver, *bundles]
 
 
 def _placement_group_factory(config: Mapping[str, Any], sweep: Mapping[str, Any],
@@ -138,7 +106,8 @@ def _trial_dirname(trial: Any) -> str:
 
 
 class SweepOutcome:
-    """What a sweep left: its experiment path and one row per trial."""
+    """What a sweep left: its experiment path and one row per trial (status ``DONE``,
+    ``STOPPED`` by a scheduler, ``ERROR``, or ``UNFINISHED``: interrupted before it ended)."""
 
     def __init__(self, path: str, rows: list[dict[str, Any]]):
         self.path = path
@@ -150,6 +119,11 @@ class SweepOutcome:
     def num_errors(self) -> int:
         return sum(1 for r in self.rows if r["status"] == "ERROR")
 
+    @property
+    def num_unfinished(self) -> int:
+        """Trials the sweep did not end (it was interrupted): ``resume`` continues them."""
+        return sum(1 for r in self.rows if r["status"] == "UNFINISHED")
+
     def table_rows(self) -> list[tuple[str, ...]]:
         """One row of text per trial, under :attr:`HEADERS`."""
         return [(r["trial"], r["status"], "-" if r["env_steps"] is None else f"{r['env_steps']:,}",
@@ -157,35 +131,65 @@ class SweepOutcome:
                 for r in self.rows]
 
 
+def _status(result: Any, trial: Any) -> str:
+    if result.error is not None:
+        return "ERROR"
+    if trial is not None and trial.status not in ("TERMINATED", "ERROR"):
+        return "UNFINISHED"  # PENDING, RUNNING or PAUSED when the sweep was stopped
+    return "DONE" if (result.metrics or {}).get("final") else "STOPPED"
+
+
 def _outcome(path: str, result_grid: Any) -> SweepOutcome:
+    # ResultGrid keeps one result per trial, in the order of its analysis' trials
+    trials = list(getattr(getattr(result_grid, "_experiment_analysis", None), "trials", None) or [])
     rows = []
-    for result in result_grid:
+    for i, result in enumerate(result_grid):
         metrics = result.metrics or {}
         config = result.config or {}
         error = result.error
         cause = str(error).strip().splitlines()[-1] if error is not None and str(error).strip() else ""
         rows.append({
             "trial": trial_label(config) if config else "?",
-            "status": "ERROR" if error is not None else ("DONE" if metrics.get("final") else "STOPPED"),
+            "status": _status(result, trials[i] if i < len(trials) else None),
             "env_steps": metrics.get("env_steps"), "score": metrics.get("score"),
             "error": None if error is None else f"{type(error).__name__}: {cause}",
         })
     return SweepOutcome(path, sorted(rows, key=lambda r: r["trial"]))
 
 
-def run_sweep(sweep: SweepConfig, address: str | None = None, resume: bool = False) -> SweepOutcome:
+def run_sweep(sweep: SweepConfig, address: str | None = None, resume: bool = False, *,
+              fit_to_cluster: bool | None = None,
+              echo: Callable[[str], None] | None = None) -> SweepOutcome:
     """Run (or with ``resume`` continue) the sweep; returns its outcome table.
 
     A new sweep saves its resolved settings as ``<experiment>/sweep.yaml``; ``resume`` reads
-    them back from there (the YAML given only names the experiment).
+    them back from there (the YAML given only names the experiment). ``fit_to_cluster``
+    (default ``tune.fit_to_cluster``) sizes the trials to the cluster first and raises
+    ``ValueError`` when one cannot fit; ``echo`` gets the sizing lines.
     """
+    return _run(sweep, sweep.experiment_path(), resume, address, fit_to_cluster, echo)
+
+
+def resume_sweep(path: str, address: str | None = None, *, fit_to_cluster: bool | None = None,
+                 echo: Callable[[str], None] | None = None) -> SweepOutcome:
+    """Continue the sweep whose experiment directory is ``path`` (``<storage_path>/<name>``):
+    unfinished trials from their last checkpoints, errored ones too."""
+    from distwm.tune.storage import load_saved_sweep
+
+    path = str(path)
+    if "://" not in path:
+        path = os.path.abspath(os.path.expanduser(path))
+    return _run(load_saved_sweep(path), path.rstrip("/"), True, address, fit_to_cluster, echo)
+
+
+def _run(sweep: SweepConfig, path: str, resume: bool, address: str | None,
+         fit_to_cluster: bool | None, echo: Callable[[str], None] | None) -> SweepOutcome:
     import ray
     from ray import tune
 
     from distwm.runtime.placement import connect
     from distwm.tune.storage import load_saved_sweep, save_sweep
 
-    path = sweep.experiment_path()
     if not resume and tune.Tuner.can_restore(path):
         raise ValueError(
             f"{path} already holds sweep {sweep.name!r}: continue it with --resume, or change "
@@ -197,6 +201,11 @@ def run_sweep(sweep: SweepConfig, address: str | None = None, resume: bool = Fal
     try:
         resources = ray.cluster_resources()
         sweep = load_saved_sweep(path) if resume else resolve_for_cluster(sweep, resources)
+        if sweep.tune.fit_to_cluster if fit_to_cluster is None else fit_to_cluster:
+            fit = fit_sweep(sweep, resources)
+            sweep = fit.sweep
+            for line in fit.lines():
+                (echo or _log.info)(line)
         trainable = tune.with_resources(
             tune.with_parameters(train_trial, sweep=sweep.to_dict()),
             functools.partial(_placement_group_factory, sweep=sweep.to_dict(),

@@ -95,10 +95,13 @@ class TuneSettings(ConfigBase):
     ``max_concurrent_trials``: trials at once (``None``: as many as the cluster holds).
     ``max_failures``: restarts of a failed trial from its last checkpoint.
     ``num_samples``: draws from ``search`` (the grid of agents x games x seeds is repeated
-    ``num_samples`` times). ``driver_cpus``: CPUs reserved for each trial's driver (it shares
-    the learner's bundle). ``metric``/``mode``: what schedulers optimise; ``score`` is the
-    latest evaluation return (before the first evaluation: the recent training return).
-    ``keep_checkpoints``: Tune checkpoints kept per trial.
+    ``num_samples`` times). ``driver_cpus``: CPUs reserved for each trial's driver (its own
+    bundle, the first of the trial's placement group). ``metric``/``mode``: what schedulers
+    optimise; ``score`` is the latest evaluation return (before the first evaluation: the
+    recent training return). ``keep_checkpoints``: Tune checkpoints kept per trial.
+    ``fit_to_cluster``: before Tune starts, size each trial to the cluster and stop at once when
+    one cannot fit (:mod:`distwm.tune.resources`); ``false`` takes the reservations as written
+    (an autoscaling cluster whose nodes have not started yet; ``distwm sweep --no-fit-check``).
     """
 
     storage_path: str = "~/ray_results"
@@ -111,6 +114,7 @@ class TuneSettings(ConfigBase):
     mode: Literal["max", "min"] = "max"
     keep_checkpoints: int = 2
     verbose: int = 1
+    fit_to_cluster: bool = True
 
 
 @dataclass

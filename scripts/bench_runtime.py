@@ -20,6 +20,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import shutil
+import tempfile
 import time
 
 import numpy as np
@@ -148,27 +150,37 @@ def shard_throughput(seconds: float, streams: int = 2, length: int = 64, batch: 
         replay.sample(batch)
         n += 1
     out["sample_local"] = n * batch * seq_len / (time.perf_counter() - start)
-    # through Ray (the driver plays the workers and the learner; 4 calls in flight)
-    shard = ray.remote(ReplayShard).options(num_cpus=0).remote(0, 100_000, length, seq_len, 1e9, 0, 1e18)
-    chunk_ref = ray.put(chunk)
-    step = [0]
+    # through Ray (the driver plays the workers and the learner; 4 calls in flight), without and
+    # with the shard's durable log (every accepted chunk appended and flushed to the OS)
+    for suffix, root in (("", None), ("_logged", tempfile.mkdtemp(prefix="distwm-bench-log-"))):
+        shard = ray.remote(ReplayShard).options(num_cpus=0).remote(
+            0, 100_000, length, seq_len, 1e9, 0, 1e18, 0, root, "npz", 10 ** 12)
+        ray.get(shard.open.remote())
+        chunk_ref = ray.put(chunk)
+        step = [0]
 
-    def insert():
-        step[0] += length
-        return shard.insert.remote(ids, [step[0]] * streams, chunk_ref)
+        def insert():
+            step[0] += length
+            return shard.insert.remote(ids, [step[0]] * streams, chunk_ref)
 
-    for name, call, per_call in (("insert_ray", insert, frames),
-                                 ("sample_ray", lambda: shard.sample.remote(batch, 10.0), batch * seq_len)):
-        ray.get(call())
-        inflight = [call() for _ in range(4)]
-        start, n = time.perf_counter(), 0
-        while time.perf_counter() - start < seconds / 2:
-            ray.get(inflight.pop(0))
-            n += 1
-            inflight.append(call())
-        out[name] = n * per_call / (time.perf_counter() - start)
-        ray.get(inflight)
-    ray.kill(shard)
+        for name, call, per_call in (("insert_ray", insert, frames),
+                                     ("sample_ray", lambda: shard.sample.remote(batch, 10.0),
+                                      batch * seq_len)):
+            ray.get(call())
+            inflight = [call() for _ in range(4)]
+            start, n = time.perf_counter(), 0
+            while time.perf_counter() - start < seconds / 2:
+                ray.get(inflight.pop(0))
+                n += 1
+                inflight.append(call())
+            out[name + suffix] = n * per_call / (time.perf_counter() - start)
+            ray.get(inflight)
+        if root is not None:
+            stats = ray.get(shard.get_stats.remote())
+            out["log_seconds_per_chunk"] = stats["log_time"] / max(stats["inserted"] / length / streams, 1)
+            out["log_mb"] = stats["log_bytes"] / 2 ** 20
+            shutil.rmtree(root, ignore_errors=True)
+        ray.kill(shard)
     return out
 
 
@@ -245,8 +257,12 @@ def main() -> None:
         if "shard" not in args.skip:
             out = shard_throughput(args.seconds)
             print("\n== one replay shard (64x64x3 frames/s; chunks 2x64, batches 16x64) ==")
-            print(f"insert: {out['insert_ray']:10.0f} via Ray   {out['insert_local']:10.0f} in process")
-            print(f"sample: {out['sample_ray']:10.0f} via Ray   {out['sample_local']:10.0f} in process")
+            print(f"insert: {out['insert_ray']:10.0f} via Ray   {out['insert_local']:10.0f} in process   "
+                  f"{out['insert_ray_logged']:10.0f} via Ray with the durable log "
+                  f"({out['insert_ray_logged'] / out['insert_ray']:.2f}x; "
+                  f"{1e3 * out['log_seconds_per_chunk']:.2f} ms per chunk, {out['log_mb']:.0f} MB logged)")
+            print(f"sample: {out['sample_ray']:10.0f} via Ray   {out['sample_local']:10.0f} in process   "
+                  f"{out['sample_ray_logged']:10.0f} via Ray with the log")
         if "learner" not in args.skip:
             out = learner_idle(run, args.seconds)
             print("\n== learner at the target ratio, replay prefilled ==")

@@ -3,8 +3,8 @@
 ::
 
     distwm train dreamer --env cartpole-balance --workers 4 --envs-per-worker 2 --shards 2 \\
-        --train-ratio 512 --steps 100000 [--address auto] [--config run.yaml] \\
-        [--set key=value ...] [--run-dir DIR]
+        --learners 2 --train-ratio 512 --steps 100000 [--address auto] [--config run.yaml] \\
+        [--set key=value ...] [--run-dir DIR | --run-dir s3://bucket/runs/x]
     distwm train --config quickstart      # a preset: small DreamerV3 on CartPole-v1, ~10 min CPU
     distwm train --resume RUN_DIR [--steps 200000]
 
@@ -24,6 +24,7 @@ __all__ = ["add_train_parser", "build_run_config", "cmd_train", "list_presets"]
 
 #: flag -> runtime field
 _RUNTIME_FLAGS = {"workers": "workers", "envs_per_worker": "envs_per_worker", "shards": "shards",
+                  "learners": "learners",
                   "train_ratio": "train_ratio", "steps": "total_steps", "address": "address",
                   "run_dir": "run_dir"}
 #: flag -> agent config field
@@ -53,6 +54,8 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     p.add_argument("--workers", type=_workers, help="env-worker actors, or 'auto' (free CPUs)")
     p.add_argument("--envs-per-worker", type=int, dest="envs_per_worker", help="envs per worker")
     p.add_argument("--shards", type=int, help="replay-shard actors")
+    p.add_argument("--learners", type=int,
+                   help="data-parallel learner actors (one torch.distributed group)")
     p.add_argument("--train-ratio", type=float, dest="train_ratio",
                    help="replayed steps per env step (default: the agent's)")
     p.add_argument("--steps", type=int, help="env steps to collect")
@@ -63,8 +66,11 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
                                     f"({', '.join(list_presets())})")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a field: runtime.<field>=v, agent.<field>=v or <agent field>=v")
-    p.add_argument("--run-dir", dest="run_dir", help="run directory (default runs/<model>-<env>-<time>)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    p.add_argument("--run-dir", dest="run_dir",
+                   help="run directory: a path, a shared mount or a URI (s3://, gs://, file://) "
+                        "every node reaches (default runs/<model>-<env>-<time>)")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue a run (its replay, last checkpoint and counters)")
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved run.yaml and exit without training")
     p.set_defaults(func=cmd_train)

@@ -20,7 +20,7 @@ import os
 import time
 from typing import Any, Mapping, Sequence
 
-from distwm.loop.env_loop import build_agent, limit_torch_threads
+from distwm.loop.env_loop import build_agent, derive_seed, limit_torch_threads
 from distwm.loop.schedule import Cadence
 from distwm.runtime.batch_fetcher import SampleFetcher
 from distwm.runtime.checkpoints import (CHECKPOINT_FILE, LATEST, latest_checkpoint,  # noqa: F401
@@ -128,6 +128,11 @@ class Learner:
             distributed.broadcast_object(self.agent.state_dict(), src=0)
         else:
             self.agent.load_state_dict(distributed.broadcast_object(None, src=0))
+        import torch
+
+        # equal weights, but each rank draws its own latent and imagination noise
+        seed = int(self._run_config.get("agent", {}).get("seed", 0))
+        torch.manual_seed(derive_seed(seed, 5, self.rank, int(self.counters.get("epoch", 0))))
 
     def _reset_cadence(self) -> None:
         self.checkpoint_cadence = Cadence(self.runtime.checkpoint_interval,

@@ -195,6 +195,11 @@ class Driver(SupervisionMixin, SchedulingMixin, ProgressMixin):
                 f"--resume {self.run_dir} or choose another --run-dir"
             )
         os.makedirs(self.local_dir, exist_ok=True)
+        if self.resuming and not storage.is_local(self.run_dir):  # the curve spans the sessions
+            for name in ("metrics.jsonl", "progress.log"):
+                if storage.is_file(storage.join(self.run_dir, name)):
+                    storage.download_file(storage.join(self.run_dir, name),
+                                          os.path.join(self.local_dir, name))
         storage.write_text(config_file, self.run_config.replace(
             runtime=rt.replace(run_dir=self.run_dir)).to_yaml())
         if rt.audit_replay:

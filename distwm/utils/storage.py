@@ -112,6 +112,7 @@ def write_bytes(location: str | os.PathLike, data: bytes) -> str:
         os.replace(tmp, path)
         return location
     fs, path = resolve(location)
+    fs.create_dir(posixpath.dirname(path), recursive=True)
     with fs.open_output_stream(path) as f:
         f.write(data)
     return location
@@ -178,6 +179,7 @@ def upload_file(local_file: str, location: str | os.PathLike) -> str:
         os.replace(tmp, path)
         return location
     fs, path = resolve(location)
+    fs.create_dir(posixpath.dirname(path), recursive=True)
     with open(local_file, "rb") as src, fs.open_output_stream(path) as dst:
         shutil.copyfileobj(src, dst, 1 << 22)
     return location

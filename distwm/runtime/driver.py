@@ -17,7 +17,6 @@ its logs in a local directory and uploads them with the report.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -30,8 +29,8 @@ from typing import Any, Callable, Mapping
 from distwm.configs.runtime_config import RunConfig, RuntimeConfig
 from distwm.loop.schedule import Cadence
 from distwm.runtime import placement
-from distwm.runtime.checkpoints import counters_file, latest_checkpoint, load_checkpoint
 from distwm.runtime.progress import ProgressMixin
+from distwm.runtime.run_files import RunFilesMixin
 from distwm.runtime.run_report import DashboardGauges, write_report
 from distwm.runtime.scheduling import SchedulingMixin
 from distwm.runtime.setup import (RUN_CONFIG_FILE, RunSpec, check_resume_compatible,
@@ -99,11 +98,11 @@ def _as_run_config(config: Any, runtime: RuntimeConfig | None) -> RunConfig:
     )
 
 
-class Driver(SupervisionMixin, SchedulingMixin, ProgressMixin):
+class Driver(SupervisionMixin, SchedulingMixin, ProgressMixin, RunFilesMixin):
     """Owns one run's actors and its main loop (see the module docstring).
 
-    Supervision (actor factories, restarts), scheduling and progress/reporting are the three
-    mixins; every attribute they use is created here, and nothing here touches Ray or the
+    Supervision (actor factories, restarts), scheduling, progress/reporting and the run
+    directory's files are the four mixins; every attribute they use is created here, and nothing here touches Ray or the
     disk (that starts in :meth:`run`).
     """
 
@@ -205,32 +204,6 @@ class Driver(SupervisionMixin, SchedulingMixin, ProgressMixin):
         if rt.audit_replay:
             self.acked_chunks = set()
 
-    def _load_resume_state(self) -> None:
-        """Counters of a resumed run: the newest of the last checkpoint's and the driver's own
-        (``counters.json``, rewritten at every progress line); replay comes back by itself."""
-        self.checkpoint = latest_checkpoint(self.run_dir)
-        found: list[dict[str, Any]] = []
-        if self.checkpoint is not None:
-            saved = load_checkpoint(self.checkpoint)
-            found.append({**saved.get("counters", {}), "updates": int(saved["updates"]),
-                          "version": int(saved["version"])})
-        try:
-            found.append(json.loads(storage.read_text(counters_file(self.run_dir))))
-        except FileNotFoundError:
-            pass
-        if not found:
-            _log.warning("%s has no checkpoint or counters yet: its replay is kept, its "
-                         "counters start at zero", self.run_dir)
-        for counters in found:
-            for key, value in counters.items():
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    self.counters[key] = max(self.counters.get(key, value), value)
-                elif key == "restarts":
-                    mine = self.counters["restarts"]
-                    for role, n in value.items():
-                        mine[role] = max(mine.get(role, 0), int(n))
-        self.counters["epoch"] = int(self.counters.get("epoch", 0)) + 1
-
     def _local_cpus(self) -> int | None:
         rt = self.runtime
         if rt.workers == "auto":
@@ -303,27 +276,6 @@ class Driver(SupervisionMixin, SchedulingMixin, ProgressMixin):
         self._save_counters()
         self._upload_logs()
         return RunResult(self.run_dir, summary, report, self.history)
-
-    def _audit_replay(self) -> None:
-        """With ``runtime.audit_replay``: is every acknowledged chunk still in replay?"""
-        import ray
-
-        if self.acked_chunks is None:
-            return
-        held = set()
-        for keys in ray.get([s.chunk_keys.remote() for s in self.shards]):
-            held.update((str(k), int(v)) for k, v in keys)
-        missing = self.acked_chunks - held
-        self.audit = {"acked_chunks": len(self.acked_chunks), "missing": len(missing),
-                      "missing_examples": sorted(missing)[:5]}
-
-    def _save_counters(self) -> None:
-        storage.write_text(counters_file(self.run_dir), json.dumps(self._counters_snapshot()))
-
-    def _upload_logs(self) -> None:
-        """A run directory on an object store gets the local logs, metrics and report."""
-        if not storage.is_local(self.run_dir):
-            storage.upload_dir(self.local_dir, self.run_dir)
 
     def _interrupted_checkpoint(self) -> None:
         """On Ctrl-C, checkpoint what the learner has so that ``--resume`` loses nothing."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+from collections import Counter
 from typing import Any, Callable, Mapping
 
 from distwm.tune.resources import (
@@ -107,7 +108,8 @@ def _trial_dirname(trial: Any) -> str:
 
 class SweepOutcome:
     """What a sweep left: its experiment path and one row per trial (status ``DONE``,
-    ``STOPPED`` by a scheduler, ``ERROR``, or ``UNFINISHED``: interrupted before it ended)."""
+    ``STOPPED`` by a scheduler or the time limit, ``ERROR``, or ``UNFINISHED``: the sweep was
+    stopped before the trial ended or started)."""
 
     def __init__(self, path: str, rows: list[dict[str, Any]]):
         self.path = path
@@ -131,29 +133,56 @@ class SweepOutcome:
                 for r in self.rows]
 
 
-def _status(result: Any, trial: Any) -> str:
-    if result.error is not None:
-        return "ERROR"
-    if trial is not None and trial.status not in ("TERMINATED", "ERROR"):
-        return "UNFINISHED"  # PENDING, RUNNING or PAUSED when the sweep was stopped
-    return "DONE" if (result.metrics or {}).get("final") else "STOPPED"
+_FINISHED = ("TERMINATED", "ERROR")
 
 
-def _outcome(path: str, result_grid: Any) -> SweepOutcome:
-    # ResultGrid keeps one result per trial, in the order of its analysis' trials
-    trials = list(getattr(getattr(result_grid, "_experiment_analysis", None), "trials", None) or [])
+def _saved_statuses(path: str, result_grid: Any) -> dict[str, str]:
+    """``{trial directory name: status}`` as the experiment state on storage has them.
+
+    After Ctrl-C, Tune saves the state (interrupted trials ``RUNNING``/``PENDING``, which
+    ``Tuner.restore`` continues) and then stops its trials, so the statuses in memory all read
+    ``TERMINATED``; the saved ones say which trials did not end."""
+    from ray.tune import ExperimentAnalysis
+
+    try:
+        trials = ExperimentAnalysis(path).trials
+    except Exception as exc:  # unreadable state: the statuses in memory are all there is
+        _log.warning("could not read the saved state of %s (%s): statuses as Tune left them",
+                     path, exc)
+        trials = getattr(getattr(result_grid, "_experiment_analysis", None), "trials", None) or []
+    return {os.path.basename(str(t.path).rstrip("/")): str(t.status) for t in trials}
+
+
+def _expected_labels(sweep: SweepConfig) -> Counter:
+    per_cell = sweep.num_grid_trials() // (len(sweep.agents) * len(sweep.games) * len(sweep.seeds))
+    return Counter({trial_label({"agent": a, "game": g, "seed": seed}): per_cell
+                    for a in sweep.agents for g in sweep.games for seed in sweep.seeds})
+
+
+def _outcome(path: str, result_grid: Any, sweep: SweepConfig) -> SweepOutcome:
+    statuses = _saved_statuses(path, result_grid)
     rows = []
-    for i, result in enumerate(result_grid):
+    for result in result_grid:
         metrics = result.metrics or {}
         config = result.config or {}
         error = result.error
         cause = str(error).strip().splitlines()[-1] if error is not None and str(error).strip() else ""
+        saved = statuses.get(os.path.basename(str(result.path).rstrip("/")), "TERMINATED")
+        if saved not in _FINISHED:
+            status = "UNFINISHED"
+        elif error is not None:
+            status = "ERROR"
+        else:
+            status = "DONE" if metrics.get("final") else "STOPPED"
         rows.append({
             "trial": trial_label(config) if config else "?",
-            "status": _status(result, trials[i] if i < len(trials) else None),
-            "env_steps": metrics.get("env_steps"), "score": metrics.get("score"),
+            "status": status, "env_steps": metrics.get("env_steps"), "score": metrics.get("score"),
             "error": None if error is None else f"{type(error).__name__}: {cause}",
         })
+    # trials Tune had not created yet when the sweep was stopped (it creates them lazily)
+    missing = _expected_labels(sweep) - Counter(r["trial"] for r in rows)
+    rows += [{"trial": label, "status": "UNFINISHED", "env_steps": None, "score": None,
+              "error": None} for label in missing.elements()]
     return SweepOutcome(path, sorted(rows, key=lambda r: r["trial"]))
 
 
@@ -233,7 +262,7 @@ def _run(sweep: SweepConfig, path: str, resume: bool, address: str | None,
                           if sweep.budget.time_limit_s else None),
                     verbose=sweep.tune.verbose),
             )
-        return _outcome(path, tuner.fit())
+        return _outcome(path, tuner.fit(), sweep)
     finally:
         if started:
             ray.shutdown()

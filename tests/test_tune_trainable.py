@@ -130,6 +130,8 @@ def _fake_run(root: Path, name: str, seed: int, ckpt: str) -> Path:
     (run_dir / "checkpoints" / ckpt).mkdir(parents=True)
     (run_dir / "checkpoints" / ckpt / CHECKPOINT_FILE).write_bytes(b"weights")
     (run_dir / "checkpoints" / LATEST).write_text(ckpt)
+    (run_dir / "replay" / "shard_0").mkdir(parents=True)
+    (run_dir / "replay" / "shard_0" / "log-000000-0000.bin").write_bytes(name.encode())
     RunConfig(model="dreamer", agent={"model_size": "tiny", "env": "walker-walk", "seed": seed},
               runtime=RuntimeConfig(run_dir=str(run_dir))).to_yaml(run_dir / "run.yaml")
     return run_dir
@@ -170,3 +172,5 @@ def test_pbt_exploit_continues_the_donor_run_with_its_agent_config(tmp_path):
     assert latest_checkpoint(str(own)).endswith("ckpt-000000042")
     assert not (own / "checkpoints" / "ckpt-000000007").exists()
     assert len(list((own / "checkpoints").iterdir())) == 2  # the checkpoint + latest
+    # and the donor's replay (snapshot + log), not its own
+    assert (own / "replay" / "shard_0" / "log-000000-0000.bin").read_bytes() == b"donor"

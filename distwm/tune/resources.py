@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from distwm.tune.sweep_config import SweepConfig
+from distwm.runtime.placement import LEARNER_RESOURCE  # cluster/*.yaml's GPU nodes advertise it
 
 __all__ = [
     "LEARNER_RESOURCE",
@@ -39,8 +40,6 @@ __all__ = [
     "fit_sweep",
 ]
 
-#: the custom resource GPU nodes of ``cluster/*.yaml`` advertise for learners
-LEARNER_RESOURCE = "learner"
 #: the fewest CPUs sizing leaves a trial's driver, a replay shard or the evaluator
 LIGHT_CPU_FLOOR = 0.05
 #: runtime CPU fields of the roles that give way first (with ``tune.driver_cpus``)

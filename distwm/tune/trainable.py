@@ -87,18 +87,23 @@ def trial_run_config(sweep: SweepConfig, config: Mapping[str, Any], run_dir: str
 
 
 def _adopt_run(donor_run_dir: str, run_dir: str) -> None:
-    """Continue another trial's run (PBT exploit): copy its ``run.yaml`` and newest learner
-    checkpoint into ``run_dir`` (whatever was there is replaced)."""
-    from distwm.runtime.learner import LATEST, latest_checkpoint
+    """Continue another trial's run (PBT exploit): copy its ``run.yaml``, its replay (each
+    shard's snapshot and log) and its newest learner checkpoint into ``run_dir`` (whatever was
+    there is replaced)."""
+    from distwm.runtime.checkpoints import LATEST, latest_checkpoint, replay_dir
     from distwm.runtime.setup import RUN_CONFIG_FILE
 
-    for _ in range(3):  # the donor keeps running and may prune the checkpoint we copy
-        source = latest_checkpoint(donor_run_dir)
-        if source is None:
-            raise RuntimeError(f"PBT donor run {donor_run_dir!r} has no checkpoint to continue")
+    for _ in range(3):  # the donor keeps running: it may prune what we are copying
         shutil.rmtree(run_dir, ignore_errors=True)
-        target = os.path.join(run_dir, os.path.relpath(source, donor_run_dir))
         try:
+            # replay first: a log part cut short by the copy is ignored on restore, and the
+            # checkpoint copied after it is never newer than the replay
+            if os.path.isdir(replay_dir(donor_run_dir)):
+                shutil.copytree(replay_dir(donor_run_dir), replay_dir(run_dir))
+            source = latest_checkpoint(donor_run_dir)
+            if source is None:
+                raise RuntimeError(f"PBT donor run {donor_run_dir!r} has no checkpoint to continue")
+            target = os.path.join(run_dir, os.path.relpath(source, donor_run_dir))
             shutil.copytree(source, target)
         except (FileNotFoundError, shutil.Error):
             continue

@@ -158,7 +158,8 @@ def test_restarted_trial_resumes_its_own_run(tmp_path):
     assert resume_point(config, str(tmp_path / "fresh"), None) == (config, False)
 
 
-def test_pbt_exploit_continues_the_donor_run_with_its_agent_config(tmp_path):
+@pytest.mark.parametrize("uri", [False, True])
+def test_pbt_exploit_continues_the_donor_run_with_its_agent_config(tmp_path, uri):
     from distwm.configs.runtime_config import RunConfig, RuntimeConfig
     from distwm.runtime.learner import latest_checkpoint
     from distwm.tune.trainable import resume_point
@@ -167,9 +168,10 @@ def test_pbt_exploit_continues_the_donor_run_with_its_agent_config(tmp_path):
     own = _fake_run(tmp_path, "own", seed=0, ckpt="ckpt-000000007")
     mine = RunConfig(model="dreamer", agent={"model_size": "tiny", "env": "walker-walk", "seed": 0},
                      runtime=RuntimeConfig(train_ratio=32.0, run_dir=str(own)))
-    config, resume = resume_point(mine, str(own), _tune_checkpoint(tmp_path, donor))
+    own_dir = f"file://{own}" if uri else str(own)
+    config, resume = resume_point(mine, own_dir, _tune_checkpoint(tmp_path, donor))
     assert resume and config.agent["seed"] == 3 and config.runtime.train_ratio == 32.0
-    assert latest_checkpoint(str(own)).endswith("ckpt-000000042")
+    assert latest_checkpoint(own_dir).endswith("ckpt-000000042")
     assert not (own / "checkpoints" / "ckpt-000000007").exists()
     assert len(list((own / "checkpoints").iterdir())) == 2  # the checkpoint + latest
     # and the donor's replay (snapshot + log), not its own

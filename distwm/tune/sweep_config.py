@@ -330,7 +330,9 @@ class SweepConfig(ConfigBase):
 
     def runs_root(self) -> str:
         """The directory holding one run directory per trial."""
-        if self.tune.runs_path is not None:
+        if self.tune.runs_path is not None:  # a path, a shared mount or a URI (s3://, gs://)
+            if "://" in self.tune.runs_path:
+                return self.tune.runs_path.rstrip("/")
             return os.path.abspath(os.path.expanduser(self.tune.runs_path))
         return os.path.join(self.experiment_path(), "runs")
 

@@ -21,7 +21,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import tempfile
 from typing import Any, Mapping
 
@@ -89,27 +88,28 @@ def trial_run_config(sweep: SweepConfig, config: Mapping[str, Any], run_dir: str
 def _adopt_run(donor_run_dir: str, run_dir: str) -> None:
     """Continue another trial's run (PBT exploit): copy its ``run.yaml``, its replay (each
     shard's snapshot and log) and its newest learner checkpoint into ``run_dir`` (whatever was
-    there is replaced)."""
+    there is replaced). Run directories may be paths or URIs."""
     from distwm.runtime.checkpoints import LATEST, latest_checkpoint, replay_dir
     from distwm.runtime.setup import RUN_CONFIG_FILE
+    from distwm.utils import storage
 
     for _ in range(3):  # the donor keeps running: it may prune what we are copying
-        shutil.rmtree(run_dir, ignore_errors=True)
+        storage.delete_dir(run_dir)
         try:
             # replay first: a log part cut short by the copy is ignored on restore, and the
             # checkpoint copied after it is never newer than the replay
-            if os.path.isdir(replay_dir(donor_run_dir)):
-                shutil.copytree(replay_dir(donor_run_dir), replay_dir(run_dir))
+            if storage.exists(replay_dir(donor_run_dir)):
+                storage.copy_dir(replay_dir(donor_run_dir), replay_dir(run_dir))
             source = latest_checkpoint(donor_run_dir)
             if source is None:
                 raise RuntimeError(f"PBT donor run {donor_run_dir!r} has no checkpoint to continue")
-            target = os.path.join(run_dir, os.path.relpath(source, donor_run_dir))
-            shutil.copytree(source, target)
-        except (FileNotFoundError, shutil.Error):
+            name = source.rstrip("/").rpartition("/")[2]
+            storage.copy_dir(source, storage.join(run_dir, "checkpoints", name))
+        except (FileNotFoundError, OSError):
             continue
-        shutil.copy2(os.path.join(donor_run_dir, RUN_CONFIG_FILE), os.path.join(run_dir, RUN_CONFIG_FILE))
-        with open(os.path.join(os.path.dirname(target), LATEST), "w") as f:
-            f.write(os.path.basename(target))
+        storage.write_bytes(storage.join(run_dir, RUN_CONFIG_FILE),
+                            storage.read_bytes(storage.join(donor_run_dir, RUN_CONFIG_FILE)))
+        storage.write_text(storage.join(run_dir, "checkpoints", LATEST), name)
         return
     raise RuntimeError(f"could not copy a checkpoint of PBT donor run {donor_run_dir!r}")
 
@@ -122,17 +122,18 @@ def resume_point(run_config: RunConfig, run_dir: str, checkpoint: Any) -> tuple[
     included) are kept, the runtime settings are this trial's.
     """
     from distwm.runtime.setup import RUN_CONFIG_FILE, load_run_config
+    from distwm.utils import storage
 
     if checkpoint is not None:
         with checkpoint.as_directory() as path:
             with open(os.path.join(path, TRIAL_STATE_FILE), encoding="utf-8") as f:
                 donor = json.load(f)["run_dir"]
-        if os.path.abspath(donor) != os.path.abspath(run_dir):
+        if storage.normalize(donor) != storage.normalize(run_dir):
             _log.info("continuing the run of %s in %s", donor, run_dir)
             _adopt_run(donor, run_dir)
             saved = load_run_config(run_dir)
             run_config = run_config.replace(model=saved.model, agent=saved.agent)
-    return run_config, os.path.isfile(os.path.join(run_dir, RUN_CONFIG_FILE))
+    return run_config, storage.is_file(storage.join(run_dir, RUN_CONFIG_FILE))
 
 
 class TrialReporter:

@@ -19,7 +19,7 @@ from typing import Any
 
 __all__ = ["resolve", "is_local", "local_path", "join", "makedirs", "exists", "is_file",
            "listdir", "write_bytes", "read_bytes", "write_text", "read_text", "delete_file",
-           "delete_dir", "upload_dir", "upload_file", "download_file", "open_input", "display"]
+           "delete_dir", "upload_dir", "upload_file", "download_file", "open_input", "copy_dir", "normalize", "display"]
 
 
 def _has_scheme(location: str) -> bool:
@@ -199,3 +199,22 @@ def open_input(location: str | os.PathLike):
     """A readable binary stream of ``location`` (``read(n)``, context manager)."""
     fs, path = resolve(location)
     return fs.open_input_stream(path)
+
+
+def copy_dir(source: str | os.PathLike, destination: str | os.PathLike) -> None:
+    """Copy a directory tree between any two locations (``FileNotFoundError`` if ``source``
+    does not exist)."""
+    import pyarrow.fs
+
+    if not exists(source):
+        raise FileNotFoundError(f"no directory at {os.fspath(source)!r}")
+    src_fs, src = resolve(source)
+    dst_fs, dst = resolve(destination)
+    dst_fs.create_dir(dst, recursive=True)
+    pyarrow.fs.copy_files(src, dst, source_filesystem=src_fs, destination_filesystem=dst_fs)
+
+
+def normalize(location: str | os.PathLike) -> str:
+    """A comparable form: an absolute path for a local path, a URI unchanged."""
+    location = os.fspath(location)
+    return location.rstrip("/") if _has_scheme(location) else os.path.abspath(os.path.expanduser(location))

@@ -6,43 +6,17 @@
 
 from __future__ import annotations
 
-import os
-
 from distwm.tune.sweep_config import SweepConfig
+from distwm.utils import storage
 
-__all__ = ["SWEEP_FILE", "write_text", "read_text", "save_sweep", "load_saved_sweep"]
+__all__ = ["SWEEP_FILE", "save_sweep", "load_saved_sweep"]
 
 SWEEP_FILE = "sweep.yaml"
 
 
-def _fs_and_path(path: str):
-    import pyarrow.fs
-
-    if "://" in path:
-        return pyarrow.fs.FileSystem.from_uri(path)
-    return pyarrow.fs.LocalFileSystem(), os.path.abspath(os.path.expanduser(path))
-
-
-def write_text(path: str, text: str) -> None:
-    fs, fs_path = _fs_and_path(path)
-    fs.create_dir(fs_path.rsplit("/", 1)[0], recursive=True)
-    with fs.open_output_stream(fs_path) as f:
-        f.write(text.encode("utf-8"))
-
-
-def read_text(path: str) -> str:
-    import pyarrow.fs
-
-    fs, fs_path = _fs_and_path(path)
-    if fs.get_file_info(fs_path).type != pyarrow.fs.FileType.File:
-        raise FileNotFoundError(path)
-    with fs.open_input_stream(fs_path) as f:
-        return f.readall().decode("utf-8")
-
-
 def save_sweep(sweep: SweepConfig, experiment_path: str) -> str:
     path = f"{experiment_path.rstrip('/')}/{SWEEP_FILE}"
-    write_text(path, sweep.to_yaml())
+    storage.write_text(path, sweep.to_yaml())
     return path
 
 
@@ -50,7 +24,7 @@ def load_saved_sweep(experiment_path: str) -> SweepConfig:
     """The sweep a results directory was produced by; ``ValueError`` if it is not one."""
     path = f"{str(experiment_path).rstrip('/')}/{SWEEP_FILE}"
     try:
-        text = read_text(path)
+        text = storage.read_text(path)
     except FileNotFoundError:
         raise ValueError(
             f"{experiment_path!r} is not a distwm sweep directory (no {SWEEP_FILE}); give the "

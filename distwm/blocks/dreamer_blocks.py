@@ -20,16 +20,48 @@ from torch import Tensor, nn
 
 from distwm.blocks.layers import activation_module
 
-__all__ = ["MLP", "ChannelNorm", "OneHotFeatures", "linear_features", "zero_init_"]
+__all__ = ["MLP", "ChannelNorm", "OneHotFeatures", "linear_features", "zero_init_",
+           "init_weights_", "WEIGHT_INITS"]
 
+#: ``torch``: PyTorch's defaults; ``xavier_uniform``: Keras' default, zero biases (DreamerV1/V2's
+#: TensorFlow code); ``trunc_normal``: DreamerV3's (truncated normal, variance 1/fan_avg, zero
+#: biases)
+WEIGHT_INITS = ("torch", "xavier_uniform", "trunc_normal")
+_TRUNC_STD = 0.87962566103423978  # std of a unit normal truncated to [-2, 2]
 
 
 def zero_init_(layer: nn.Linear) -> nn.Linear:
-    """Zero the weights and bias of ``layer`` (DreamerV3's reward and critic outputs)."""
+    """Zero the weights and bias of ``layer`` (DreamerV3's reward and critic outputs); marked
+    so that :func:`init_weights_` leaves it at zero."""
     nn.init.zeros_(layer.weight)
     if layer.bias is not None:
         nn.init.zeros_(layer.bias)
+    layer._distwm_zero_init = True
     return layer
+
+
+@torch.no_grad()
+def init_weights_(module: nn.Module, scheme: str) -> nn.Module:
+    """Initialise every Linear and (transposed) conv layer of ``module`` with ``scheme`` (one
+    of :data:`WEIGHT_INITS`); layers :func:`zero_init_` zeroed stay zero, norms keep 1 and 0."""
+    if scheme not in WEIGHT_INITS:
+        raise ValueError(f"weight_init must be one of {WEIGHT_INITS}, got {scheme!r}")
+    if scheme == "torch":
+        return module
+    for layer in module.modules():
+        if not isinstance(layer, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+            continue
+        if getattr(layer, "_distwm_zero_init", False):
+            continue
+        if scheme == "xavier_uniform":
+            nn.init.xavier_uniform_(layer.weight)
+        else:
+            fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(layer.weight)
+            std = (2.0 / (fan_in + fan_out)) ** 0.5 / _TRUNC_STD
+            nn.init.trunc_normal_(layer.weight, 0.0, std, -2.0 * std, 2.0 * std)
+        if layer.bias is not None:
+            nn.init.zeros_(layer.bias)
+    return module
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,7 @@ VERSION_DEFAULTS: dict[str, dict[str, Any]] = {
         kl_loss_coeff=1.0, kl_alpha=None, kl_dyn_scale=None, kl_rep_scale=None,
         free_nats=3.0, free_nats_per_step=False,
         discount=0.99, actor_dist="tanh_normal", actor_grad="dynamics", actor_entropy=0.0,
+        action_clip=0.0, actor_baseline=False, weight_init="xavier_uniform",
         action_noise=0.3, return_norm=False, slow_critic_fraction=1.0,
         slow_critic_interval=0, slow_critic_reg=0.0, slow_critic_target=False,
         model_learning_rate=6e-4, actor_learning_rate=8e-5, value_learning_rate=8e-5,
@@ -68,6 +69,7 @@ VERSION_DEFAULTS: dict[str, dict[str, Any]] = {
         kl_loss_coeff=1.0, kl_alpha=0.8, kl_dyn_scale=None, kl_rep_scale=None,
         free_nats=1.0, free_nats_per_step=False,
         discount=0.99, actor_dist="tanh_normal", actor_grad="auto", actor_entropy=1e-4,
+        action_clip=0.0, actor_baseline=False, weight_init="xavier_uniform",
         action_noise=0.0, return_norm=False, slow_critic_fraction=1.0,
         slow_critic_interval=100, slow_critic_reg=0.0, slow_critic_target=True,
         model_learning_rate=3e-4, actor_learning_rate=8e-5, value_learning_rate=8e-5,
@@ -82,6 +84,7 @@ VERSION_DEFAULTS: dict[str, dict[str, Any]] = {
         kl_loss_coeff=None, kl_alpha=None, kl_dyn_scale=0.5, kl_rep_scale=0.1,
         free_nats=1.0, free_nats_per_step=True,
         discount=0.997, actor_dist="normal", actor_grad="auto", actor_entropy=3e-4,
+        action_clip=1.0, actor_baseline=True, weight_init="trunc_normal",
         action_noise=0.0, return_norm=True, slow_critic_fraction=0.02,
         slow_critic_interval=1, slow_critic_reg=1.0, slow_critic_target=False,
         model_learning_rate=1e-4, actor_learning_rate=3e-5, value_learning_rate=3e-5,
@@ -174,6 +177,13 @@ class DreamerConfig(RLConfig):
     actor_dist: Optional[Literal["tanh_normal", "normal"]] = None
     actor_grad: Optional[Literal["auto", "dynamics", "reinforce"]] = None
     actor_entropy: Optional[float] = None
+    #: actions fed to the dynamics are scaled by ``1 / max(1, |a| / action_clip)`` (gradient of
+    #: the scale stopped; DreamerV3's ``action_clip``; 0: off); only imagined continuous
+    #: actions can exceed it
+    action_clip: Optional[float] = None
+    #: dynamics-backprop actors maximise ``(R - V(s)) / S`` with the gradient through ``V``
+    #: (DreamerV3's 2023 code) instead of ``R / S`` (V1/V2)
+    actor_baseline: Optional[bool] = None
     action_noise: Optional[float] = None
     return_norm: Optional[bool] = None
     return_norm_decay: float = 0.99
@@ -191,6 +201,9 @@ class DreamerConfig(RLConfig):
     adam_epsilon: Optional[float] = None
     grad_clip_norm: Optional[float] = None
     ac_grad_clip_norm: Optional[float] = None
+    #: Linear/conv initialisation: ``trunc_normal`` (V3: variance 1/fan_avg, zero biases),
+    #: ``xavier_uniform`` (V1/V2's Keras default) or ``torch`` (PyTorch's defaults)
+    weight_init: Optional[Literal["torch", "xavier_uniform", "trunc_normal"]] = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -251,7 +264,7 @@ class DreamerConfig(RLConfig):
                      "value_learning_rate", "adam_epsilon", "grad_clip_norm", "ac_grad_clip_norm",
                      "symlog_range", "return_norm_limit"):
             _check(name, getattr(self, name), "a number > 0", float, lambda v: v > 0)
-        for name in ("free_nats", "actor_entropy", "action_noise", "kl_loss_coeff",
+        for name in ("free_nats", "actor_entropy", "action_noise", "kl_loss_coeff", "action_clip",
                      "kl_dyn_scale", "kl_rep_scale", "disc_loss_coeff", "slow_critic_reg"):
             _check(name, getattr(self, name), "a number >= 0", float, lambda v: v >= 0)
         percentiles = self.return_norm_percentiles
@@ -268,6 +281,9 @@ class DreamerConfig(RLConfig):
             )
         if self.activation is not None:
             check_activation("DreamerConfig.activation", self.activation)
+        inits = ("torch", "xavier_uniform", "trunc_normal")
+        if self.weight_init is not None and self.weight_init not in inits:
+            raise ValueError(f"DreamerConfig.weight_init {self.weight_init!r} is not one of {inits}")
 
 
 def _is_number(value) -> bool:

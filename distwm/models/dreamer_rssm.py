@@ -61,12 +61,15 @@ class RSSM(nn.Module):
         unimix: uniform mixture of the categoricals (V3: 0.01).
         learned_initial_state: learn the initial ``deter`` (V3) instead of zeros.
         min_std: floor of the Gaussian std.
+        action_clip: actions entering the dynamics are scaled by
+            ``1 / max(1, |a| / action_clip)``, the scale's gradient stopped (V3; 0: off).
     """
 
     def __init__(self, action_size: int, stoch_size: int, deter_size: int, hidden_size: int,
                  obs_embed_size: int, activation: str = "elu", *, stoch_classes: int = 0,
                  layer_norm: bool = False, unimix: float = 0.0,
-                 learned_initial_state: bool = False, min_std: float = 0.1):
+                 learned_initial_state: bool = False, min_std: float = 0.1,
+                 action_clip: float = 0.0):
         super().__init__()
         if stoch_classes == 1 or stoch_classes < 0:
             raise ValueError(f"stoch_classes must be 0 (Gaussian) or >= 2, got {stoch_classes}")
@@ -79,6 +82,7 @@ class RSSM(nn.Module):
         self.feat_size = self.stoch_dim + deter_size
         self.unimix = unimix
         self.min_std = min_std
+        self.action_clip = float(action_clip)
         stats = self.stoch_dim if self.discrete else 2 * stoch_size
 
         self.img_in = MLP(self.stoch_dim + action_size, hidden_size, 1, activation, layer_norm)
@@ -148,6 +152,9 @@ class RSSM(nn.Module):
 
     # -- single steps --------------------------------------------------------------------------
     def _deter_step(self, prev_state: Mapping[str, Tensor], prev_action: Tensor) -> Tensor:
+        if self.action_clip > 0:  # |a| <= action_clip everywhere the dynamics see an action
+            clip = self.action_clip
+            prev_action = prev_action * (clip / torch.clamp(prev_action.abs(), min=clip)).detach()
         x = self.img_in(torch.cat([prev_state["stoch"], prev_action], -1))
         return self.cell(x, prev_state["deter"])
 

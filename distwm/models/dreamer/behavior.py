@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from distwm.configs.dreamer_config import DreamerConfig
 from distwm.models.dreamer.world_model import WorldModel
 from distwm.vision.dreamer_decoder import ActionDecoder, DenseDecoder
+from distwm.blocks.dreamer_blocks import init_weights_
 from distwm.blocks.returns import compute_return
 from distwm.utils.dreamer_utils import FreezeParameters
 
@@ -79,6 +80,8 @@ class ActorCritic(nn.Module):
                                    cfg.activation, cfg.critic_head, cfg.num_buckets,
                                    cfg.symlog_range, layer_norm=cfg.layer_norm,
                                    zero_init_output=cfg.critic_head == "twohot")
+        init_weights_(self.actor, cfg.weight_init)
+        init_weights_(self.critic, cfg.weight_init)
         self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.return_norm = ReturnNormalizer(cfg.return_norm_decay, cfg.return_norm_limit,
                                             tuple(cfg.return_norm_percentiles))
@@ -145,6 +148,8 @@ class ActorCritic(nn.Module):
         if self.reinforce:
             advantage = ((returns - base) / scale).detach()
             objective = dist.log_prob(imag.action[:-1].detach()) * advantage
+        elif cfg.actor_baseline:  # V3 (2023 code): the gradient flows through V(s) too
+            objective = (returns - imag.value[:-1]) / scale
         else:
             objective = returns / scale
         metrics = {"return_scale": scale.detach(), "imag_return": returns.detach().mean()}

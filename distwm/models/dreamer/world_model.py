@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import kl_divergence
 
+from distwm.blocks.dreamer_blocks import init_weights_
 from distwm.configs.dreamer_config import DreamerConfig
 from distwm.vision.dreamer_decoder import DenseDecoder, MultiDecoder
 from distwm.vision.dreamer_encoder import MultiEncoder
@@ -41,7 +42,8 @@ class WorldModel(nn.Module):
                          self.encoder.embed_size, cfg.activation,
                          stoch_classes=cfg.stoch_classes if cfg.latent == "categorical" else 0,
                          layer_norm=norm, unimix=cfg.unimix,
-                         learned_initial_state=cfg.learned_initial_state)
+                         learned_initial_state=cfg.learned_initial_state,
+                         action_clip=cfg.action_clip)
         stoch, deter = self.rssm.stoch_dim, cfg.deter_size
         v3_style = cfg.reward_head == "twohot"
         self.decoder = MultiDecoder(obs_shapes, stoch, deter, cfg.num_units, cfg.num_layers,
@@ -53,6 +55,7 @@ class WorldModel(nn.Module):
                                    layer_norm=norm, zero_init_output=v3_style)
         self.cont = (DenseDecoder(stoch, deter, (), cfg.num_layers, cfg.num_units, cfg.activation,
                                   "binary", layer_norm=norm) if cfg.use_disc_model else None)
+        init_weights_(self, cfg.weight_init)
 
     def kl_loss(self, post: Mapping[str, Tensor], prior: Mapping[str, Tensor]):
         """``(loss, dyn, rep)``: KL balancing with free nats (the three versions' schemes)."""

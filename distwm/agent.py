@@ -42,12 +42,17 @@ class NonFiniteLossError(FloatingPointError):
 class SampleSpec:
     """One named replay sample: ``batch_size`` sequences of ``seq_len`` steps (``seq_len=1``:
     single frames) and its ``share`` of the replay budget (``None``: ``batch_size * seq_len``
-    relative to the other samples, i.e. every update carries this sample)."""
+    relative to the other samples, i.e. every update carries this sample).
+
+    ``online``: each batch first takes the freshest sequences not trained on yet (every stream's
+    newest non-overlapping sequences, each once), the rest uniformly: DreamerV3's online queue
+    (its 2024 recipe)."""
 
     name: str
     batch_size: int
     seq_len: int
     share: float | None = None
+    online: bool = False
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:

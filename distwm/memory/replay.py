@@ -65,6 +65,9 @@ class SequenceReplay:
         self._next = 0
         self._filled = 0
         self.total_inserted = 0
+        # fresh sequences for online sampling: (block, offset, stream, block start step)
+        self._online: deque = deque(maxlen=self.num_blocks)
+        self.online_sampled = 0
 
     # -- properties ------------------------------------------------------------------------
     @property
@@ -141,7 +144,7 @@ class SequenceReplay:
         info = self._streams.get(stream)
         if info is None or info["next"] != start or not info["tail"]:
             # a new stream, or a gap (lost chunk): start a new chain
-            info = {"tail": deque(maxlen=self._hops + 1), "next": start}
+            info = {"tail": deque(maxlen=self._hops + 1), "next": start, "online": start}
             self._streams[stream] = info
         else:
             self._succ[info["tail"][-1]] = block
@@ -151,6 +154,18 @@ class SequenceReplay:
         self._block_start[block] = start
         for j, b in enumerate(reversed(info["tail"])):
             self._valid[b] = self._valid_starts(j * self.chunk_length)
+        self._queue_fresh(stream, info)
+
+    def _queue_fresh(self, stream: str, info: dict[str, Any]) -> None:
+        """Queue the stream's newly complete non-overlapping sequences for online sampling."""
+        while info["online"] + self.seq_len <= info["next"]:
+            step = info["online"]
+            for b in info["tail"]:
+                offset = step - int(self._block_start[b])
+                if 0 <= offset < self.chunk_length:
+                    self._online.append((b, offset, stream, int(self._block_start[b])))
+                    break
+            info["online"] = step + self.seq_len
 
     def insert(self, chunk: Mapping[str, np.ndarray], stream_ids: Sequence[str],
                start_steps: Sequence[int] | None = None) -> int:
@@ -193,12 +208,14 @@ class SequenceReplay:
 
     # -- sample ----------------------------------------------------------------------------
     def sample(self, batch_size: int, rng: np.random.Generator | None = None,
-               seq_len: int | None = None) -> dict[str, np.ndarray]:
+               seq_len: int | None = None, online: bool = False) -> dict[str, np.ndarray]:
         """``batch_size`` sequences, uniform over valid starts: ``{key: (B, T, ...)}``.
 
         ``seq_len`` (default: the buffer's ``T``) may be shorter than ``T`` (a second named
         sample of the same stream, e.g. single frames); it starts where a ``T``-step sequence
-        could start."""
+        could start. ``online``: the first sequences are the freshest ones not sampled online
+        yet (each stream's newest non-overlapping ``T``-step sequences, once each), the rest
+        uniform (DreamerV3's online queue)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         length = self.seq_len if seq_len is None else int(seq_len)
@@ -214,6 +231,8 @@ class SequenceReplay:
         draws = rng.integers(0, total, size=batch_size)
         first = np.searchsorted(cum, draws, side="right")
         offsets = draws - (cum[first] - self._valid[first])
+        if online:
+            self._take_fresh(first, offsets)
         pos = offsets[:, None] + np.arange(length)[None, :]
         hop, within = np.divmod(pos, self.chunk_length)
         chain = np.empty((batch_size, self._hops + 1), dtype=np.int64)
@@ -230,6 +249,17 @@ class SequenceReplay:
             out[key] = flat_arr[flat]
         return out
 
+    def _take_fresh(self, first: np.ndarray, offsets: np.ndarray) -> None:
+        """Put queued fresh sequences (still held, whole) in the first rows of a draw."""
+        row = 0
+        while row < len(first) and self._online:
+            block, offset, stream, start = self._online.popleft()
+            if (self._block_stream[block] == stream and int(self._block_start[block]) == start
+                    and offset < self._valid[block]):
+                first[row], offsets[row] = block, offset
+                row += 1
+        self.online_sampled += row
+
     # -- persistence -----------------------------------------------------------------------
     def chunk_keys(self) -> list[tuple[str, int]]:
         """``(stream id, start step)`` of every chunk held, oldest block first."""
@@ -240,7 +270,7 @@ class SequenceReplay:
     def state_dict(self) -> dict[str, Any]:
         """Arrays of the filled blocks plus JSON-able metadata."""
         n = self._filled
-        streams = [[s, list(map(int, info["tail"])), int(info["next"])]
+        streams = [[s, list(map(int, info["tail"])), int(info["next"]), int(info["online"])]
                    for s, info in self._streams.items()]
         meta = {
             "capacity": self.capacity, "chunk_length": self.chunk_length, "seq_len": self.seq_len,
@@ -274,8 +304,9 @@ class SequenceReplay:
             arr[:n] = state[f"blocks/{key}"]
         self._block_stream = list(meta["block_stream"]) + [None] * (self.num_blocks - n)
         self._streams = {}
-        for stream, tail, nxt in meta["streams"]:
-            self._streams[stream] = {"tail": deque(tail, maxlen=self._hops + 1), "next": nxt}
+        for stream, tail, nxt, *online in meta["streams"]:  # older snapshots: no online mark
+            self._streams[stream] = {"tail": deque(tail, maxlen=self._hops + 1), "next": nxt,
+                                     "online": online[0] if online else nxt}
         self._next = int(meta["next"])
         self._filled = n
         self.total_inserted = int(meta["total_inserted"])

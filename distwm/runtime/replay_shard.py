@@ -74,10 +74,11 @@ class ReplayShard:
         return self.stats()
 
     async def sample(self, num_sequences: int, timeout: float | None = None,
-                     seq_len: int | None = None):
+                     seq_len: int | None = None, online: bool = False):
         """``(batch {key: (n, T, ...)}, stats)``, or ``(None, stats)`` if the rate limiter
         (or a replay without a whole sequence yet) did not allow it within ``timeout``.
-        ``seq_len`` (default: the shard's, the longest sample's) may be shorter."""
+        ``seq_len`` (default: the shard's, the longest sample's) may be shorter; ``online``:
+        the freshest sequences first (:meth:`SequenceReplay.sample`)."""
         length = self.replay.seq_len if seq_len is None else int(seq_len)
         steps = num_sequences * length
         t0 = time.perf_counter()
@@ -86,7 +87,7 @@ class ReplayShard:
         self.sample_wait += t1 - t0
         if not ok:
             return None, self.stats()
-        batch = self.replay.sample(num_sequences, seq_len=length)
+        batch = self.replay.sample(num_sequences, seq_len=length, online=online)
         self.limiter.record_sample(steps)
         if self.store is not None:
             self.store.append_sample(steps)
@@ -100,6 +101,7 @@ class ReplayShard:
             "budget": lim.sample_budget() if self._has_sequence() else min(lim.sample_budget(), 0.0),
             "size": self.replay.size, "capacity": self.replay.capacity,
             "valid_starts": self.replay.num_valid_starts, "ratio": lim.ratio(),
+            "online_sampled": self.replay.online_sampled,
             "insert_wait": self.insert_wait, "sample_wait": self.sample_wait,
             "insert_time": self.insert_time, "sample_time": self.sample_time,
             "log_time": self.store.log_time if self.store else 0.0,

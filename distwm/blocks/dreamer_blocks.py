@@ -1,7 +1,10 @@
 """Layers shared by the Dreamer networks: activations, normalised MLPs, conv stages, init.
 
 DreamerV3 normalises every hidden layer (``Linear -> LayerNorm -> SiLU``); DreamerV1 uses
-plain ``Linear -> ELU``. Both are :class:`MLP` with ``layer_norm`` on or off.
+plain ``Linear -> ELU``. Both are :class:`MLP` with ``layer_norm`` on or off. ``norm="rms"``
+(the current dreamerv3 code) normalises with :class:`RMSNorm` (a scale, no shift, eps 1e-4)
+and keeps the biases of the linear layers; ``norm="layer"`` (V2/V3) uses LayerNorm (eps 1e-3)
+and drops them (the norm's shift replaces them).
 
 :class:`OneHotFeatures` holds latent features ``[one-hot categoricals, dense rest]`` as the
 index of each categorical's active class. An :class:`MLP` fed with it computes its first
@@ -20,13 +23,16 @@ from torch import Tensor, nn
 
 from distwm.blocks.layers import activation_module
 
-__all__ = ["MLP", "ChannelNorm", "OneHotFeatures", "linear_features", "zero_init_",
-           "init_weights_", "WEIGHT_INITS"]
+__all__ = ["MLP", "ChannelNorm", "ChannelRMSNorm", "RMSNorm", "NORMS", "norm_layer",
+           "use_rms_norm_", "OneHotFeatures", "linear_features", "zero_init_", "init_weights_",
+           "WEIGHT_INITS"]
 
 #: ``torch``: PyTorch's defaults; ``xavier_uniform``: Keras' default, zero biases (DreamerV1/V2's
 #: TensorFlow code); ``trunc_normal``: DreamerV3's (truncated normal, variance 1/fan_avg, zero
-#: biases)
-WEIGHT_INITS = ("torch", "xavier_uniform", "trunc_normal")
+#: biases); ``trunc_normal_in``: the current dreamerv3 code's (variance 1/fan_in)
+WEIGHT_INITS = ("torch", "xavier_uniform", "trunc_normal", "trunc_normal_in")
+#: kinds of normalisation of :func:`norm_layer`
+NORMS = ("layer", "rms")
 _TRUNC_STD = 0.87962566103423978  # std of a unit normal truncated to [-2, 2]
 
 
@@ -49,19 +55,49 @@ def init_weights_(module: nn.Module, scheme: str) -> nn.Module:
     if scheme == "torch":
         return module
     for layer in module.modules():
-        if not isinstance(layer, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+        # a layer with ``fans()`` (e.g. a block-diagonal linear) says its own fan-in / fan-out
+        if not (isinstance(layer, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)) or hasattr(layer, "fans")):
             continue
         if getattr(layer, "_distwm_zero_init", False):
             continue
-        if scheme == "xavier_uniform":
-            nn.init.xavier_uniform_(layer.weight)
+        if hasattr(layer, "fans"):
+            fan_in, fan_out = layer.fans()
         else:
             fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(layer.weight)
-            std = (2.0 / (fan_in + fan_out)) ** 0.5 / _TRUNC_STD
+        if scheme == "xavier_uniform":
+            bound = (6.0 / (fan_in + fan_out)) ** 0.5
+            nn.init.uniform_(layer.weight, -bound, bound)
+        else:
+            fan = fan_in if scheme == "trunc_normal_in" else (fan_in + fan_out) / 2.0
+            std = (1.0 / fan) ** 0.5 / _TRUNC_STD
             nn.init.trunc_normal_(layer.weight, 0.0, std, -2.0 * std, 2.0 * std)
         if layer.bias is not None:
             nn.init.zeros_(layer.bias)
     return module
+
+
+class RMSNorm(nn.Module):
+    """``x / sqrt(mean(x^2) + eps) * scale`` over the last axis (computed in float32)."""
+
+    def __init__(self, width: int, eps: float = 1e-4):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(width))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x32 = x.float()
+        out = x32 * torch.rsqrt(x32.square().mean(-1, keepdim=True) + self.eps)
+        return (out * self.weight).to(x.dtype)
+
+
+def norm_layer(kind: str, width: int) -> nn.Module:
+    """``LayerNorm(width, eps=1e-3)`` (``"layer"``, DreamerV2/V3) or ``RMSNorm(width, eps=1e-4)``
+    (``"rms"``, the current dreamerv3 code)."""
+    if kind == "layer":
+        return nn.LayerNorm(width, eps=1e-3)
+    if kind == "rms":
+        return RMSNorm(width)
+    raise ValueError(f"norm must be one of {NORMS}, got {kind!r}")
 
 
 @dataclass(frozen=True)
@@ -111,9 +147,9 @@ def linear_features(linear: nn.Linear, x) -> Tensor:
     """``linear(x)`` for a tensor or :class:`OneHotFeatures` (exploiting the one-hot part)."""
     if not isinstance(x, OneHotFeatures):
         return linear(x)
-    lead = x.rest.shape[:-1]
+    lead = x.index.shape[:-1]
     index = x.index.reshape(-1, x.index.shape[-1])
-    rest = x.rest.reshape(-1, x.rest.shape[-1])
+    rest = x.rest.reshape(index.shape[0], x.rest.shape[-1])  # the rest may have width 0
     weight = linear.weight
     out = _OneHotMatmul.apply(index, weight[:, : x.width])
     out = out + F.linear(rest, weight[:, x.width:], linear.bias)
@@ -124,11 +160,13 @@ class MLP(nn.Sequential):
     """``layers`` x (``Linear -> [LayerNorm] -> act``), optionally followed by ``Linear(out_dim)``.
 
     Without ``out_dim`` the output width is ``units``. With LayerNorm the hidden linears
-    have no bias (the norm's shift replaces it), as in DreamerV3.
+    have no bias (the norm's shift replaces it), as in DreamerV3; with ``norm="rms"`` they keep
+    it (RMSNorm has no shift), as in the current dreamerv3 code.
     """
 
     def __init__(self, in_dim: int, units: int, layers: int, activation: str = "silu",
-                 layer_norm: bool = True, out_dim: int | None = None, zero_out: bool = False):
+                 layer_norm: bool = True, out_dim: int | None = None, zero_out: bool = False,
+                 norm: str = "layer"):
         if in_dim <= 0 or units <= 0 or layers < 0:
             raise ValueError(
                 f"MLP needs in_dim > 0, units > 0 and layers >= 0, got {in_dim}, {units}, {layers}"
@@ -136,9 +174,9 @@ class MLP(nn.Sequential):
         modules: list[nn.Module] = []
         width = in_dim
         for _ in range(layers):
-            modules.append(nn.Linear(width, units, bias=not layer_norm))
+            modules.append(nn.Linear(width, units, bias=not layer_norm or norm == "rms"))
             if layer_norm:
-                modules.append(nn.LayerNorm(units, eps=1e-3))
+                modules.append(norm_layer(norm, units))
             modules.append(activation_module(activation))
             width = units
         if out_dim is not None:
@@ -164,3 +202,23 @@ class ChannelNorm(nn.LayerNorm):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+class ChannelRMSNorm(RMSNorm):
+    """:class:`RMSNorm` over the channel axis of ``(N, C, H, W)`` feature maps."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+def use_rms_norm_(stack: nn.Sequential) -> nn.Sequential:
+    """Turn the ``conv -> ChannelNorm`` stages of a conv stack (``vision.conv``) into
+    ``conv (with a zero bias) -> ChannelRMSNorm`` in place; returns ``stack``."""
+    for i, layer in enumerate(list(stack)):
+        if not isinstance(layer, ChannelNorm):
+            continue
+        stack[i] = ChannelRMSNorm(layer.normalized_shape[0])
+        conv = stack[i - 1] if i > 0 else None
+        if isinstance(conv, (nn.Conv2d, nn.ConvTranspose2d)) and conv.bias is None:
+            conv.bias = nn.Parameter(torch.zeros(conv.out_channels, device=conv.weight.device))
+    return stack

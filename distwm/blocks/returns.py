@@ -17,6 +17,8 @@ __all__ = [
     "symlog",
     "symexp",
     "TwoHotEncoder",
+    "TWOHOT_BINS",
+    "symexp_bins",
     "compute_return",
     "compute_lambda_return",
 ]
@@ -34,35 +36,67 @@ def symexp(x: Tensor) -> Tensor:
 
 
 # -- two-hot ---------------------------------------------------------------------------------
-class TwoHotEncoder:
-    """Two-hot encoding for symlog targets (DreamerV2/V3 reward and value heads).
+#: how the two-hot bins are spaced: ``symlog`` (DreamerV3 paper code: uniform in symlog space,
+#: interpolated there) or ``symexp`` (the current dreamerv3 code: the bins are the symexp of
+#: uniform points, and targets and predictions live in real space)
+TWOHOT_BINS = ("symlog", "symexp")
 
-    A target is split between the two nearest of ``num_buckets`` equally spaced bucket centres
-    on ``[-symlog_range, symlog_range]`` so that the expected bucket centre equals the target
-    (targets outside the range are clipped to it). :meth:`encode` takes targets already in
-    symlog space; :meth:`decode` returns real values (it applies :func:`symexp`);
+
+def symexp_bins(num_buckets: int, limit: float = 20.0) -> Tensor:
+    """The current dreamerv3 code's bins (real values): ``symexp`` of ``linspace(-limit, 0)``
+    mirrored to the positive side, so that they are symmetric around 0 (with an odd
+    ``num_buckets`` the middle bin is 0; with an even one 0 appears twice, as there)."""
+    if num_buckets % 2:
+        half = symexp(torch.linspace(-limit, 0.0, (num_buckets - 1) // 2 + 1))
+        return torch.cat([half, -half[:-1].flip(0)])
+    half = symexp(torch.linspace(-limit, 0.0, num_buckets // 2))
+    return torch.cat([half, -half.flip(0)])
+
+
+class TwoHotEncoder:
+    """Two-hot encoding for the reward and value heads (DreamerV2/V3).
+
+    ``spacing="symlog"`` (default; the DreamerV3 paper code): ``num_buckets`` equally spaced
+    bucket centres on ``[-symlog_range, symlog_range]`` in symlog space; a target's symlog is
+    split between its two nearest centres so that the expected centre equals it, and
+    :meth:`decode` maps the expected centre back with :func:`symexp`.
+
+    ``spacing="symexp"`` (the current dreamerv3 code): the centres are :func:`symexp_bins`
+    (real values up to ``symexp(symlog_range)``); a real target is split linearly between its
+    two neighbouring centres and :meth:`decode` is the expected centre (summed symmetrically, so
+    uniform probabilities decode to exactly 0).
+
+    Targets outside the range are clipped to it. :meth:`encode` takes targets in symlog space
+    (for either spacing), :meth:`encode_values` real ones; :meth:`decode` returns real values;
     :meth:`loss` takes real-valued targets. All methods are vectorised over any leading shape
     and follow the input's device and dtype.
     """
 
-    def __init__(self, num_buckets: int = 255, symlog_range: float = 10.0):
+    def __init__(self, num_buckets: int = 255, symlog_range: float = 10.0, spacing: str = "symlog"):
         if not isinstance(num_buckets, (int, np.integer)) or num_buckets < 2:
             raise ValueError(f"num_buckets must be an integer >= 2, got {num_buckets!r}")
         if not (isinstance(symlog_range, (int, float)) and math.isfinite(symlog_range)
                 and symlog_range > 0):
             raise ValueError(f"symlog_range must be a finite number > 0, got {symlog_range!r}")
+        if spacing not in TWOHOT_BINS:
+            raise ValueError(f"two-hot spacing must be one of {TWOHOT_BINS}, got {spacing!r}")
         self.num_buckets = int(num_buckets)
         self.symlog_range = float(symlog_range)
+        self.spacing = spacing
         self.buckets: Tensor
         self.register_buffers()
 
     @property
     def bucket_width(self) -> float:
+        """Spacing of the centres in symlog space (``symlog`` spacing)."""
         return 2.0 * self.symlog_range / (self.num_buckets - 1)
 
     def register_buffers(self) -> None:
         """Allocate the bucket-centre buffer (float32, CPU). Use :meth:`to` to move it."""
-        self.buckets = torch.linspace(-self.symlog_range, self.symlog_range, self.num_buckets)
+        if self.spacing == "symexp":
+            self.buckets = symexp_bins(self.num_buckets, self.symlog_range)
+        else:
+            self.buckets = torch.linspace(-self.symlog_range, self.symlog_range, self.num_buckets)
 
     def to(self, device) -> "TwoHotEncoder":
         """Move the bucket centres to ``device`` (in place); returns ``self``."""
@@ -75,6 +109,8 @@ class TwoHotEncoder:
     def encode(self, target: Tensor) -> Tensor:
         """Two-hot distribution ``target.shape + (num_buckets,)`` for symlog-space targets."""
         target = torch.as_tensor(target)
+        if self.spacing == "symexp":
+            return self.encode_values(symexp(target.float() if not target.is_floating_point() else target))
         out_dtype = target.dtype if target.is_floating_point() else torch.float32
         x = target.to(torch.float64 if out_dtype == torch.float64 else torch.float32)
         x = x.clamp(-self.symlog_range, self.symlog_range)
@@ -94,13 +130,45 @@ class TwoHotEncoder:
                 f"got shape {tuple(logits.shape)}"
             )
 
+    def encode_values(self, target: Tensor) -> Tensor:
+        """Two-hot distribution ``target.shape + (num_buckets,)`` of real-valued targets: with
+        ``symexp`` spacing interpolated between the neighbouring real centres, with ``symlog``
+        spacing :meth:`encode` of their symlog."""
+        target = torch.as_tensor(target)
+        if self.spacing == "symlog":
+            return self.encode(symlog(target.float() if not target.is_floating_point() else target))
+        out_dtype = target.dtype if target.is_floating_point() else torch.float32
+        x = target.to(torch.float64 if out_dtype == torch.float64 else torch.float32)
+        bins = self._buckets_like(x)
+        last = self.num_buckets - 1
+        above = torch.searchsorted(bins, x.contiguous(), right=True)  # centres <= x
+        below = (above - 1).clamp(0, last)
+        above = above.clamp(0, last)
+        equal = below == above  # outside the range: all weight on the end centre
+        to_below = torch.where(equal, 1.0, (bins[below] - x).abs())
+        to_above = torch.where(equal, 1.0, (bins[above] - x).abs())
+        total = to_below + to_above
+        encoded = torch.zeros(*x.shape, self.num_buckets, dtype=x.dtype, device=x.device)
+        encoded.scatter_add_(-1, below.unsqueeze(-1), (to_above / total).unsqueeze(-1))
+        encoded.scatter_add_(-1, above.unsqueeze(-1), (to_below / total).unsqueeze(-1))
+        return encoded.to(out_dtype)
+
     def decode(self, logits: Tensor) -> Tensor:
-        """Expected bucket centre under ``softmax(logits)``, mapped back with :func:`symexp`."""
+        """Expected bucket centre under ``softmax(logits)``, mapped back with :func:`symexp`
+        (``symlog`` spacing) or summed symmetrically around the middle (``symexp`` spacing)."""
         self._check_logits(logits)
         compute = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
         probs = torch.softmax(compute, dim=-1)
-        expected = (probs * self._buckets_like(compute)).sum(dim=-1)
-        return symexp(expected).to(logits.dtype)
+        weighted = probs * self._buckets_like(compute)
+        if self.spacing == "symlog":
+            return symexp(weighted.sum(dim=-1)).to(logits.dtype)
+        # pair each negative centre with its positive mirror first: no left-to-right rounding
+        half = self.num_buckets // 2
+        low, high = weighted[..., :half].flip(-1), weighted[..., self.num_buckets - half:]
+        expected = (low + high).sum(dim=-1)
+        if self.num_buckets % 2:
+            expected = expected + weighted[..., half]
+        return expected.to(logits.dtype)
 
     def loss(self, logits: Tensor, target: Tensor) -> Tensor:
         """Cross-entropy of ``logits`` against the two-hot code of ``symlog(target)``.
@@ -115,7 +183,7 @@ class TwoHotEncoder:
                 f"dimension, {tuple(logits.shape[:-1])}"
             )
         compute = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
-        code = self.encode(symlog(target.to(compute.dtype)).detach())
+        code = self.encode_values(target.to(compute.dtype).detach())
         return -(code * torch.log_softmax(compute, dim=-1)).sum(dim=-1)
 
 

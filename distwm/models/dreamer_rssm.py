@@ -3,7 +3,10 @@
 The state is ``{"deter": h, "stoch": z, ...}`` with either Gaussian latents (V1: ``mean``,
 ``std``; ``stoch_classes=0``) or ``stoch_size`` categoricals of ``stoch_classes`` classes
 (V2/V3: ``logits``, flattened one-hot ``stoch`` with straight-through gradients and
-``unimix`` uniform mixing). The deterministic path is a GRU, with LayerNorm in V2/V3.
+``unimix`` uniform mixing). The deterministic path is a GRU, with LayerNorm in V2/V3, or
+(``blocks > 0``, the current dreamerv3 code) the block-diagonal GRU core of
+:class:`~distwm.blocks.block_gru.BlockGRUCore` with its own input layers for ``h``, ``z`` and
+``a`` (then there is no ``img_in``).
 
 Speed: :meth:`RSSM.observe` runs the recurrence over a whole ``(B, T)`` sequence but keeps
 only what must be sequential inside the Python loop (GRU step, posterior); the embedding
@@ -21,7 +24,8 @@ from torch.distributions import Independent, Normal
 
 from distwm.blocks.gaussian_rssm import gaussian_sample
 from distwm.blocks.layers import gaussian_params
-from distwm.blocks.dreamer_blocks import MLP, OneHotFeatures
+from distwm.blocks.block_gru import BlockGRUCore
+from distwm.blocks.dreamer_blocks import MLP, OneHotFeatures, norm_layer
 from distwm.blocks.dreamer_distributions import OneHotDist
 
 __all__ = ["RSSM", "NormGRUCell"]
@@ -30,13 +34,14 @@ State = dict[str, Tensor]
 
 
 class NormGRUCell(nn.Module):
-    """DreamerV2/V3's GRU: one linear over ``[x, h]``, LayerNorm, update gate biased to -1."""
+    """DreamerV2/V3's GRU: one linear over ``[x, h]``, LayerNorm (or ``norm="rms"``: RMSNorm) of
+    the gates, update gate biased to -1."""
 
-    def __init__(self, input_size: int, hidden_size: int):
+    def __init__(self, input_size: int, hidden_size: int, norm: str = "layer"):
         super().__init__()
         self.hidden_size = hidden_size
         self.linear = nn.Linear(input_size + hidden_size, 3 * hidden_size, bias=False)
-        self.norm = nn.LayerNorm(3 * hidden_size, eps=1e-3)
+        self.norm = norm_layer(norm, 3 * hidden_size)
 
     def forward(self, x: Tensor, h: Tensor) -> Tensor:
         parts = self.norm(self.linear(torch.cat([x, h], -1)))
@@ -63,13 +68,19 @@ class RSSM(nn.Module):
         min_std: floor of the Gaussian std.
         action_clip: actions entering the dynamics are scaled by
             ``1 / max(1, |a| / action_clip)``, the scale's gradient stopped (V3; 0: off).
+        norm: ``"layer"`` or ``"rms"`` (with ``layer_norm``).
+        blocks: ``> 0``: the block-diagonal GRU core with that many groups (current dreamerv3
+            code: 8); ``0``: the dense GRU.
+        prior_layers: hidden layers of the prior (transition) head (V3 paper code: 1, current
+            code: 2).
     """
 
     def __init__(self, action_size: int, stoch_size: int, deter_size: int, hidden_size: int,
                  obs_embed_size: int, activation: str = "elu", *, stoch_classes: int = 0,
                  layer_norm: bool = False, unimix: float = 0.0,
                  learned_initial_state: bool = False, min_std: float = 0.1,
-                 action_clip: float = 0.0):
+                 action_clip: float = 0.0, norm: str = "layer", blocks: int = 0,
+                 prior_layers: int = 1):
         super().__init__()
         if stoch_classes == 1 or stoch_classes < 0:
             raise ValueError(f"stoch_classes must be 0 (Gaussian) or >= 2, got {stoch_classes}")
@@ -83,12 +94,20 @@ class RSSM(nn.Module):
         self.unimix = unimix
         self.min_std = min_std
         self.action_clip = float(action_clip)
+        self.blocks = int(blocks)
         stats = self.stoch_dim if self.discrete else 2 * stoch_size
+        mlp = dict(activation=activation, layer_norm=layer_norm, norm=norm)
 
-        self.img_in = MLP(self.stoch_dim + action_size, hidden_size, 1, activation, layer_norm)
-        self.cell = NormGRUCell(hidden_size, deter_size) if layer_norm else nn.GRUCell(hidden_size, deter_size)
-        self.img_out = MLP(deter_size, hidden_size, 1, activation, layer_norm, out_dim=stats)
-        self.obs_hidden = MLP(deter_size + obs_embed_size, hidden_size, 1, activation, layer_norm)
+        if self.blocks:
+            self.img_in = None
+            self.cell = BlockGRUCore(deter_size, self.stoch_dim, action_size, hidden_size,
+                                     self.blocks, activation, norm if layer_norm else "rms")
+        else:
+            self.img_in = MLP(self.stoch_dim + action_size, hidden_size, 1, **mlp)
+            self.cell = (NormGRUCell(hidden_size, deter_size, norm) if layer_norm
+                         else nn.GRUCell(hidden_size, deter_size))
+        self.img_out = MLP(deter_size, hidden_size, prior_layers, **mlp, out_dim=stats)
+        self.obs_hidden = MLP(deter_size + obs_embed_size, hidden_size, 1, **mlp)
         self.obs_stats = nn.Linear(hidden_size, stats)
         self.initial_deter = nn.Parameter(torch.zeros(deter_size)) if learned_initial_state else None
 
@@ -151,10 +170,16 @@ class RSSM(nn.Module):
         return out
 
     # -- single steps --------------------------------------------------------------------------
-    def _deter_step(self, prev_state: Mapping[str, Tensor], prev_action: Tensor) -> Tensor:
+    def _clip_action(self, action: Tensor) -> Tensor:
         if self.action_clip > 0:  # |a| <= action_clip everywhere the dynamics see an action
             clip = self.action_clip
-            prev_action = prev_action * (clip / torch.clamp(prev_action.abs(), min=clip)).detach()
+            action = action * (clip / torch.clamp(action.abs(), min=clip)).detach()
+        return action
+
+    def _deter_step(self, prev_state: Mapping[str, Tensor], prev_action: Tensor) -> Tensor:
+        prev_action = self._clip_action(prev_action)
+        if self.blocks:
+            return self.cell(prev_state["deter"], prev_state["stoch"], prev_action)
         x = self.img_in(torch.cat([prev_state["stoch"], prev_action], -1))
         return self.cell(x, prev_state["deter"])
 
@@ -269,7 +294,11 @@ class RSSM(nn.Module):
         for _ in range(horizon):
             action = policy(OneHotFeatures(index, deter, width))
             actions.append(action)
-            deter = self.cell(self.img_in(OneHotFeatures(index, action, width)), deter)
+            seen = self._clip_action(action)
+            if self.blocks:
+                deter = self.cell(deter, OneHotFeatures(index, seen[..., :0], width), seen)
+            else:
+                deter = self.cell(self.img_in(OneHotFeatures(index, seen, width)), deter)
             logits = self.img_out(deter).reshape(*deter.shape[:-1], self.stoch_size, self.stoch_classes)
             index = OneHotDist(logits, self.unimix).sample_index() + offsets
             indices.append(index)

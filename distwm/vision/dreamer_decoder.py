@@ -19,7 +19,7 @@ from typing import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from distwm.blocks.dreamer_blocks import MLP
+from distwm.blocks.dreamer_blocks import MLP, use_rms_norm_
 from distwm.blocks.dreamer_distributions import (
     BernoulliDist,
     GaussianDist,
@@ -61,7 +61,7 @@ class ConvDecoder(nn.Module):
 
     def __init__(self, stoch_size: int, deter_size: int, output_shape: Sequence[int],
                  activation: str = "relu", depth: int = 32, layer_norm: bool = False,
-                 dist: str = "normal"):
+                 dist: str = "normal", norm: str = "layer"):
         super().__init__()
         if dist not in ("normal", "mse"):
             raise ValueError(f"ConvDecoder dist {dist!r} is not one of 'normal', 'mse'")
@@ -72,6 +72,8 @@ class ConvDecoder(nn.Module):
         self.linear = nn.Linear(stoch_size + deter_size, self.top_channels * 16)
         self.deconvs = DeconvStack(self.top_channels, self.output_shape[0], depth, (4,) * stages,
                                    activation, padding=1, layer_norm=layer_norm)
+        if layer_norm and norm == "rms":
+            use_rms_norm_(self.deconvs)
 
     def _mean(self, features: Tensor) -> Tensor:
         return self.deconvs(self.linear(features).reshape(-1, self.top_channels, 4, 4))
@@ -84,12 +86,17 @@ class ConvDecoder(nn.Module):
 
 
 class DenseDecoder(nn.Module):
-    """MLP from features to a distribution over ``output_shape`` (``()`` or ``(1,)`` for scalars)."""
+    """MLP from features to a distribution over ``output_shape`` (``()`` or ``(1,)`` for scalars).
+
+    ``twohot_bins``: the spacing of the ``twohot`` bins (``symlog`` or ``symexp``, see
+    :class:`~distwm.blocks.returns.TwoHotEncoder`); ``norm``: ``layer`` or ``rms``.
+    """
 
     def __init__(self, stoch_size: int, deter_size: int, output_shape: Sequence[int],
                  n_layers: int, units: int, activation: str, dist: str,
                  num_buckets: int = 255, symlog_range: float = 10.0,
-                 layer_norm: bool = False, zero_init_output: bool = False):
+                 layer_norm: bool = False, zero_init_output: bool = False,
+                 norm: str = "layer", twohot_bins: str = "symlog"):
         super().__init__()
         if dist not in DENSE_DISTS:
             raise ValueError(f"DenseDecoder dist {dist!r} is not one of {DENSE_DISTS}")
@@ -98,10 +105,11 @@ class DenseDecoder(nn.Module):
         size = 1
         for s in self.output_shape:
             size *= s
-        self.twohot = TwoHotEncoder(num_buckets, symlog_range) if dist == "twohot" else None
+        self.twohot = (TwoHotEncoder(num_buckets, symlog_range, twohot_bins) if dist == "twohot"
+                       else None)
         out_dim = size * num_buckets if dist == "twohot" else size
         self.mlp = MLP(stoch_size + deter_size, units, n_layers, activation, layer_norm,
-                       out_dim=out_dim, zero_out=zero_init_output)
+                       out_dim=out_dim, zero_out=zero_init_output, norm=norm)
 
     def forward(self, features: Tensor):
         return self.dist_from_raw(self.mlp(features))
@@ -136,7 +144,7 @@ class ActionDecoder(nn.Module):
     def __init__(self, action_size: int, stoch_size: int, deter_size: int, n_layers: int,
                  units: int, activation: str, min_std: float = 1e-4, init_std: float = 5,
                  mean_scale: float = 5, dist: str = "tanh_normal", layer_norm: bool = False,
-                 unimix: float = 0.0):
+                 unimix: float = 0.0, norm: str = "layer"):
         super().__init__()
         if dist not in ACTION_DISTS:
             raise ValueError(f"ActionDecoder dist {dist!r} is not one of {ACTION_DISTS}")
@@ -146,7 +154,7 @@ class ActionDecoder(nn.Module):
         self.unimix = unimix
         out_dim = action_size if dist == "onehot" else 2 * action_size
         self.mlp = MLP(stoch_size + deter_size, units, n_layers, activation, layer_norm,
-                       out_dim=out_dim)
+                       out_dim=out_dim, norm=norm)
 
     def get_dist(self, features: Tensor):
         return self.dist_from_raw(self.mlp(features))
@@ -185,16 +193,16 @@ class MultiDecoder(nn.Module):
 
     def __init__(self, obs_shapes: Mapping[str, Sequence[int]], stoch_size: int,
                  deter_size: int, units: int, layers: int, depth: int, activation: str,
-                 layer_norm: bool, image_dist: str, state_dist: str):
+                 layer_norm: bool, image_dist: str, state_dist: str, norm: str = "layer"):
         super().__init__()
         self.decoders = nn.ModuleDict()
         if "image" in obs_shapes:
             self.decoders["image"] = ConvDecoder(stoch_size, deter_size, obs_shapes["image"],
-                                                 activation, depth, layer_norm, image_dist)
+                                                 activation, depth, layer_norm, image_dist, norm)
         if "state" in obs_shapes:
             self.decoders["state"] = DenseDecoder(stoch_size, deter_size, obs_shapes["state"],
                                                   max(layers, 1), units, activation, state_dist,
-                                                  layer_norm=layer_norm)
+                                                  layer_norm=layer_norm, norm=norm)
 
     def forward(self, features: Tensor) -> dict:
         return {key: decoder(features) for key, decoder in self.decoders.items()}

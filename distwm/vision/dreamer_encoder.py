@@ -12,7 +12,7 @@ from typing import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from distwm.blocks.dreamer_blocks import MLP
+from distwm.blocks.dreamer_blocks import MLP, use_rms_norm_
 from distwm.blocks.returns import symlog
 from distwm.vision.conv import ConvStack, apply_to_images
 
@@ -43,14 +43,19 @@ class ConvEncoder(nn.Module):
         activation: activation name.
         depth: channels of the first conv (``depth * 2**i`` at stage ``i``).
         layer_norm: LayerNorm over channels after every conv (DreamerV3).
+        norm: ``"layer"`` or ``"rms"`` (RMSNorm over channels and conv biases; current
+            dreamerv3 code), with ``layer_norm``.
     """
 
     def __init__(self, input_shape: Sequence[int], embed_size: int | None = None,
-                 activation: str = "relu", depth: int = 32, layer_norm: bool = False):
+                 activation: str = "relu", depth: int = 32, layer_norm: bool = False,
+                 norm: str = "layer"):
         super().__init__()
         self.input_shape = tuple(int(s) for s in input_shape)
         self.convs = ConvStack(self.input_shape[0], depth, conv_stages(self.input_shape),
                                activation, padding=1, layer_norm=layer_norm)
+        if layer_norm and norm == "rms":
+            use_rms_norm_(self.convs)
         flat = self.convs.out_channels * 16
         self.proj = nn.Linear(flat, embed_size) if embed_size and embed_size != flat else None
         self.embed_size = embed_size if self.proj is not None else flat
@@ -72,7 +77,7 @@ class MultiEncoder(nn.Module):
 
     def __init__(self, obs_shapes: Mapping[str, Sequence[int]], units: int, layers: int,
                  depth: int, activation: str, layer_norm: bool, symlog_inputs: bool,
-                 embed_size: int | None = None):
+                 embed_size: int | None = None, norm: str = "layer"):
         super().__init__()
         unknown = set(obs_shapes) - {"image", "state"}
         if unknown or not obs_shapes:
@@ -84,13 +89,14 @@ class MultiEncoder(nn.Module):
         self.state = None
         self.embed_size = 0
         if "image" in obs_shapes:
-            self.image = ConvEncoder(obs_shapes["image"], embed_size, activation, depth, layer_norm)
+            self.image = ConvEncoder(obs_shapes["image"], embed_size, activation, depth, layer_norm,
+                                     norm)
             self.embed_size += self.image.embed_size
         if "state" in obs_shapes:
             shape = tuple(obs_shapes["state"])
             if len(shape) != 1:
                 raise ValueError(f"'state' observations must be vectors (D,), got shape {shape}")
-            self.state = MLP(shape[0], units, max(layers, 1), activation, layer_norm)
+            self.state = MLP(shape[0], units, max(layers, 1), activation, layer_norm, norm=norm)
             self.embed_size += self.state.out_dim
 
     def forward(self, obs: Mapping[str, Tensor]) -> Tensor:

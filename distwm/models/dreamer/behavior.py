@@ -37,16 +37,22 @@ class Imagination:
 
 
 class ReturnNormalizer(nn.Module):
-    """EMA of the 5th and 95th return percentiles; scale = max(limit, high - low) (DreamerV3)."""
+    """EMA of the 5th and 95th return percentiles; scale = max(limit, high - low) (DreamerV3).
+
+    ``init="first"`` starts the EMA at the first batch's percentiles; ``"zero"`` starts it at 0
+    without debiasing, as the dreamerv3 code does.
+    """
 
     def __init__(self, decay: float = 0.99, limit: float = 1.0,
-                 percentiles: tuple[float, float] = (5.0, 95.0)):
+                 percentiles: tuple[float, float] = (5.0, 95.0), init: str = "first"):
         super().__init__()
+        if init not in ("first", "zero"):
+            raise ValueError(f"return normaliser init must be 'first' or 'zero', got {init!r}")
         self.decay, self.limit = decay, limit
         self.register_buffer("quantiles", torch.tensor([p / 100.0 for p in percentiles]))
         self.register_buffer("low", torch.zeros(()))
         self.register_buffer("high", torch.zeros(()))
-        self.register_buffer("initialized", torch.zeros((), dtype=torch.bool))
+        self.register_buffer("initialized", torch.tensor(init == "zero"))
 
     @torch.no_grad()
     def update(self, returns: Tensor) -> Tensor:
@@ -75,16 +81,20 @@ class ActorCritic(nn.Module):
         deter = cfg.deter_size
         self.actor = ActionDecoder(action_size, stoch_dim, deter, cfg.num_layers, cfg.num_units,
                                    cfg.activation, dist="onehot" if discrete else cfg.actor_dist,
-                                   layer_norm=cfg.layer_norm, unimix=cfg.unimix)
+                                   layer_norm=cfg.layer_norm, unimix=cfg.actor_unimix, norm=cfg.norm)
         self.critic = DenseDecoder(stoch_dim, deter, (), cfg.num_layers, cfg.num_units,
                                    cfg.activation, cfg.critic_head, cfg.num_buckets,
                                    cfg.symlog_range, layer_norm=cfg.layer_norm,
-                                   zero_init_output=cfg.critic_head == "twohot")
+                                   zero_init_output=cfg.critic_head == "twohot", norm=cfg.norm,
+                                   twohot_bins=cfg.twohot_bins)
         init_weights_(self.actor, cfg.weight_init)
         init_weights_(self.critic, cfg.weight_init)
+        if cfg.actor_outscale != 1.0:  # the current code's small initial policy outputs
+            with torch.no_grad():
+                self.actor.mlp[-1].weight.mul_(cfg.actor_outscale)
         self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.return_norm = ReturnNormalizer(cfg.return_norm_decay, cfg.return_norm_limit,
-                                            tuple(cfg.return_norm_percentiles))
+                                            tuple(cfg.return_norm_percentiles), cfg.return_norm_init)
         grad = cfg.actor_grad
         self.reinforce = grad == "reinforce" or (grad == "auto" and discrete)
 
@@ -118,14 +128,9 @@ class ActorCritic(nn.Module):
                                                        keys=("stoch", "deter"))
                 feat = rssm.get_feat(states)
             reward = world_model.reward(feat[1:]).mode()
-            if world_model.cont is not None:
-                cont_dist = world_model.cont(feat[1:])
-                cont = cont_dist.mode() if cfg.imagine_cont == "mode" else cont_dist.mean
-            else:
-                cont = torch.ones_like(reward)
-            cont = torch.cat([start_cont.unsqueeze(0), cont], 0)
-            disc = cfg.discount * cont
-            weight = (torch.cumprod(disc, 0) / cfg.discount).detach()
+            cont, gamma = self._continuation(world_model, feat, start_cont, reward)
+            disc = gamma * cont
+            weight = (torch.cumprod(disc, 0) / gamma).detach()
             if not self.reinforce:
                 value = self.critic(feat).mode()  # differentiable w.r.t. the features only
         critic_raw = self.critic.mlp(feat.detach())
@@ -137,6 +142,26 @@ class ActorCritic(nn.Module):
         returns = compute_return(reward, value[:-1], disc[1:], cfg.td_lambda, value[-1])
         return Imagination(feat.detach(), actions, torch.stack(actor_raw, 0), critic_raw[:-1],
                            reward, cont, value, returns, weight)
+
+    def _continuation(self, world_model: WorldModel, feat, start_cont: Tensor, reward: Tensor):
+        """``(cont (H+1, N), gamma)``: imagination discounts by ``gamma * cont``. With
+        ``cont_discount`` the continue head's output already holds the discount (``gamma = 1``)
+        and is read at the start state too, as the current dreamerv3 code does."""
+        cfg = self.cfg
+        if cfg.cont_discount:
+            if world_model.cont is None:
+                return torch.full((reward.shape[0] + 1, *reward.shape[1:]), cfg.discount,
+                                  device=reward.device, dtype=reward.dtype), 1.0
+            cont_dist = world_model.cont(feat)
+            if cfg.imagine_cont == "mode":  # the 0/1 threshold, then the discount it stands for
+                return cont_dist.mode() * cfg.discount, 1.0
+            return cont_dist.mean, 1.0
+        if world_model.cont is not None:
+            cont_dist = world_model.cont(feat[1:])
+            cont = cont_dist.mode() if cfg.imagine_cont == "mode" else cont_dist.mean
+        else:
+            cont = torch.ones_like(reward)
+        return torch.cat([start_cont.unsqueeze(0), cont], 0), cfg.discount
 
     # -- losses --------------------------------------------------------------------------------
     def actor_loss(self, imag: Imagination):

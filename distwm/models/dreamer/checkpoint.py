@@ -9,7 +9,8 @@ from typing import Any, Mapping
 from distwm.utils.checkpoint import (check_state, checkpoint_format, cpu_state, load_file, make_state,
                                      restore_file, save_file)
 
-__all__ = ["CheckpointMixin", "CHECKPOINT_FORMAT", "ARCHITECTURE_FIELDS", "load_checkpoint_file"]
+__all__ = ["CheckpointMixin", "CHECKPOINT_FORMAT", "ARCHITECTURE_FIELDS", "ARCHITECTURE_BEFORE_2024",
+           "load_checkpoint_file"]
 
 CHECKPOINT_FORMAT = checkpoint_format("dreamer", 1)
 
@@ -18,7 +19,29 @@ ARCHITECTURE_FIELDS = (
     "latent", "deter_size", "stoch_size", "stoch_classes", "num_units", "num_layers",
     "cnn_depth", "obs_embed_size", "activation", "layer_norm", "reward_head", "critic_head",
     "num_buckets", "use_disc_model", "learned_initial_state", "actor_dist",
+    # added with the v3-2024 recipe (see ARCHITECTURE_BEFORE_2024)
+    "norm", "deter_blocks", "prior_layers", "head_layers", "twohot_bins", "optimizer",
 )
+
+#: The value each field added with ``version: v3-2024`` had in every earlier checkpoint (a
+#: callable: computed from that checkpoint's architecture); a checkpoint written before them
+#: is read as having these, so V1-V3 checkpoints still match their agents.
+ARCHITECTURE_BEFORE_2024 = {
+    "norm": "layer", "deter_blocks": 0, "prior_layers": 1,
+    "head_layers": lambda arch: arch.get("num_layers"), "twohot_bins": "symlog", "optimizer": "adam",
+}
+
+
+def _with_earlier_fields(state: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``state`` with the architecture fields it predates filled in (a shallow copy)."""
+    arch = state.get("architecture") if isinstance(state, Mapping) else None
+    if not isinstance(arch, Mapping) or all(k in arch for k in ARCHITECTURE_BEFORE_2024):
+        return state
+    arch = dict(arch)
+    for key, value in ARCHITECTURE_BEFORE_2024.items():
+        if key not in arch:
+            arch[key] = value(arch) if callable(value) else value
+    return {**state, "architecture": arch}
 
 _REQUIRED = ("world_model", "behavior", "optimizers", "counters")
 
@@ -56,6 +79,7 @@ class CheckpointMixin:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned; mismatched architectures raise ``ValueError``."""
+        state = _with_earlier_fields(state)
         check_state(state, CHECKPOINT_FORMAT, self._architecture(), "Dreamer", _REQUIRED)
         try:
             self.world_model.load_state_dict(state["world_model"])

@@ -20,50 +20,15 @@ from distwm.configs.dreamer_config import DreamerConfig
 from distwm.models.dreamer.behavior import ActorCritic, Imagination
 from distwm.models.dreamer.checkpoint import CheckpointMixin
 from distwm.models.dreamer.interaction import InteractionMixin
+from distwm.models.dreamer.joint_update import build_optimizers, clip_norm, joint_update
+from distwm.models.dreamer.replay_value import replayed_value_loss
+from distwm.models.dreamer.spaces import resolve_device, spaces_to_shapes
 from distwm.models.dreamer.world_model import WorldModel, preprocess_obs
 from distwm.utils import distributed
 
 __all__ = ["Dreamer", "DreamerCore", "NonFiniteLossError", "spaces_to_shapes"]
 
 _log = logging.getLogger(__name__)
-
-
-def spaces_to_shapes(observation_space, action_space) -> tuple[dict[str, tuple], int, bool]:
-    """``(obs_shapes, action_size, discrete)`` from gymnasium spaces.
-
-    Observations: a ``Dict`` with ``image`` and/or ``state`` (other keys are ignored), or a
-    single ``Box`` (3-D: image, 1-D: state). Actions: ``Discrete`` or a ``Box`` of action
-    vectors; a ``Box`` is one-hot discrete when the env marks it (``space.discrete_actions``
-    or ``space.n``, as distwm's one-hot wrapper does).
-    """
-    from gymnasium import spaces
-
-    if isinstance(observation_space, spaces.Dict):
-        shapes = {k: tuple(observation_space[k].shape) for k in ("image", "state")
-                  if k in observation_space.spaces}
-    elif isinstance(observation_space, spaces.Box):
-        shape = tuple(observation_space.shape)
-        if len(shape) not in (1, 3):
-            raise ValueError(f"observation Box must be (C, H, W) or (D,), got shape {shape}")
-        shapes = {"image" if len(shape) == 3 else "state": shape}
-    else:
-        raise ValueError(
-            f"Dreamer needs a Dict (image/state) or Box observation space, got {observation_space}"
-        )
-    if not shapes:
-        raise ValueError(f"observation space has neither 'image' nor 'state': {observation_space}")
-    if isinstance(action_space, spaces.Discrete):
-        return shapes, int(action_space.n), True
-    if isinstance(action_space, spaces.Box) and len(action_space.shape) == 1:
-        discrete = bool(getattr(action_space, "discrete_actions", False) or hasattr(action_space, "n"))
-        return shapes, int(action_space.shape[0]), discrete
-    raise ValueError(f"Dreamer needs a Discrete or 1-D Box action space, got {action_space}")
-
-
-def _resolve_device(device) -> torch.device:
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 class DreamerCore(CheckpointMixin, InteractionMixin):
@@ -97,17 +62,12 @@ class DreamerCore(CheckpointMixin, InteractionMixin):
             self.obs_shapes = {"image" if len(shape) == 3 else "state": shape}
         self.action_size = int(action_size)
         self.discrete = bool(discrete)
-        self.device = _resolve_device(device)
+        self.device = resolve_device(device)
         self.world_model = WorldModel(cfg, self.obs_shapes, self.action_size).to(self.device)
         self.behavior = ActorCritic(cfg, self.action_size, self.discrete,
                                     self.world_model.rssm.stoch_dim).to(self.device)
-        self.model_optimizer = torch.optim.Adam(self.world_model.parameters(),
-                                                lr=cfg.model_learning_rate, eps=cfg.adam_epsilon)
-        ac_eps = max(cfg.adam_epsilon, 1e-5)
-        self.actor_optimizer = torch.optim.Adam(self.behavior.actor.parameters(),
-                                                lr=cfg.actor_learning_rate, eps=ac_eps)
-        self.value_optimizer = torch.optim.Adam(self.behavior.critic.parameters(),
-                                                lr=cfg.value_learning_rate, eps=ac_eps)
+        self.model_optimizer, self.actor_optimizer, self.value_optimizer = build_optimizers(
+            cfg, self.world_model, self.behavior)
         self.updates = 0
         self.env_steps = 0
         self.nonfinite_updates = 0
@@ -211,7 +171,7 @@ class DreamerCore(CheckpointMixin, InteractionMixin):
         missing = [k for k in needed if k not in batch]
         if missing:
             raise ValueError(f"update() batch lacks keys {missing}; it has {sorted(batch)}")
-        data = self._to_tensors(batch, needed)
+        data = self._to_tensors(batch, (*needed, "is_last") if "is_last" in batch else needed)
         shape = tuple(data["reward"].shape)
         if len(shape) != 2:
             raise ValueError(f"update() batch 'reward' must be (B, T), got shape {shape}")
@@ -226,6 +186,8 @@ class DreamerCore(CheckpointMixin, InteractionMixin):
         data = preprocess_obs(data)
         data["is_first"] = data["is_first"].bool()
         data["is_terminal"] = data["is_terminal"].bool()
+        if "is_last" in data:
+            data["is_last"] = data["is_last"].bool()
         return data
 
     def world_model_loss(self, data: Mapping[str, Tensor]):
@@ -254,7 +216,7 @@ class DreamerCore(CheckpointMixin, InteractionMixin):
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         distributed.reduce_gradients(params)
-        return torch.nn.utils.clip_grad_norm_(params, clip)
+        return clip_norm(params, clip)
 
     def _behavior_sync(self) -> tuple[list[nn.Parameter], list[Tensor]]:
         """The actor-critic step's sync point: ``(parameters, extra)``, the return
@@ -312,6 +274,8 @@ class DreamerCore(CheckpointMixin, InteractionMixin):
         """
         cfg = self.args
         data = self._batch_to_tensors(_the_sample(batches))
+        if cfg.update_mode == "joint":  # one backward, one step (the current dreamerv3 code)
+            return joint_update(self, data)
         model_sync = (list(self.world_model.parameters()), [])
         bad = [k for k, v in data.items() if v.is_floating_point() and not torch.isfinite(v).all()]
         if bad:
@@ -335,6 +299,11 @@ class DreamerCore(CheckpointMixin, InteractionMixin):
             return self._skip_nonfinite("imagined return", metrics, join=behavior_sync, restore=saved)
         actor_loss, actor_metrics = self.actor_loss(imag)
         value_loss, value_metrics = self.value_loss(imag)
+        if cfg.repval_loss_scale > 0:  # the world model has stepped: the critic alone learns
+            repval, repval_metrics = replayed_value_loss(self.behavior, self.world_model, post, data,
+                                                         imag.returns, grad=False)
+            value_loss = value_loss + cfg.repval_loss_scale * repval
+            value_metrics.update(repval_metrics)
         metrics.update(actor_metrics)
         metrics.update(value_metrics)
         if not (torch.isfinite(actor_loss) and torch.isfinite(value_loss)):
@@ -343,8 +312,8 @@ class DreamerCore(CheckpointMixin, InteractionMixin):
         self.value_optimizer.zero_grad(set_to_none=True)
         (actor_loss + value_loss).backward()
         distributed.reduce_gradients(behavior_sync[0], extra=behavior_sync[1])
-        actor_norm = torch.nn.utils.clip_grad_norm_(self.behavior.actor.parameters(), cfg.ac_grad_clip_norm)
-        value_norm = torch.nn.utils.clip_grad_norm_(self.behavior.critic.parameters(), cfg.ac_grad_clip_norm)
+        actor_norm = clip_norm(self.behavior.actor.parameters(), cfg.ac_grad_clip_norm)
+        value_norm = clip_norm(self.behavior.critic.parameters(), cfg.ac_grad_clip_norm)
         if not (torch.isfinite(actor_norm) and torch.isfinite(value_norm)):
             return self._skip_nonfinite("actor/critic gradient", metrics, restore=saved)
         self.actor_optimizer.step()

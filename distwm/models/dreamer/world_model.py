@@ -37,24 +37,28 @@ class WorldModel(nn.Module):
         self.cfg = cfg
         norm = cfg.layer_norm
         self.encoder = MultiEncoder(obs_shapes, cfg.num_units, cfg.num_layers, cfg.cnn_depth,
-                                    cfg.activation, norm, cfg.symlog_obs, cfg.obs_embed_size)
+                                    cfg.activation, norm, cfg.symlog_obs, cfg.obs_embed_size,
+                                    norm=cfg.norm)
         self.rssm = RSSM(action_size, cfg.stoch_size, cfg.deter_size, cfg.num_units,
                          self.encoder.embed_size, cfg.activation,
                          stoch_classes=cfg.stoch_classes if cfg.latent == "categorical" else 0,
                          layer_norm=norm, unimix=cfg.unimix,
                          learned_initial_state=cfg.learned_initial_state,
-                         action_clip=cfg.action_clip)
+                         action_clip=cfg.action_clip, norm=cfg.norm, blocks=cfg.deter_blocks,
+                         prior_layers=cfg.prior_layers)
         stoch, deter = self.rssm.stoch_dim, cfg.deter_size
         v3_style = cfg.reward_head == "twohot"
         self.decoder = MultiDecoder(obs_shapes, stoch, deter, cfg.num_units, cfg.num_layers,
                                     cfg.cnn_depth, cfg.activation, norm,
                                     image_dist="mse" if v3_style else "normal",
-                                    state_dist="symlog_mse" if cfg.symlog_obs else "normal")
-        self.reward = DenseDecoder(stoch, deter, (), cfg.num_layers, cfg.num_units, cfg.activation,
+                                    state_dist="symlog_mse" if cfg.symlog_obs else "normal",
+                                    norm=cfg.norm)
+        heads = dict(layer_norm=norm, norm=cfg.norm)
+        self.reward = DenseDecoder(stoch, deter, (), cfg.head_layers, cfg.num_units, cfg.activation,
                                    cfg.reward_head, cfg.num_buckets, cfg.symlog_range,
-                                   layer_norm=norm, zero_init_output=v3_style)
-        self.cont = (DenseDecoder(stoch, deter, (), cfg.num_layers, cfg.num_units, cfg.activation,
-                                  "binary", layer_norm=norm) if cfg.use_disc_model else None)
+                                   zero_init_output=v3_style, twohot_bins=cfg.twohot_bins, **heads)
+        self.cont = (DenseDecoder(stoch, deter, (), cfg.head_layers, cfg.num_units, cfg.activation,
+                                  "binary", **heads) if cfg.use_disc_model else None)
         init_weights_(self, cfg.weight_init)
 
     def kl_loss(self, post: Mapping[str, Tensor], prior: Mapping[str, Tensor]):
@@ -92,6 +96,8 @@ class WorldModel(nn.Module):
         metrics["reward_loss"] = reward_loss.detach().mean()
         if self.cont is not None:
             cont_target = 1.0 - data["is_terminal"].float()
+            if self.cfg.cont_discount:  # the head predicts the discount too (contdisc)
+                cont_target = cont_target * self.cfg.discount
             cont_loss = -self.cont(feat).log_prob(cont_target)
             per_step = per_step + self.cfg.disc_loss_coeff * cont_loss
             metrics["cont_loss"] = cont_loss.detach().mean()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import kl_divergence
 
@@ -96,9 +97,13 @@ class WorldModel(nn.Module):
         metrics["reward_loss"] = reward_loss.detach().mean()
         if self.cont is not None:
             cont_target = 1.0 - data["is_terminal"].float()
-            if self.cfg.cont_discount:  # the head predicts the discount too (contdisc)
-                cont_target = cont_target * self.cfg.discount
-            cont_loss = -self.cont(feat).log_prob(cont_target)
+            cont_dist = self.cont(feat)
+            if self.cfg.cont_discount:  # the head predicts the discount too (contdisc): soft targets
+                logits = cont_dist.base_dist.logits
+                cont_loss = F.binary_cross_entropy_with_logits(
+                    logits, cont_target * self.cfg.discount, reduction="none")
+            else:
+                cont_loss = -cont_dist.log_prob(cont_target)
             per_step = per_step + self.cfg.disc_loss_coeff * cont_loss
             metrics["cont_loss"] = cont_loss.detach().mean()
         kl, dyn, rep = self.kl_loss(post, prior)

@@ -35,9 +35,11 @@ def split_by_budget(num: int, budgets: Sequence[float], cost: float) -> list[int
 class BatchFetcher:
     """Fetch ``(B, T, ...)`` batches from replay-shard actors with one batch prefetched."""
 
-    def __init__(self, batch_size: int, seq_len: int, sample_timeout: float = 0.5):
+    def __init__(self, batch_size: int, seq_len: int, sample_timeout: float = 0.5,
+                 online: bool = False):
         self.batch_size = batch_size
         self.seq_len = seq_len
+        self.online = online  # each shard's freshest sequences first (SampleSpec.online)
         self.sample_timeout = sample_timeout
         self.shards: list[Any] = []
         self.stats: dict[int, dict] = {}
@@ -79,7 +81,7 @@ class BatchFetcher:
         counts = split_by_budget(num, self._budgets(), self.seq_len)
         for i, n in enumerate(counts):
             if n:
-                ref = self.shards[i].sample.remote(n, self.sample_timeout, self.seq_len)
+                ref = self.shards[i].sample.remote(n, self.sample_timeout, self.seq_len, self.online)
                 self._inflight[ref] = (i, n)
 
     def _receive(self, ref: Any) -> None:
@@ -136,7 +138,8 @@ class SampleFetcher:
 
     def __init__(self, spec: Any, sample_timeout: float = 0.5):
         self.spec = spec
-        self.fetchers = {s.name: BatchFetcher(s.batch_size, s.seq_len, sample_timeout)
+        self.fetchers = {s.name: BatchFetcher(s.batch_size, s.seq_len, sample_timeout,
+                                              getattr(s, "online", False))
                          for s in spec.samples}
         self._ready: dict[str, dict[str, np.ndarray]] = {}
 

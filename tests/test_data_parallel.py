@@ -10,6 +10,7 @@ process on the two batches concatenated. A rank that hung in a collective fails 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -419,7 +420,16 @@ def test_init_group_refuses_bad_arguments():
 def test_free_address_is_a_tcp_address_of_this_host():
     address = distributed.free_address()
     host, port = address[len("tcp://"):].rsplit(":", 1)
-    assert address.startswith("tcp://") and host == "127.0.0.1" and 0 < int(port) < 65536
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():  # the node's IP when a Ray session is open
+        from ray.util import get_node_ip_address
+
+        expected = get_node_ip_address()
+    else:
+        expected = "127.0.0.1"
+    assert address.startswith("tcp://") and host == expected and 0 < int(port) < 65536
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # the port is free
+        sock.bind(("", int(port)))
 
 
 def test_module_imports_no_torch():

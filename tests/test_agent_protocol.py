@@ -37,6 +37,7 @@ _DREAMER_SMALL = dict(deter_size=16, stoch_size=4, num_units=16, num_layers=1)
 TINY_OVERRIDES: dict[str, dict[str, Any]] = {
     "dreamer": _DREAMER_TINY,
     "dreamer-v3": _DREAMER_TINY,
+    "dreamer-v3-2024": {**_DREAMER_TINY, "deter_blocks": 2, "warmup_steps": 0},
     "dreamer-v2": {**_DREAMER_TINY, **_DREAMER_SMALL, "stoch_classes": 4},
     "dreamer-v1": {**_DREAMER_TINY, **_DREAMER_SMALL},
     "planet": dict(state_size=16, latent_size=4, hidden_size=16, embedding_size=16, batch_size=2,

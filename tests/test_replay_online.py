@@ -50,3 +50,15 @@ def test_evicted_fresh_sequences_are_skipped():
 def test_sample_spec_declares_online():
     assert SampleSpec("sequences", 16, 64, online=True).online
     assert not SampleSpec("sequences", 16, 64).online
+
+
+def test_dreamer_recipes_declare_their_replay():
+    from distwm.configs.dreamer_config import DreamerConfig
+    from distwm.models.dreamer import DreamerCore
+
+    for version, online in (("v3", False), ("v3-2024", True)):
+        cfg = DreamerConfig(version=version, model_size="tiny", batch_size=2, train_seq_len=6)
+        (sample,) = DreamerCore(cfg, {"state": (3,)}, 2).data_spec().samples
+        assert (sample.name, sample.batch_size, sample.seq_len, sample.online) == ("sequences", 2, 6, online)
+    off = DreamerConfig(version="v3-2024", model_size="tiny", replay_online=False)
+    assert not DreamerCore(off, {"state": (3,)}, 2).data_spec().samples[0].online

@@ -19,6 +19,7 @@ _LAZY = {
     "DreamerAdapter": "distwm.benchmarks.dreamer_adapters",
     "DreamerV1Adapter": "distwm.benchmarks.dreamer_adapters",
     "DreamerV2Adapter": "distwm.benchmarks.dreamer_adapters",
+    "DreamerV3Recipe2024Adapter": "distwm.benchmarks.dreamer_adapters",
     "BenchmarkRunner": "distwm.benchmarks.runner",
     "MultiAgentBenchmarkRunner": "distwm.benchmarks.runner",
     "BenchmarkError": "distwm.benchmarks.runner",

@@ -258,4 +258,5 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     "DreamerAdapter": "distwm.benchmarks.dreamer_adapters",
     "DreamerV1Adapter": "distwm.benchmarks.dreamer_adapters",
     "DreamerV2Adapter": "distwm.benchmarks.dreamer_adapters",
+    "DreamerV3Recipe2024Adapter": "distwm.benchmarks.dreamer_adapters",
 })

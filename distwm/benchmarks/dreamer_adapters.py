@@ -46,10 +46,12 @@ from distwm.benchmarks.adapters import AgentAdapter, env_id_of
 
 _log = logging.getLogger(__name__)
 
-__all__ = ["DreamerAdapter", "DreamerV1Adapter", "DreamerV2Adapter", "read_dreamer_checkpoint"]
+__all__ = ["DreamerAdapter", "DreamerV1Adapter", "DreamerV2Adapter", "DreamerV3Recipe2024Adapter",
+           "read_dreamer_checkpoint"]
 
 #: adapter class of each Dreamer version (named in version-mismatch errors)
-ADAPTER_OF_VERSION = {"v1": "DreamerV1Adapter", "v2": "DreamerV2Adapter", "v3": "DreamerAdapter"}
+ADAPTER_OF_VERSION = {"v1": "DreamerV1Adapter", "v2": "DreamerV2Adapter", "v3": "DreamerAdapter",
+                      "v3-2024": "DreamerV3Recipe2024Adapter"}
 
 #: extra_kwargs the Dreamer adapters understand
 ADAPTER_KWARGS = ("config", "device", "env_kwargs", "explore", "max_episode_steps",
@@ -95,7 +97,8 @@ def read_dreamer_checkpoint(path) -> tuple[dict[str, Any], str]:
 
 
 def _version_name(version: str) -> str:
-    return f"DreamerV{version.removeprefix('v')}"
+    number, _, recipe = version.removeprefix("v").partition("-")
+    return f"DreamerV{number}" + (f" ({recipe} recipe)" if recipe else "")
 
 
 class DreamerAdapter(AgentAdapter):
@@ -270,3 +273,9 @@ class DreamerV2Adapter(DreamerAdapter):
     """Benchmark adapter for DreamerV2 (categorical latents, KL balancing)."""
 
     version: ClassVar[str] = "v2"
+
+
+class DreamerV3Recipe2024Adapter(DreamerAdapter):
+    """Benchmark adapter for DreamerV3 with its authors' 2024 recipe (``version="v3-2024"``)."""
+
+    version: ClassVar[str] = "v3-2024"

@@ -123,6 +123,9 @@ class DreamerConfig(RLConfig):
     #: prediction alone (the start state's included), not by ``discount`` again (the current
     #: code's ``contdisc``; V3-2024)
     cont_discount: Optional[bool] = None
+    #: training batches first take each stream's freshest sequences not trained on yet, the
+    #: rest uniformly (the current code's online replay queue; V3-2024)
+    replay_online: Optional[bool] = None
 
     # -- world model loss ---------------------------------------------------------------------
     kl_loss_coeff: Optional[float] = None

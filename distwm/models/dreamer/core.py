@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from distwm.agent import DEFAULT_SAMPLE, DataSpec, NonFiniteLossError
+from distwm.agent import DEFAULT_SAMPLE, DataSpec, NonFiniteLossError, SampleSpec
 from distwm.configs.dreamer_config import DreamerConfig
 from distwm.models.dreamer.behavior import ActorCritic, Imagination
 from distwm.models.dreamer.checkpoint import CheckpointMixin
@@ -85,7 +85,9 @@ class DreamerCore(CheckpointMixin, InteractionMixin):
     # -- the agent protocol: data --------------------------------------------------------------
     def data_spec(self) -> DataSpec:
         cfg = self.args
-        return DataSpec(cfg.batch_size, cfg.train_seq_len, float(cfg.train_ratio))
+        sample = SampleSpec(DEFAULT_SAMPLE, cfg.batch_size, cfg.train_seq_len,
+                            online=bool(cfg.replay_online))
+        return DataSpec(train_ratio=float(cfg.train_ratio), samples=[sample])
 
     @property
     def modules(self) -> dict[str, nn.Module]:

@@ -207,16 +207,7 @@ def reduce_gradients(params: Iterable, *, extra: Iterable = ()) -> None:
     ``requires_grad=False`` are left out. ``extra``: floating tensors (e.g. running statistics)
     averaged in place in the same bucket. Without a group of more than one rank: no-op.
     """
-    dist = _parallel()
-    if dist is None:
-        return
-    import torch
-
-    params = _trainable(params)
-    for p in params:
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-    _average([p.grad for p in params] + list(extra), dist, torch)
+    _sync_point(params, extra, skipped=False)
 
 
 def join_skipped(params: Iterable, *, extra: Iterable = ()) -> None:
@@ -225,6 +216,12 @@ def join_skipped(params: Iterable, *, extra: Iterable = ()) -> None:
     the step (as each does on a non-finite gradient). ``params`` and ``extra`` as the other
     ranks pass them (``extra`` is sent as it is). No-op without a group of more than one rank.
     """
+    _sync_point(params, extra, skipped=True)
+
+
+def _sync_point(params: Iterable, extra: Iterable, skipped: bool) -> None:
+    """The one all-reduce of a step: this rank's gradients (a missing one as zeros), or NaN
+    for a step it skips."""
     dist = _parallel()
     if dist is None:
         return
@@ -232,10 +229,10 @@ def join_skipped(params: Iterable, *, extra: Iterable = ()) -> None:
 
     params = _trainable(params)
     for p in params:
-        if p.grad is None:
-            p.grad = torch.full_like(p, float("nan"))
-        else:
-            p.grad.fill_(float("nan"))
+        if skipped:
+            p.grad = torch.full_like(p, float("nan")) if p.grad is None else p.grad.fill_(float("nan"))
+        elif p.grad is None:
+            p.grad = torch.zeros_like(p)
     _average([p.grad for p in params] + list(extra), dist, torch)
 
 

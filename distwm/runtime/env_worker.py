@@ -176,7 +176,7 @@ class EnvWorker(_PolicyActor):
         failed = self._wait_pending()
         self.lost_steps += self.runtime.chunk_length * len(failed) if self.runner else 0
         return {"worker": self.worker_index, "failed_shards": sorted(set(failed)),
-                "acked": self._take_acked()}
+                "acked": self._take_acked(), "pid": self.pid()}
 
     def ping(self) -> int:
         return self.worker_index

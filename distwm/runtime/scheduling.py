@@ -123,7 +123,8 @@ class SchedulingMixin:
     def _on_worker(self, index: int, what: str, result: dict[str, Any]) -> None:
         for shard in result["failed_shards"]:
             self._shard_suspect.add(shard)
-        self.pids[(Role.WORKER, index)] = result.get("pid")
+        if result.get("pid"):
+            self.pids[(Role.WORKER, index)] = result["pid"]
         acked = result["acked"]
         self.counters["acked_steps"] += len(acked) * self.runtime.chunk_length
         if self.acked_chunks is not None:

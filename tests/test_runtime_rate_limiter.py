@@ -135,13 +135,15 @@ def test_replay_shard_holds_the_learner_and_the_workers():
 def test_replay_shard_snapshot_restores_contents_and_counters(tmp_path):
     async def scenario():
         kwargs = dict(capacity=128, chunk_length=8, seq_len=4, samples_per_insert=1.0,
-                      min_size=8, error_buffer=64.0)
+                      min_size=8, error_buffer=64.0, store_root=str(tmp_path / "replay"))
         shard = ReplayShard(0, **kwargs)
+        await shard.open()
         await shard.insert(["a"], [0], _chunk(1, 8, 0))
         await shard.sample(2, timeout=1)
-        await shard.save(str(tmp_path / "s.npz"))
+        assert (await shard.snapshot()).endswith("snapshot-000001.npz")
         other = ReplayShard(0, **kwargs)
-        stats = await other.restore(str(tmp_path / "s.npz"))
+        stats = await other.open()
+        assert stats["snapshot"].endswith("snapshot-000001.npz") and stats["log_steps"] == 0
         assert (stats["inserted"], stats["sampled"], stats["size"]) == (8, 8, 8)
 
     asyncio.run(scenario())

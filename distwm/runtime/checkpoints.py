@@ -1,7 +1,7 @@
 """Learner checkpoints of a run: ``<run_dir>/checkpoints/ckpt-<updates>/learner.pt``.
 
-``learner.pt`` holds the agent state and the run's counters (``torch.load(...,
-weights_only=True)``); ``checkpoints/latest`` names the newest complete one. The run directory
+``learner.pt`` holds the agent state and the run's counters (loaded with
+``weights_only=True``); ``checkpoints/latest`` names the newest complete one. The run directory
 may be a path or a URI (:mod:`distwm.utils.storage`). Replay is not in a checkpoint: each shard
 keeps its own snapshot and log under ``<run_dir>/replay`` (:mod:`distwm.runtime.replay_store`),
 so a checkpoint is small and quick to write.

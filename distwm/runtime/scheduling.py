@@ -33,6 +33,10 @@ class SchedulingMixin:
         claimed = sum(self.claims.values())
         left = rt.total_steps - self.counters["env_steps"] - claimed
         if left <= 0:
+            if self.counters["env_steps"] < rt.total_steps:
+                # the rest is claimed by calls in flight, which may bring back less than they
+                # were allowed: wait for them (a flushed worker would collect nothing more)
+                return
             ref = self.workers[index].flush.remote()
             self.calls[ref] = (Role.WORKER, index, "flush")
             return

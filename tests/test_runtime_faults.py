@@ -42,8 +42,9 @@ def test_sigkill_of_every_kind_of_actor_loses_nothing(ray_session, tmp_path):
         if len(killed) == len(order) or len(driver.events) < len(killed) or rec["updates"] < 20:
             return
         role = order[len(killed)]
-        if (role, 0) in driver.pids:
-            killed[role] = sigkill(driver, role, 1 if role == "worker" else 0)
+        index = 1 if role == "worker" else 0
+        if driver.pids.get((role, index)):  # known once that actor has answered
+            killed[role] = sigkill(driver, role, index)
 
     rt = runtime(tmp_path, "chaos", shards=2, envs_per_worker=1, steps=2400, eval_interval=80,
                  eval_episodes=1, checkpoint_interval=40, progress_seconds=0.3, audit_replay=True,

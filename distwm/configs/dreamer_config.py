@@ -126,6 +126,10 @@ class DreamerConfig(RLConfig):
     #: training batches first take each stream's freshest sequences not trained on yet, the
     #: rest uniformly (the current code's online replay queue; V3-2024)
     replay_online: Optional[bool] = None
+    #: training sequences are ``replay_context + train_seq_len`` long and start from the latent
+    #: stored in replay at their first ``replay_context`` steps (written by acting and by every
+    #: update, the current code's ``replay_context``; V3-2024: 1); 0: from the initial state
+    replay_context: Optional[int] = None
 
     # -- world model loss ---------------------------------------------------------------------
     kl_loss_coeff: Optional[float] = None
@@ -201,6 +205,8 @@ class DreamerConfig(RLConfig):
     #: default) or ``torch`` (PyTorch's defaults)
     weight_init: Optional[Literal["torch", "xavier_uniform", "trunc_normal", "trunc_normal_in"]] = None
 
+    # -- speed (each switch computes the same update) ------------------------------------------
+
     def __post_init__(self) -> None:
         super().__post_init__()
         self.validate()
@@ -260,7 +266,7 @@ class DreamerConfig(RLConfig):
         for name in positive_ints:
             _check(name, getattr(self, name), "a positive integer", int, lambda v: v > 0)
         for name in ("seed_steps", "stoch_classes", "obs_embed_size", "slow_critic_interval",
-                     "deter_blocks", "prior_layers", "head_layers", "warmup_steps"):
+                     "deter_blocks", "prior_layers", "head_layers", "warmup_steps", "replay_context"):
             _check(name, getattr(self, name), "an integer >= 0", int, lambda v: v >= 0)
         _check("buffer_memory_limit", self.buffer_memory_limit,
                "a fraction of the available memory in (0, 1] (or None)", float, lambda v: 0 < v <= 1)

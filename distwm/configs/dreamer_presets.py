@@ -37,7 +37,7 @@ _BEFORE_2024: dict[str, Any] = dict(
     norm="layer", deter_blocks=0, prior_layers=1, head_layers=None, twohot_bins="symlog",
     cont_discount=False, actor_outscale=1.0, actor_unimix=None, repval_loss_scale=0.0,
     repval_grad=False, update_mode="sequential", optimizer="adam", agc=0.0, warmup_steps=0,
-    ac_epsilon=None, return_norm_init="first", replay_online=False,
+    ac_epsilon=None, return_norm_init="first", replay_online=False, replay_context=0,
 )
 
 #: Algorithmic defaults per version, for every field left at ``None``.
@@ -93,7 +93,7 @@ VERSION_DEFAULTS: dict[str, dict[str, Any]] = {
         model_size="1m", latent="categorical", activation="silu", layer_norm=True, norm="rms",
         unimix=0.01, learned_initial_state=False, symlog_obs=True,
         reward_head="twohot", critic_head="twohot", twohot_bins="symexp",
-        replay_online=True,
+        replay_online=True, replay_context=1,
         use_disc_model=True, disc_loss_coeff=1.0, imagine_cont="prob", cont_discount=True,
         deter_blocks=8, prior_layers=2, head_layers=1,
         kl_loss_coeff=None, kl_alpha=None, kl_dyn_scale=1.0, kl_rep_scale=0.1,

@@ -46,13 +46,18 @@ class SampleSpec:
 
     ``online``: each batch first takes the freshest sequences not trained on yet (every stream's
     newest non-overlapping sequences, each once), the rest uniformly: DreamerV3's online queue
-    (its 2024 recipe)."""
+    (its 2024 recipe).
+
+    ``stepids``: each batch also carries ``stepid`` ``(B, T)`` int64, the replay's name of every
+    step, which :meth:`Trainable.replay_updates` uses to write entries back (DreamerV3's replay
+    context). In the Ray runtime a batch also carries ``shard`` ``(B,)``, where each row came from."""
 
     name: str
     batch_size: int
     seq_len: int
     share: float | None = None
     online: bool = False
+    stepids: bool = False
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -81,13 +86,20 @@ class DataSpec:
     ``train_ratio``), over all samples together. Sample ``i`` takes ``share_i`` of it: it is
     drawn ``frequency(i)`` of the updates (the sample with the most draws per replayed step is
     in every update), and update ``k`` carries the samples :meth:`due` returns.
+
+    ``entries``: per-step arrays the policy stores with every step it acts on, besides the
+    observation (``{name: (shape, dtype)}``; see :meth:`Policy.replay_entries`), e.g. Dreamer's
+    latent state for its replay context. Steps acted on by something else (random prefill)
+    store zeros.
     """
 
     samples: tuple[SampleSpec, ...]
     train_ratio: float
+    entries: tuple[tuple[str, tuple[int, ...], str], ...]
 
     def __init__(self, batch_size: int | None = None, seq_len: int | None = None,
-                 train_ratio: float | None = None, *, samples: Sequence[SampleSpec] | None = None):
+                 train_ratio: float | None = None, *, samples: Sequence[SampleSpec] | None = None,
+                 entries: Mapping[str, tuple[Sequence[int], str]] | None = None):
         if samples is None:
             if batch_size is None or seq_len is None:
                 raise ValueError("DataSpec needs batch_size and seq_len, or samples=[SampleSpec, ...]")
@@ -104,6 +116,12 @@ class DataSpec:
             raise ValueError(f"DataSpec train_ratio must be a finite number >= 0, got {train_ratio!r}")
         object.__setattr__(self, "samples", samples)
         object.__setattr__(self, "train_ratio", float(train_ratio))
+        object.__setattr__(self, "entries", _entries(entries or {}))
+
+    @property
+    def entry_specs(self) -> dict[str, tuple[tuple[int, ...], str]]:
+        """``{name: (shape, dtype)}`` of :attr:`entries`."""
+        return {name: (shape, dtype) for name, shape, dtype in self.entries}
 
     # -- one-sample shortcuts (Dreamer, PlaNet) --------------------------------------------
     def _only(self) -> SampleSpec:
@@ -181,6 +199,9 @@ class Policy(Protocol):
 
     def set_weights(self, weights: Mapping[str, Any]) -> None: ...
 
+    # Optional: ``replay_entries(state) -> {name: (N, ...) numpy}``, the ``DataSpec.entries``
+    # to store with the steps ``act`` just saw (``state``: what it returned).
+
 
 @runtime_checkable
 class Trainable(Protocol):
@@ -202,6 +223,23 @@ class Trainable(Protocol):
         ``architecture`` (see :mod:`distwm.utils.checkpoint`)."""
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
+
+    # Optional: ``replay_updates() -> {sample name: {"stepid": (B, T), name: (B, T, ...)}}``,
+    # entries the last ``update`` asks replay to overwrite (steps no longer held are skipped).
+
+
+def _entries(entries: Mapping[str, Any]) -> tuple[tuple[str, tuple[int, ...], str], ...]:
+    out = []
+    for name, spec in sorted(entries.items()):
+        try:
+            shape, dtype = spec
+            shape = tuple(int(s) for s in shape)
+        except (TypeError, ValueError):
+            raise ValueError(f"DataSpec entries[{name!r}] must be (shape, dtype), got {spec!r}") from None
+        if not isinstance(name, str) or not name or not isinstance(dtype, str):
+            raise ValueError(f"DataSpec entries: bad entry {name!r}: {spec!r} (name str, dtype str)")
+        out.append((name, shape, dtype))
+    return tuple(out)
 
 
 @runtime_checkable

@@ -27,7 +27,15 @@ class StepReplay:
         return self.buffer.can_sample()
 
     def sample(self, sample) -> dict[str, np.ndarray]:
+        if getattr(sample, "stepids", False):
+            return self.buffer.sample(sample.batch_size, sample.seq_len, stepids=True)
         return self.buffer.sample(sample.batch_size, sample.seq_len)
+
+    def write_back(self, updates) -> None:
+        """Apply ``Trainable.replay_updates()``: ``{sample: {"stepid": ..., key: ...}}``."""
+        for values in updates.values():
+            values = dict(values)
+            self.buffer.update(values.pop("stepid"), values)
 
 
 class RunnerCollector:
@@ -43,7 +51,9 @@ class RunnerCollector:
         self.policy = policy
         self.action_repeat = int(action_repeat)
         self.on_step = on_step
-        self.runner = make_runner(self.envs, RandomActor(self.envs), seed)
+        spec = policy.data_spec() if hasattr(policy, "data_spec") else None
+        self.runner = make_runner(self.envs, RandomActor(self.envs), seed,
+                                  entries=spec.entry_specs if spec is not None else {})
         self._random = True
 
     def collect(self, random: bool) -> Collected:

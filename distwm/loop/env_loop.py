@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -112,9 +112,10 @@ class RandomActor:
         return np.stack([space.sample() for space in self.spaces]).astype(np.float32), None
 
 
-def make_runner(envs: Sequence[Any], agent: Any, seed: int = 0) -> "EnvRunner":
+def make_runner(envs: Sequence[Any], agent: Any, seed: int = 0,
+                entries: Mapping[str, tuple] | None = None) -> "EnvRunner":
     """An :class:`EnvRunner` over ``envs`` whose first resets are seeded ``seed + i``."""
-    return EnvRunner(list(envs), agent, seeds=[seed + i for i in range(len(envs))])
+    return EnvRunner(list(envs), agent, seeds=[seed + i for i in range(len(envs))], entries=entries)
 
 
 def _stack(dicts: Sequence[dict]) -> dict[str, np.ndarray]:
@@ -128,9 +129,13 @@ class EnvRunner:
         envs: Gymnasium 1.x envs with ``Dict`` observation spaces and ``Box`` action spaces.
         agent: anything with the acting half of the agent protocol.
         seeds: one reset seed per env (the first reset only; later resets continue the env's RNG).
+        entries: ``{name: (shape, dtype)}`` stored with every step besides the observation
+            (``DataSpec.entries``); default: the agent's. An agent with ``replay_entries(state)``
+            fills them, steps of any other (random prefill) get zeros.
     """
 
-    def __init__(self, envs: Sequence[Any], agent: Any, seeds: Sequence[int] | None = None):
+    def __init__(self, envs: Sequence[Any], agent: Any, seeds: Sequence[int] | None = None,
+                 entries: Mapping[str, tuple] | None = None):
         if not envs:
             raise ValueError("EnvRunner needs at least one env")
         self.envs = list(envs)
@@ -144,6 +149,10 @@ class EnvRunner:
         self.env_time = 0.0
         self._obs: list[dict] | None = None
         self._state = None
+        if entries is None:
+            spec = agent.data_spec() if hasattr(agent, "data_spec") else None
+            entries = spec.entry_specs if spec is not None else {}
+        self.entries = dict(entries)
 
     # -- stepping --------------------------------------------------------------------------
     def _reset_env(self, i: int) -> dict:
@@ -185,6 +194,8 @@ class EnvRunner:
         obs["is_first"] = records["is_first"]
         t0 = time.perf_counter()
         actions, self._state = self.agent.act(obs, self._state, explore)
+        if self.entries:
+            records.update(self._entries())
         t1 = time.perf_counter()
         actions = np.asarray(actions, np.float32)
         episodes = []
@@ -205,6 +216,14 @@ class EnvRunner:
         self.stream_steps += 1
         self.total_steps += self.num_envs
         return records, episodes
+
+    def _entries(self) -> dict[str, np.ndarray]:
+        """The current step's entries: from the agent's new state, zeros without one."""
+        fill = getattr(self.agent, "replay_entries", None)
+        got = fill(self._state) if fill is not None else {}
+        return {name: np.asarray(got[name], dtype) if name in got
+                else np.zeros((self.num_envs, *shape), dtype)
+                for name, (shape, dtype) in self.entries.items()}
 
     def collect_chunk(self, length: int, explore: bool = True):
         """``length`` steps of every env: ``(chunk {key: (N, L, ...)}, start_steps (N,),

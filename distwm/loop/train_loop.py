@@ -122,6 +122,10 @@ class TrainLoop:
         names = self.spec.due(self.updates)
         batches = {n: self.replay.sample(self.spec.sample(n)) for n in names}
         self.metrics = dict(self.trainable.update(batches))
+        take = getattr(self.trainable, "replay_updates", None)
+        updates = take() if take is not None else None
+        if updates:  # entries the update rewrote (Dreamer's latents for its replay context)
+            self.replay.write_back(updates)
         self.updates += 1
         self.replayed += sum(self.spec.sample(n).steps for n in names)
         if self.publish is not None and self.updates % self.broadcast_interval == 0:

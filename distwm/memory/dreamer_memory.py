@@ -52,10 +52,14 @@ class ReplayBuffer:
         chunk_length: steps per stored block; :meth:`add_chunk` takes chunks of this length,
             :meth:`add` and :meth:`add_batch` collect single steps into them.
         seed: seed of the sampling generator.
+        entries: extra per-step arrays stored with every step, ``{name: (shape, dtype)}``
+            (``DataSpec.entries``; e.g. Dreamer's latents for its replay context); a step
+            added without them stores zeros.
     """
 
     def __init__(self, size: int, obs_shape, action_size: int, seq_len: int, batch_size: int,
-                 num_envs: int = 1, chunk_length: int = 1, seed: int | None = None):
+                 num_envs: int = 1, chunk_length: int = 1, seed: int | None = None,
+                 entries: Mapping[str, tuple] | None = None):
         for name, value in (("size", size), ("action_size", action_size), ("seq_len", seq_len),
                             ("batch_size", batch_size), ("num_envs", num_envs),
                             ("chunk_length", chunk_length)):
@@ -79,6 +83,9 @@ class ReplayBuffer:
                             is_terminal=bool, is_last=bool)
         self._shapes = {**self.obs_shapes, "action": (self.action_size,), "reward": (),
                         "is_first": (), "is_terminal": (), "is_last": ()}
+        self.entries = {k: (tuple(shape), np.dtype(dtype)) for k, (shape, dtype) in (entries or {}).items()}
+        for key, (shape, dtype) in self.entries.items():
+            self._shapes[key], self._dtypes[key] = shape, dtype
         self._pending: list[dict[str, np.ndarray]] = []
         self.episodes = 0
 
@@ -136,12 +143,15 @@ class ReplayBuffer:
         self._insert({k: v for k, v in self._checked(chunk, 2).items()})
 
     def _checked(self, data: Mapping[str, Any], lead: int) -> dict[str, np.ndarray]:
-        missing = [k for k in self._shapes if k not in data]
+        missing = [k for k in self._shapes if k not in data and k not in self.entries]
         if missing:
             raise ValueError(f"replay step lacks keys {missing}; it has {sorted(data)}")
         lead_shape = (self.num_envs,) if lead == 1 else (self.num_envs, self.chunk_length)
         out = {}
         for key, shape in self._shapes.items():
+            if key in self.entries and key not in data:
+                out[key] = np.zeros((*lead_shape, *shape), self._dtypes[key])
+                continue
             value = np.asarray(data[key])
             if value.shape != (*lead_shape, *shape):
                 raise ValueError(
@@ -157,13 +167,15 @@ class ReplayBuffer:
         self.episodes += int(chunk["is_last"].sum())
 
     # -- sampling ------------------------------------------------------------------------------
-    def sample(self, batch_size: int | None = None, seq_len: int | None = None) -> dict[str, np.ndarray]:
+    def sample(self, batch_size: int | None = None, seq_len: int | None = None,
+               stepids: bool = False) -> dict[str, np.ndarray]:
         """``batch_size`` sequences of ``seq_len`` consecutive steps, as ``(B, T, ...)`` arrays.
 
         Keys: the observation keys, ``action``, ``reward``, ``is_first``, ``is_terminal``,
         ``is_last``. (The seed returned a time-major tuple; distwm uses the agent protocol's
         batch-major dict.) ``seq_len`` defaults to the one given at construction and may be
-        shorter (another named sample of the same data).
+        shorter (another named sample of the same data). ``stepids``: also ``stepid``
+        ``(B, T)``, the names :meth:`update` takes.
         """
         if seq_len is not None and not 1 <= seq_len <= self.seq_len:
             raise ValueError(f"this buffer samples sequences of {self.seq_len} steps (or shorter), not {seq_len}")
@@ -172,7 +184,13 @@ class ReplayBuffer:
                 f"ReplayBuffer holds {len(self)} steps, no complete sequence of "
                 f"{self.seq_len} yet; add more steps before sampling"
             )
-        return self.replay.sample(int(batch_size or self.batch_size), seq_len=seq_len)
+        return self.replay.sample(int(batch_size or self.batch_size), seq_len=seq_len,
+                                  stepids=stepids)
+
+    def update(self, stepid: np.ndarray, values: Mapping[str, np.ndarray]) -> int:
+        """Overwrite stored entries at the steps ``stepid`` names (see
+        :meth:`SequenceReplay.update`); returns how many steps were still held."""
+        return self.replay.update(stepid, values)
 
     # -- persistence ---------------------------------------------------------------------------
     def save(self, path) -> str:

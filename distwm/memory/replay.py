@@ -208,14 +208,16 @@ class SequenceReplay:
 
     # -- sample ----------------------------------------------------------------------------
     def sample(self, batch_size: int, rng: np.random.Generator | None = None,
-               seq_len: int | None = None, online: bool = False) -> dict[str, np.ndarray]:
+               seq_len: int | None = None, online: bool = False,
+               stepids: bool = False) -> dict[str, np.ndarray]:
         """``batch_size`` sequences, uniform over valid starts: ``{key: (B, T, ...)}``.
 
         ``seq_len`` (default: the buffer's ``T``) may be shorter than ``T`` (a second named
         sample of the same stream, e.g. single frames); it starts where a ``T``-step sequence
         could start. ``online``: the first sequences are the freshest ones not sampled online
         yet (each stream's newest non-overlapping ``T``-step sequences, once each), the rest
-        uniform (DreamerV3's online queue)."""
+        uniform (DreamerV3's online queue). ``stepids``: also ``stepid`` ``(B, T)`` int64, each
+        step's name for :meth:`update` (chunk serial number x ``L`` + index in the chunk)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         length = self.seq_len if seq_len is None else int(seq_len)
@@ -247,7 +249,40 @@ class SequenceReplay:
         for key, arr in self._data.items():
             flat_arr = arr.reshape(self.num_blocks * self.chunk_length, *arr.shape[2:])
             out[key] = flat_arr[flat]
+        if stepids:
+            out["stepid"] = self._serials()[blocks] * self.chunk_length + within
         return out
+
+    def _serials(self) -> np.ndarray:
+        """The serial number (0, 1, ... in insertion order) of the chunk each block holds: chunk
+        ``s`` went to block ``s % num_blocks`` (blocks are filled in ring order)."""
+        chunks = self.total_inserted // self.chunk_length
+        blocks = np.arange(self.num_blocks, dtype=np.int64)
+        # the newest chunk in block b: the largest s < chunks with s % num_blocks == b
+        return chunks - 1 - (chunks - 1 - blocks) % self.num_blocks
+
+    def update(self, stepid: np.ndarray, values: Mapping[str, np.ndarray]) -> int:
+        """Overwrite stored ``values[key]`` ``(B, T, ...)`` at the steps named by ``stepid``
+        ``(B, T)`` (from :meth:`sample`); steps no longer held are skipped. Returns how many
+        steps were written. Only keys the buffer already holds can be updated."""
+        stepid = np.asarray(stepid, np.int64)
+        unknown = sorted(set(values) - set(self._data))
+        if unknown:
+            raise ValueError(f"update() keys {unknown} are not stored here; stored keys: {self.keys}")
+        for key, value in values.items():
+            if np.shape(value)[:stepid.ndim] != stepid.shape:
+                raise ValueError(f"update() values[{key!r}] has shape {np.shape(value)}; "
+                                 f"expected {stepid.shape} + {self._data[key].shape[2:]}")
+        serial, within = np.divmod(stepid.reshape(-1), self.chunk_length)
+        chunks = self.total_inserted // self.chunk_length
+        held = (serial < chunks) & (serial >= chunks - self._filled) & (serial >= 0)
+        flat = (serial[held] % self.num_blocks) * self.chunk_length + within[held]
+        for key, value in values.items():
+            arr = self._data[key]
+            store = arr.reshape(self.num_blocks * self.chunk_length, *arr.shape[2:])
+            vals = np.asarray(value).reshape(-1, *arr.shape[2:])
+            store[flat] = vals[held].astype(arr.dtype, copy=False)
+        return int(held.sum())
 
     def _take_fresh(self, first: np.ndarray, offsets: np.ndarray) -> None:
         """Put queued fresh sequences (still held, whole) in the first rows of a draw."""

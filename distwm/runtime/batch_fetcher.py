@@ -36,10 +36,11 @@ class BatchFetcher:
     """Fetch ``(B, T, ...)`` batches from replay-shard actors with one batch prefetched."""
 
     def __init__(self, batch_size: int, seq_len: int, sample_timeout: float = 0.5,
-                 online: bool = False):
+                 online: bool = False, stepids: bool = False):
         self.batch_size = batch_size
         self.seq_len = seq_len
         self.online = online  # each shard's freshest sequences first (SampleSpec.online)
+        self.stepids = stepids  # with stepid (B, T) and shard (B,) (SampleSpec.stepids)
         self.sample_timeout = sample_timeout
         self.shards: list[Any] = []
         self.stats: dict[int, dict] = {}
@@ -81,7 +82,8 @@ class BatchFetcher:
         counts = split_by_budget(num, self._budgets(), self.seq_len)
         for i, n in enumerate(counts):
             if n:
-                ref = self.shards[i].sample.remote(n, self.sample_timeout, self.seq_len, self.online)
+                ref = self.shards[i].sample.remote(n, self.sample_timeout, self.seq_len, self.online,
+                                                   self.stepids)
                 self._inflight[ref] = (i, n)
 
     def _receive(self, ref: Any) -> None:
@@ -95,6 +97,8 @@ class BatchFetcher:
             return
         self.stats[shard] = stats
         if batch is not None:
+            if self.stepids:
+                batch["shard"] = np.full(n, shard, np.int32)
             self._pieces.append(batch)
             self._have += n
 
@@ -139,7 +143,8 @@ class SampleFetcher:
     def __init__(self, spec: Any, sample_timeout: float = 0.5):
         self.spec = spec
         self.fetchers = {s.name: BatchFetcher(s.batch_size, s.seq_len, sample_timeout,
-                                              getattr(s, "online", False))
+                                              getattr(s, "online", False),
+                                              getattr(s, "stepids", False))
                          for s in spec.samples}
         self._ready: dict[str, dict[str, np.ndarray]] = {}
 

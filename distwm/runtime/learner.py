@@ -20,6 +20,8 @@ import os
 import time
 from typing import Any, Mapping, Sequence
 
+import numpy as np
+
 from distwm.loop.env_loop import build_agent, derive_seed, limit_torch_threads
 from distwm.loop.schedule import Cadence
 from distwm.runtime.batch_fetcher import SampleFetcher
@@ -55,6 +57,7 @@ class Learner:
         self._cpus = cpus
         self.rank, self.world_size = int(rank), int(world_size)
         self.fetcher: SampleFetcher | None = None
+        self._shards: list[Any] = []
         self.checkpoint_cadence: Cadence | None = None
         self.last_checkpoint_time = 0.0
         self.last_batches: dict[str, Any] = {}
@@ -79,8 +82,6 @@ class Learner:
     def weights_digest(self) -> str:
         """A hash of the agent's weights (replicas of a group must agree)."""
         import hashlib
-
-        import numpy as np
 
         digest = hashlib.sha256()
         for key, value in sorted(self.agent.get_weights().items()):
@@ -238,6 +239,20 @@ class Learner:
         self._held = batches
         return None
 
+    def _write_back(self, batches: Mapping[str, Any]) -> None:
+        """Send the entries the update rewrote (``agent.replay_updates()``) to the shards the
+        rows came from; not waited for (a shard that died meanwhile keeps its old entries)."""
+        take = getattr(self.agent, "replay_updates", None)
+        updates = take() if take is not None else None
+        for name, values in (updates or {}).items():
+            rows = np.asarray(batches[name]["shard"])
+            for shard in np.unique(rows):
+                if int(shard) in self.fetcher.dead:
+                    continue
+                pick = rows == shard
+                self._shards[int(shard)].update.remote(
+                    values["stepid"][pick], {k: v[pick] for k, v in values.items() if k != "stepid"})
+
     def train(self, shards: Sequence[Any], max_updates: int, max_seconds: float,
               counters: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Up to ``max_updates`` updates within about ``max_seconds``.
@@ -251,6 +266,7 @@ class Learner:
         if counters is not None:
             self.counters = dict(counters)
         self.fetcher.set_shards(shards)
+        self._shards = list(shards)
         start = time.monotonic()
         deadline = start + max_seconds
         wait0, done, starved = self.fetcher.wait_time, 0, False
@@ -264,6 +280,7 @@ class Learner:
                 break
             t0 = time.monotonic()
             metrics = self.agent.update(batches)
+            self._write_back(batches)
             self.last_batches = batches
             self.update_time += time.monotonic() - t0
             for key, value in metrics.items():

@@ -74,11 +74,12 @@ class ReplayShard:
         return self.stats()
 
     async def sample(self, num_sequences: int, timeout: float | None = None,
-                     seq_len: int | None = None, online: bool = False):
+                     seq_len: int | None = None, online: bool = False, stepids: bool = False):
         """``(batch {key: (n, T, ...)}, stats)``, or ``(None, stats)`` if the rate limiter
         (or a replay without a whole sequence yet) did not allow it within ``timeout``.
         ``seq_len`` (default: the shard's, the longest sample's) may be shorter; ``online``:
-        the freshest sequences first (:meth:`SequenceReplay.sample`)."""
+        the freshest sequences first; ``stepids``: with each step's name for :meth:`update`
+        (:meth:`SequenceReplay.sample`)."""
         length = self.replay.seq_len if seq_len is None else int(seq_len)
         steps = num_sequences * length
         t0 = time.perf_counter()
@@ -87,12 +88,20 @@ class ReplayShard:
         self.sample_wait += t1 - t0
         if not ok:
             return None, self.stats()
-        batch = self.replay.sample(num_sequences, seq_len=length, online=online)
+        batch = self.replay.sample(num_sequences, seq_len=length, online=online, stepids=stepids)
         self.limiter.record_sample(steps)
         if self.store is not None:
             self.store.append_sample(steps)
         self.sample_time += time.perf_counter() - t1
         return batch, self.stats()
+
+    async def update(self, stepid: np.ndarray, values: Mapping[str, np.ndarray]) -> int:
+        """Overwrite entries at sampled steps (the learner's write-back: DreamerV3's replayed
+        latents); logged like an insert. Returns how many steps were still held."""
+        written = self.replay.update(stepid, values)
+        if self.store is not None and written:
+            self.store.append_update(np.asarray(stepid, np.int64), values)
+        return written
 
     def stats(self) -> dict[str, Any]:
         lim = self.limiter

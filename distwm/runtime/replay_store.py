@@ -13,10 +13,12 @@ Layout under ``<run_dir>/replay/shard_<i>/``::
     log-000003-0000.bin        records after it; each shard incarnation opens a new part
     log-000003-0001.bin
 
-A record is ``b"DWR1" | kind (b"I" insert, b"S" sample) | payload length (uint64 LE) |
-payload``. An insert's payload is a JSON header (stream ids, start steps, each array's key,
-dtype and shape) followed by the raw arrays; numeric and bool dtypes only, nothing is ever
-unpickled. A record cut short by a kill is ignored on replay.
+A record is ``b"DWR1" | kind (b"I" insert, b"S" sample, b"U" update) | payload length
+(uint64 LE) | payload``. An insert's payload is a JSON header (stream ids, start steps, each
+array's key, dtype and shape) followed by the raw arrays; numeric and bool dtypes only, nothing
+is ever unpickled. An update (entries the learner rewrote, e.g. DreamerV3's replayed latents)
+has the same form with a ``stepid`` array and no streams. A record cut short by a kill is
+ignored on replay.
 
 On a local or mounted file system each record is written and flushed to the OS before the insert
 returns (a killed process loses nothing; a node that loses power may lose what the OS had not
@@ -41,15 +43,15 @@ from distwm.utils import storage
 __all__ = ["ShardStore", "encode_insert", "read_records"]
 
 MAGIC = b"DWR1"
-INSERT, SAMPLE = b"I", b"S"
+INSERT, SAMPLE, UPDATE = b"I", b"S", b"U"
 _HEADER = struct.Struct("<4scQ")
 _SNAPSHOT = re.compile(r"^snapshot-(\d{6})\.(npz|h5)$")
 _LOG = re.compile(r"^log-(\d{6})-(\d{4})\.bin$")
 
 
 def encode_insert(stream_ids: Sequence[str], start_steps: Sequence[int],
-                  chunk: Mapping[str, np.ndarray]) -> list[bytes | memoryview]:
-    """The pieces of one insert record (written one after another)."""
+                  chunk: Mapping[str, np.ndarray], kind: bytes = INSERT) -> list[bytes | memoryview]:
+    """The pieces of one insert (or, ``kind=UPDATE``, update) record, written one after another."""
     arrays = []
     for key in sorted(chunk):
         arr = np.ascontiguousarray(chunk[key])
@@ -61,7 +63,7 @@ def encode_insert(stream_ids: Sequence[str], start_steps: Sequence[int],
                        "starts": [int(s) for s in start_steps],
                        "arrays": [[k, a.dtype.str, list(a.shape)] for k, a in arrays]}).encode()
     size = 4 + len(head) + sum(a.nbytes for _, a in arrays)
-    return [_HEADER.pack(MAGIC, INSERT, size), struct.pack("<I", len(head)), head,
+    return [_HEADER.pack(MAGIC, kind, size), struct.pack("<I", len(head)), head,
             *(memoryview(a).cast("B") for _, a in arrays)]
 
 
@@ -95,8 +97,8 @@ def read_records(stream) -> Iterator[tuple[bytes, Any]]:
         payload = stream.read(size)
         if len(payload) < size:
             return
-        if kind == INSERT:
-            yield INSERT, _decode_insert(payload)
+        if kind in (INSERT, UPDATE):
+            yield kind, _decode_insert(payload)
         elif kind == SAMPLE:
             yield SAMPLE, struct.unpack("<q", payload)[0]
         else:
@@ -160,6 +162,9 @@ class ShardStore:
                         steps = replay.insert(chunk, ids, starts)
                         limiter.record_insert(steps)
                         info["log_steps"] += steps
+                    elif kind == UPDATE:
+                        values = dict(value[2])
+                        replay.update(values.pop("stepid"), values)
                     else:
                         limiter.record_sample(value)
                         info["log_samples"] += value
@@ -208,6 +213,9 @@ class ShardStore:
                       chunk: Mapping[str, np.ndarray], steps: int) -> None:
         self._write(encode_insert(stream_ids, start_steps, chunk))
         self.logged_steps += steps
+
+    def append_update(self, stepid: np.ndarray, values: Mapping[str, np.ndarray]) -> None:
+        self._write(encode_insert([], [], {**values, "stepid": stepid}, kind=UPDATE))
 
     def append_sample(self, steps: int) -> None:
         self._write([_encode_sample(steps)])

@@ -105,20 +105,25 @@ class DreamerAgent:
         from distwm.memory.dreamer_memory import ReplayBuffer
 
         cfg = dreamer.args
+        spec = dreamer.data_spec()
+        seq_len = spec.seq_len  # train_seq_len, plus replay_context steps before it
         size = cfg.buffer_size
         limit = getattr(cfg, "buffer_memory_limit", None)
         if limit is not None:
             step_bytes = 4 * dreamer.action_size + 16
             for key, shape in dreamer.obs_shapes.items():
                 step_bytes += int(np.prod(shape)) * (1 if key == "image" else 4)
+            for shape, dtype in spec.entry_specs.values():
+                step_bytes += int(np.prod(shape)) * np.dtype(dtype).itemsize
             budget = int(get_available_memory() * limit)
             if size * step_bytes > budget:
-                size = max(cfg.train_seq_len * cfg.num_envs, budget // step_bytes)
+                size = max(seq_len * cfg.num_envs, budget // step_bytes)
                 _log.warning("buffer_size %d needs %.1f GB, over buffer_memory_limit=%g of the "
                              "available memory: using %d steps", cfg.buffer_size,
                              cfg.buffer_size * step_bytes / 1e9, limit, size)
-        return ReplayBuffer(size, dreamer.obs_shapes, dreamer.action_size, cfg.train_seq_len,
-                            cfg.batch_size, num_envs=cfg.num_envs, seed=cfg.seed)
+        return ReplayBuffer(size, dreamer.obs_shapes, dreamer.action_size, seq_len,
+                            cfg.batch_size, num_envs=cfg.num_envs, seed=cfg.seed,
+                            entries=spec.entry_specs)
 
     def _log(self, metrics: Mapping[str, float], step: int) -> None:
         if self._logger is None:

@@ -21,6 +21,7 @@ from distwm.models.dreamer.behavior import ActorCritic, Imagination
 from distwm.models.dreamer.checkpoint import CheckpointMixin
 from distwm.models.dreamer.interaction import InteractionMixin
 from distwm.models.dreamer.joint_update import build_optimizers, clip_norm, joint_update
+from distwm.models.dreamer.replay_context import CONTEXT_KEYS, ReplayContextMixin, context_entries
 from distwm.models.dreamer.replay_value import replayed_value_loss
 from distwm.models.dreamer.spaces import resolve_device, spaces_to_shapes
 from distwm.models.dreamer.world_model import WorldModel, preprocess_obs
@@ -31,7 +32,7 @@ __all__ = ["Dreamer", "DreamerCore", "NonFiniteLossError", "spaces_to_shapes"]
 _log = logging.getLogger(__name__)
 
 
-class DreamerCore(CheckpointMixin, InteractionMixin):
+class DreamerCore(CheckpointMixin, InteractionMixin, ReplayContextMixin):
     """Dreamer V1/V2/V3: world model + imagination actor-critic (see :class:`DreamerConfig`).
 
     Args:
@@ -85,9 +86,11 @@ class DreamerCore(CheckpointMixin, InteractionMixin):
     # -- the agent protocol: data --------------------------------------------------------------
     def data_spec(self) -> DataSpec:
         cfg = self.args
-        sample = SampleSpec(DEFAULT_SAMPLE, cfg.batch_size, cfg.train_seq_len,
-                            online=bool(cfg.replay_online))
-        return DataSpec(train_ratio=float(cfg.train_ratio), samples=[sample])
+        context = int(cfg.replay_context)
+        sample = SampleSpec(DEFAULT_SAMPLE, cfg.batch_size, context + cfg.train_seq_len,
+                            online=bool(cfg.replay_online), stepids=context > 0)
+        entries = context_entries(self.world_model.rssm) if context else {}
+        return DataSpec(train_ratio=float(cfg.train_ratio), samples=[sample], entries=entries)
 
     @property
     def modules(self) -> dict[str, nn.Module]:
@@ -170,9 +173,13 @@ class DreamerCore(CheckpointMixin, InteractionMixin):
     # -- learning ------------------------------------------------------------------------------
     def _batch_to_tensors(self, batch: Mapping[str, Any]) -> dict[str, Tensor]:
         needed = (*self.obs_shapes, "action", "reward", "is_first", "is_terminal")
+        if self.args.replay_context:
+            needed = (*needed, *CONTEXT_KEYS)
         missing = [k for k in needed if k not in batch]
         if missing:
-            raise ValueError(f"update() batch lacks keys {missing}; it has {sorted(batch)}")
+            hint = (" (replay_context > 0: replay stores the latents with every step, see "
+                    "data_spec().entries)" if set(missing) & set(CONTEXT_KEYS) else "")
+            raise ValueError(f"update() batch lacks keys {missing}; it has {sorted(batch)}{hint}")
         data = self._to_tensors(batch, (*needed, "is_last") if "is_last" in batch else needed)
         shape = tuple(data["reward"].shape)
         if len(shape) != 2:
@@ -194,7 +201,9 @@ class DreamerCore(CheckpointMixin, InteractionMixin):
 
     def world_model_loss(self, data: Mapping[str, Tensor]):
         """``(loss, posterior, metrics)`` of a preprocessed batch (see :meth:`update`)."""
-        return self.world_model.loss(data)
+        loss, post, metrics = self.world_model.loss(data)
+        self._remember_posterior(post)
+        return loss, post, metrics
 
     def imagine(self, posterior: Mapping[str, Tensor], is_terminal: Tensor) -> Imagination:
         """Imagined rollouts from every posterior state of the batch (nothing is kept here:
@@ -275,7 +284,10 @@ class DreamerCore(CheckpointMixin, InteractionMixin):
         actor-critic step separately, as without a group).
         """
         cfg = self.args
-        data = self._batch_to_tensors(_the_sample(batches))
+        batch = _the_sample(batches)
+        data = self._batch_to_tensors(batch)
+        if cfg.replay_context:
+            data = self._apply_replay_context(data, batch)
         if cfg.update_mode == "joint":  # one backward, one step (the current dreamerv3 code)
             return joint_update(self, data)
         model_sync = (list(self.world_model.parameters()), [])
@@ -340,8 +352,16 @@ class DreamerCore(CheckpointMixin, InteractionMixin):
         """One :meth:`update` on a batch sampled from the attached replay (``self.replay``)."""
         if self.replay is None:
             raise ValueError("train_one_batch() needs a replay buffer: set dreamer.replay first")
-        batch = self.replay.sample(self.args.batch_size, self.args.train_seq_len)
-        return self.update({DEFAULT_SAMPLE: batch})
+        spec = self.data_spec().sample(DEFAULT_SAMPLE)
+        if spec.stepids:
+            batch = self.replay.sample(spec.batch_size, spec.seq_len, stepids=True)
+        else:
+            batch = self.replay.sample(spec.batch_size, spec.seq_len)
+        metrics = self.update({DEFAULT_SAMPLE: batch})
+        updates = self.replay_updates()
+        if updates:
+            self.replay.update(updates[DEFAULT_SAMPLE].pop("stepid"), updates[DEFAULT_SAMPLE])
+        return metrics
 
 
 #: the seed's name of Dreamer's protocol class

@@ -136,6 +136,8 @@ def test_the_data_spec_asks_for_context_steps_step_ids_and_latent_entries():
     spec = core(1).data_spec()
     sample = spec.sample(DEFAULT_SAMPLE)
     assert sample.seq_len == 1 + 6 and sample.stepids
+    # updates per env step as without context: the train ratio counts trained steps only
+    assert spec.updates_per_env_step == pytest.approx(core(0).data_spec().updates_per_env_step)
     entries = spec.entry_specs
     assert set(entries) == {"ctx_deter", "ctx_stoch", "ctx_valid"}
     assert entries["ctx_deter"][0] == (core(1).world_model.rssm.deter_size,)

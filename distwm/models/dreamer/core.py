@@ -90,7 +90,9 @@ class DreamerCore(CheckpointMixin, InteractionMixin, ReplayContextMixin):
         sample = SampleSpec(DEFAULT_SAMPLE, cfg.batch_size, context + cfg.train_seq_len,
                             online=bool(cfg.replay_online), stepids=context > 0)
         entries = context_entries(self.world_model.rssm) if context else {}
-        return DataSpec(train_ratio=float(cfg.train_ratio), samples=[sample], entries=entries)
+        # the train ratio counts trained steps (as dreamerv3 does): context steps are extra
+        ratio = float(cfg.train_ratio) * (context + cfg.train_seq_len) / cfg.train_seq_len
+        return DataSpec(train_ratio=ratio, samples=[sample], entries=entries)
 
     @property
     def modules(self) -> dict[str, nn.Module]:

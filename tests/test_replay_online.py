@@ -56,9 +56,25 @@ def test_dreamer_recipes_declare_their_replay():
     from distwm.configs.dreamer_config import DreamerConfig
     from distwm.models.dreamer import DreamerCore
 
-    for version, online in (("v3", False), ("v3-2024", True)):
+    for version, online, context in (("v3", False, 0), ("v3-2024", True, 1)):
         cfg = DreamerConfig(version=version, model_size="tiny", batch_size=2, train_seq_len=6)
         (sample,) = DreamerCore(cfg, {"state": (3,)}, 2).data_spec().samples
-        assert (sample.name, sample.batch_size, sample.seq_len, sample.online) == ("sequences", 2, 6, online)
+        assert (sample.name, sample.batch_size, sample.seq_len, sample.online) == (
+            "sequences", 2, 6 + context, online)
     off = DreamerConfig(version="v3-2024", model_size="tiny", replay_online=False)
     assert not DreamerCore(off, {"state": (3,)}, 2).data_spec().samples[0].online
+
+
+def test_the_single_process_step_replay_serves_fresh_sequences_first():
+    from distwm.loop.adapters import StepReplay
+    from distwm.memory.dreamer_memory import ReplayBuffer
+
+    buffer = ReplayBuffer(1000, {"state": (1,)}, 1, T, 4, seed=0)
+    replay = StepReplay(buffer)
+    for t in range(3 * T):  # three fresh non-overlapping sequences of the one stream
+        buffer.add({"state": np.array([t], np.float32)}, np.zeros(1), 0.0, False, is_first=t == 0)
+    fresh = replay.sample(SampleSpec("sequences", 3, T, online=True))
+    assert starts(fresh) == [0.0, T, 2 * T]
+    assert buffer.replay.online_sampled == 3
+    replay.sample(SampleSpec("sequences", 3, T))  # a uniform sample leaves the queue alone
+    assert buffer.replay.online_sampled == 3

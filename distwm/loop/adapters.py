@@ -27,9 +27,8 @@ class StepReplay:
         return self.buffer.can_sample()
 
     def sample(self, sample) -> dict[str, np.ndarray]:
-        if getattr(sample, "stepids", False):
-            return self.buffer.sample(sample.batch_size, sample.seq_len, stepids=True)
-        return self.buffer.sample(sample.batch_size, sample.seq_len)
+        flags = {k: True for k in ("stepids", "online") if getattr(sample, k, False)}
+        return self.buffer.sample(sample.batch_size, sample.seq_len, **flags)
 
     def write_back(self, updates) -> None:
         """Apply ``Trainable.replay_updates()``: ``{sample: {"stepid": ..., key: ...}}``."""

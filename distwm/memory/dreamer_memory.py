@@ -168,14 +168,15 @@ class ReplayBuffer:
 
     # -- sampling ------------------------------------------------------------------------------
     def sample(self, batch_size: int | None = None, seq_len: int | None = None,
-               stepids: bool = False) -> dict[str, np.ndarray]:
+               stepids: bool = False, online: bool = False) -> dict[str, np.ndarray]:
         """``batch_size`` sequences of ``seq_len`` consecutive steps, as ``(B, T, ...)`` arrays.
 
         Keys: the observation keys, ``action``, ``reward``, ``is_first``, ``is_terminal``,
         ``is_last``. (The seed returned a time-major tuple; distwm uses the agent protocol's
         batch-major dict.) ``seq_len`` defaults to the one given at construction and may be
         shorter (another named sample of the same data). ``stepids``: also ``stepid``
-        ``(B, T)``, the names :meth:`update` takes.
+        ``(B, T)``, the names :meth:`update` takes; ``online``: the freshest sequences not
+        trained on yet first (DreamerV3's online queue, :meth:`SequenceReplay.sample`).
         """
         if seq_len is not None and not 1 <= seq_len <= self.seq_len:
             raise ValueError(f"this buffer samples sequences of {self.seq_len} steps (or shorter), not {seq_len}")
@@ -185,7 +186,7 @@ class ReplayBuffer:
                 f"{self.seq_len} yet; add more steps before sampling"
             )
         return self.replay.sample(int(batch_size or self.batch_size), seq_len=seq_len,
-                                  stepids=stepids)
+                                  stepids=stepids, online=online)
 
     def update(self, stepid: np.ndarray, values: Mapping[str, np.ndarray]) -> int:
         """Overwrite stored entries at the steps ``stepid`` names (see

@@ -143,8 +143,10 @@ def test_the_data_spec_asks_for_context_steps_step_ids_and_latent_entries():
     assert entries["ctx_deter"][0] == (core(1).world_model.rssm.deter_size,)
     plain = core(0).data_spec()
     assert plain.sample(DEFAULT_SAMPLE).seq_len == 6 and not plain.entries
-    with pytest.raises(ValueError, match="ctx_deter"):
-        core(1)._batch_to_tensors(random_batch(SHAPES, ACTIONS, True, batch=2, steps=7))
+    partial = random_batch(SHAPES, ACTIONS, True, batch=2, steps=7)
+    partial["ctx_deter"] = np.zeros((2, 7, 8), np.float16)
+    with pytest.raises(ValueError, match="ctx_stoch"):
+        core(1)._batch_to_tensors(partial)
 
 
 def test_training_starts_from_the_stored_latent_before_the_sequence():
@@ -176,7 +178,11 @@ def test_a_step_without_a_stored_latent_starts_from_the_initial_state():
     plain = core(0)
     plain.world_model.load_state_dict(agent.world_model.state_dict())
     rest = {k: v[:, 1:] for k, v in batch.items() if not k.startswith("ctx_") and k != "stepid"}
-    assert model_loss(agent, batch)[0] == pytest.approx(model_loss(plain, rest)[0], abs=1e-5)
+    expected = model_loss(plain, rest)[0]
+    assert model_loss(agent, batch)[0] == pytest.approx(expected, abs=1e-5)
+    # a batch without the entries at all: the same
+    bare = {k: v for k, v in batch.items() if not k.startswith("ctx_")}
+    assert model_loss(agent, bare)[0] == pytest.approx(expected, abs=1e-5)
 
 
 def test_an_update_writes_its_posteriors_back_at_the_trained_steps():

@@ -175,12 +175,13 @@ class DreamerCore(CheckpointMixin, InteractionMixin, ReplayContextMixin):
     # -- learning ------------------------------------------------------------------------------
     def _batch_to_tensors(self, batch: Mapping[str, Any]) -> dict[str, Tensor]:
         needed = (*self.obs_shapes, "action", "reward", "is_first", "is_terminal")
-        if self.args.replay_context:
+        context = [k for k in CONTEXT_KEYS if k in batch]
+        if self.args.replay_context and context:  # without them: no stored latents
             needed = (*needed, *CONTEXT_KEYS)
         missing = [k for k in needed if k not in batch]
         if missing:
-            hint = (" (replay_context > 0: replay stores the latents with every step, see "
-                    "data_spec().entries)" if set(missing) & set(CONTEXT_KEYS) else "")
+            hint = (" (replay context: the entries of data_spec().entries come together)"
+                    if set(missing) & set(CONTEXT_KEYS) else "")
             raise ValueError(f"update() batch lacks keys {missing}; it has {sorted(batch)}{hint}")
         data = self._to_tensors(batch, (*needed, "is_last") if "is_last" in batch else needed)
         shape = tuple(data["reward"].shape)

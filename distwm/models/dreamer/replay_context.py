@@ -7,7 +7,8 @@ the runtime's learner through the step ids of the batch). A training sequence of
 ``K + train_seq_len`` steps then starts its RSSM at the latent stored at step ``K - 1`` instead
 of the initial state, and the losses cover the last ``train_seq_len`` steps; the action that led
 to step ``K`` is the batch's own (distwm's replay format, DESIGN.md "Data"). A step whose
-latent was never computed (random prefill) starts from the initial state, as without context.
+latent was never computed (random prefill), or a batch without the entries, starts from the
+initial state, as without context.
 
 Stored per step (:func:`context_entries`): ``ctx_deter`` (float16), ``ctx_stoch`` (the class
 index of each categorical latent; float16 values for Gaussian latents) and ``ctx_valid``. The
@@ -85,13 +86,16 @@ class ReplayContextMixin:
             raise ValueError(f"update() batch has {steps} steps; replay_context={k} needs "
                              f"replay_context + train_seq_len = {k + self.args.train_seq_len}")
         rssm = self.world_model.rssm
-        ctx = {key: data.pop(key) for key in CONTEXT_KEYS}
+        ctx = {key: data.pop(key) for key in CONTEXT_KEYS if key in data}
         out = {key: value[:, k:] for key, value in data.items()}
-        stored = decode_latent(rssm, ctx["ctx_deter"][:, k - 1], ctx["ctx_stoch"][:, k - 1])
-        init = rssm.init_state(stored["deter"].shape[0], stored["deter"].device)
-        valid = ctx["ctx_valid"][:, k - 1].bool().unsqueeze(-1)
-        out["start_deter"] = torch.where(valid, stored["deter"], init["deter"])
-        out["start_stoch"] = torch.where(valid, stored["stoch"], init["stoch"])
+        init = rssm.init_state(data["reward"].shape[0], data["reward"].device)
+        if ctx:
+            stored = decode_latent(rssm, ctx["ctx_deter"][:, k - 1], ctx["ctx_stoch"][:, k - 1])
+            valid = ctx["ctx_valid"][:, k - 1].bool().unsqueeze(-1)
+            out["start_deter"] = torch.where(valid, stored["deter"], init["deter"])
+            out["start_stoch"] = torch.where(valid, stored["stoch"], init["stoch"])
+        else:  # a batch without stored latents (not from a replay with the entries)
+            out["start_deter"], out["start_stoch"] = init["deter"], init["stoch"]
         stepid = batch.get("stepid")
         self._context_stepid = None if stepid is None else np.asarray(stepid)[:, k:]
         self._context_post = None

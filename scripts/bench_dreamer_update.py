@@ -3,12 +3,18 @@
 
 Both learners train DreamerV3 at model size XS (RLlib's size table, which distwm's presets
 follow) on CartPole-v1 batches of B=16 sequences of T=64 steps, on CPU. The same replay
-sequences (collected by RLlib's own env runner) feed both; updates alternate between the two
-so that load on the machine affects them alike. Prints each learner's median seconds per
-update (wall clock, and CPU time of the process, which a busy machine disturbs less),
-parameter counts, and the speed ratios (RLlib time / distwm time; > 1 means distwm is faster).
+sequences (collected by RLlib's own env runner) feed both; updates alternate between the
+learners (the order rotates every round) so that load on the machine affects them alike.
 
-    python scripts/bench_dreamer_update.py [--updates 8] [--threads 2]
+``--variant`` (repeatable) times several distwm learners side by side, each with some speed
+switches of ``DreamerConfig`` on (``distwm.models.dreamer.acceleration``): a name from
+``VARIANTS`` (``baseline``: every switch off; ``compile``: ``compile="default"``; ...) or
+``name:field=value,field=value``. Prints per variant the median seconds per update (wall
+clock, and CPU time of the process, which a busy machine disturbs less) and the speed ratios
+(RLlib time / distwm time; > 1 means distwm is faster).
+
+    python scripts/bench_dreamer_update.py [--updates 8] [--threads 2] \
+        [--variant baseline --variant compile] [--version v3]
 """
 
 from __future__ import annotations
@@ -83,14 +89,37 @@ def to_distwm_batch(sample) -> dict[str, np.ndarray]:
     }
 
 
-def distwm_learner(batch_size: int, seq_len: int):
+#: named variants: DreamerConfig speed fields set on top of the plain config
+VARIANTS: dict[str, dict] = {
+    "baseline": {},
+    "compile": {"compile": "default"},
+    "compile-max-autotune": {"compile": "max-autotune"},
+}
+
+
+def parse_variant(spec: str) -> tuple[str, dict]:
+    """``name`` (a key of :data:`VARIANTS`) or ``name:field=value,...`` -> ``(name, fields)``."""
+    if ":" not in spec:
+        if spec not in VARIANTS:
+            raise SystemExit(f"unknown variant {spec!r}; named ones: {sorted(VARIANTS)} "
+                             "(or name:field=value,...)")
+        return spec, dict(VARIANTS[spec])
+    name, _, fields = spec.partition(":")
+    out = {}
+    for item in filter(None, fields.split(",")):
+        key, _, value = item.partition("=")
+        out[key] = {"true": True, "false": False}.get(value.lower(), value)
+    return name, out
+
+
+def distwm_learner(batch_size: int, seq_len: int, version: str = "v3", **speed):
     import gymnasium as gym
 
     from distwm.configs.dreamer_config import DreamerConfig
     from distwm.models.dreamer import Dreamer
 
-    cfg = DreamerConfig(version="v3", model_size="XS", env="CartPole-v1",
-                        batch_size=batch_size, train_seq_len=seq_len)
+    cfg = DreamerConfig(version=version, model_size="XS", env="CartPole-v1",
+                        batch_size=batch_size, train_seq_len=seq_len, **speed)
     obs_space = gym.spaces.Dict({"state": gym.spaces.Box(-np.inf, np.inf, (4,), np.float32)})
     return Dreamer.from_config(cfg, obs_space, gym.spaces.Discrete(2), device="cpu")
 
@@ -106,48 +135,65 @@ def count_params(modules) -> int:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--updates", type=int, default=8, help="timed updates per learner")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed updates per learner")
+    parser.add_argument("--warmup", type=int, default=2,
+                        help="untimed updates per learner (compiled variants compile in the first)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seq-len", type=int, default=64)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    parser.add_argument("--version", default="v3", help="distwm DreamerConfig.version (v3, v3-2024)")
+    parser.add_argument("--variant", action="append", default=[],
+                        help=f"distwm variant, repeatable: {sorted(VARIANTS)} or name:field=value,... "
+                             "(default: baseline)")
     args = parser.parse_args(argv)
+    variants = dict(parse_variant(v) for v in (args.variant or ["baseline"]))
 
     import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{os.cpu_count()} CPUs, B={args.batch_size} T={args.seq_len}, model size XS", flush=True)
+          f"{os.cpu_count()} CPUs, B={args.batch_size} T={args.seq_len}, model size XS, "
+          f"distwm version {args.version}", flush=True)
     t0 = time.perf_counter()
     algo = rllib_learner(args.batch_size, args.seq_len)
     print(f"RLlib DreamerV3 built and replay filled in {time.perf_counter() - t0:.1f}s", flush=True)
-    agent = distwm_learner(args.batch_size, args.seq_len)
+    agents = {name: distwm_learner(args.batch_size, args.seq_len, args.version, **fields)
+              for name, fields in variants.items()}
     module = algo.get_module()
     rllib_params = count_params([module])
-    ours = count_params([agent.world_model, agent.behavior])
+    first = next(iter(agents.values()))
+    ours = count_params([first.world_model, first.behavior])
     print(f"parameters: RLlib {rllib_params / 1e6:.3f}M, distwm {ours / 1e6:.3f}M "
           "(world model, actor, critic and slow critic)", flush=True)
+    for name, fields in variants.items():
+        print(f"variant {name}: {fields or 'every speed switch off'}", flush=True)
 
-    times: dict[str, list[tuple[float, float]]] = {"rllib": [], "distwm": []}
+    names = ["rllib", *agents]
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
     for i in range(args.warmup + args.updates):
         sample = rllib_batch(algo, args.batch_size, args.seq_len)
         batch = to_distwm_batch(sample)
-        order = ("rllib", "distwm") if i % 2 == 0 else ("distwm", "rllib")
-        for name in order:
-            seconds = rllib_update(algo, sample) if name == "rllib" else distwm_update(agent, batch)
-            if i >= args.warmup:
+        shift = i % len(names)
+        for name in names[shift:] + names[:shift]:  # rotate the order every round
+            seconds = (rllib_update(algo, sample) if name == "rllib"
+                       else distwm_update(agents[name], batch))
+            if i < args.warmup:
+                print(f"warmup {i + 1}/{args.warmup}: {name} {seconds[0]:.2f}s", flush=True)
+            else:
                 times[name].append(seconds)
         if i >= args.warmup:
-            (rw, rc), (dw, dc) = times["rllib"][-1], times["distwm"][-1]
-            print(f"update {i - args.warmup + 1}/{args.updates}: RLlib {rw:.3f}s wall "
-                  f"({rc:.3f}s CPU), distwm {dw:.3f}s wall ({dc:.3f}s CPU)", flush=True)
+            line = ", ".join(f"{n} {times[n][-1][0]:.3f}s ({times[n][-1][1]:.3f}s CPU)" for n in names)
+            print(f"update {i - args.warmup + 1}/{args.updates}: {line}", flush=True)
     print()
-    for label, index in (("wall-clock", 0), ("CPU time", 1)):
-        rllib_s = statistics.median(t[index] for t in times["rllib"])
-        ours_s = statistics.median(t[index] for t in times["distwm"])
-        print(f"{label}: RLlib DreamerV3 XS {rllib_s:.3f} s/update, distwm {ours_s:.3f} s/update "
-              f"(medians of {args.updates}); speed ratio RLlib/distwm {rllib_s / ours_s:.2f}x "
-              "(target >= 1.5x)")
+    med = {n: tuple(statistics.median(t[k] for t in times[n]) for k in (0, 1)) for n in names}
+    print(f"medians of {args.updates} updates; ratio = RLlib time / distwm time (> 1: distwm faster)")
+    print(f"| {'learner':<24} | s/update wall | s/update CPU | ratio wall | ratio CPU |")
+    print(f"|{'-' * 26}|---------------|--------------|------------|-----------|")
+    for n in names:
+        wall, cpu = med[n]
+        label = "RLlib DreamerV3 (torch)" if n == "rllib" else f"distwm {n}"
+        print(f"| {label:<24} | {wall:13.3f} | {cpu:12.3f} | {med['rllib'][0] / wall:9.2f}x "
+              f"| {med['rllib'][1] / cpu:8.2f}x |")
     import ray
 
     ray.shutdown()

@@ -15,6 +15,7 @@ uses it, where the latents carry no gradient.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -24,8 +25,8 @@ from torch import Tensor, nn
 from distwm.blocks.layers import activation_module
 
 __all__ = ["MLP", "ChannelNorm", "ChannelRMSNorm", "RMSNorm", "NORMS", "norm_layer",
-           "use_rms_norm_", "OneHotFeatures", "linear_features", "zero_init_", "init_weights_",
-           "WEIGHT_INITS"]
+           "use_rms_norm_", "OneHotFeatures", "linear_features", "reuse_embedding_tables",
+           "zero_init_", "init_weights_", "WEIGHT_INITS"]
 
 #: ``torch``: PyTorch's defaults; ``xavier_uniform``: Keras' default, zero biases (DreamerV1/V2's
 #: TensorFlow code); ``trunc_normal``: DreamerV3's (truncated normal, variance 1/fan_avg, zero
@@ -127,20 +128,62 @@ class OneHotFeatures:
 
 
 class _OneHotMatmul(torch.autograd.Function):
-    """``one_hot(index) @ weight.T`` as a sum of columns; gradient to ``weight`` only."""
+    """``one_hot(index) @ weight.T`` as a sum of columns; gradient to ``weight`` only.
+
+    ``table`` is ``weight.T`` contiguous (the embedding table; callers may reuse it while the
+    weight is unchanged). The weight's gradient adds each row of ``grad`` to the columns its
+    indices name: one ``index_add_`` per categorical (a disjoint block of columns each, so every
+    column receives its rows in order), not a matmul with the dense one-hot matrix.
+    """
 
     @staticmethod
-    def forward(ctx, index: Tensor, weight: Tensor) -> Tensor:
+    def forward(ctx, index: Tensor, weight: Tensor, table: Tensor) -> Tensor:
         ctx.save_for_backward(index)
         ctx.width = weight.shape[1]
-        return F.embedding_bag(index, weight.t().contiguous(), mode="sum")
+        return F.embedding_bag(index, table, mode="sum")
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         (index,) = ctx.saved_tensors
-        onehot = torch.zeros(index.shape[0], ctx.width, dtype=grad.dtype, device=grad.device)
-        onehot.scatter_(1, index, 1.0)
-        return None, grad.t() @ onehot
+        if index.device.type != "cpu":  # a GPU is better at the dense matmul than at scatters
+            onehot = torch.zeros(index.shape[0], ctx.width, dtype=grad.dtype, device=grad.device)
+            onehot.scatter_(1, index, 1.0)
+            return None, grad.t() @ onehot, None
+        out = torch.zeros(ctx.width, grad.shape[1], dtype=grad.dtype, device=grad.device)
+        for column in index.t().contiguous():
+            out.index_add_(0, column, grad)
+        return None, out.t(), None
+
+
+_TABLES: dict | None = None  # the embedding tables of an active reuse_embedding_tables() scope
+
+
+@contextlib.contextmanager
+def reuse_embedding_tables():
+    """Within this scope :func:`linear_features` transposes each weight once and reuses the
+    table (e.g. over the steps of an imagination); the weights must not change inside it."""
+    global _TABLES
+    outer = _TABLES
+    _TABLES = {} if outer is None else outer
+    try:
+        yield
+    finally:
+        _TABLES = outer
+
+
+def _embedding_table(linear: nn.Linear, width: int) -> Tensor:
+    """``linear.weight[:, :width].T`` contiguous (reused inside :func:`reuse_embedding_tables`)."""
+    weight = linear.weight
+    if _TABLES is None or torch.compiler.is_compiling():
+        return weight[:, :width].t().contiguous()
+    key = (id(linear), width)
+    check = (weight.data_ptr(), weight._version)
+    cached = _TABLES.get(key)
+    if cached is None or cached[0] != check:
+        with torch.no_grad():
+            cached = (check, weight[:, :width].t().contiguous())
+        _TABLES[key] = cached
+    return cached[1]
 
 
 def linear_features(linear: nn.Linear, x) -> Tensor:
@@ -151,7 +194,7 @@ def linear_features(linear: nn.Linear, x) -> Tensor:
     index = x.index.reshape(-1, x.index.shape[-1])
     rest = x.rest.reshape(index.shape[0], x.rest.shape[-1])  # the rest may have width 0
     weight = linear.weight
-    out = _OneHotMatmul.apply(index, weight[:, : x.width])
+    out = _OneHotMatmul.apply(index, weight[:, : x.width], _embedding_table(linear, x.width))
     out = out + F.linear(rest, weight[:, x.width:], linear.bias)
     return out.reshape(*lead, out.shape[-1])
 

@@ -25,6 +25,9 @@ from distwm.blocks.returns import TwoHotEncoder, symexp, symlog
 
 __all__ = [
     "OneHotDist",
+    "mixed_probs",
+    "sample_index",
+    "two_hot_parts",
     "TwoHotDist",
     "MSEDist",
     "SymlogDist",
@@ -35,6 +38,23 @@ __all__ = [
     "bounded_normal",
     "tanh_normal",
 ]
+
+
+def mixed_probs(logits: Tensor, unimix: float = 0.0) -> Tensor:
+    """The probabilities of :class:`OneHotDist` (``softmax``, mixed with ``unimix`` uniform),
+    without the log-probabilities the class also computes."""
+    if unimix <= 0.0:
+        return torch.log_softmax(logits, -1).exp()
+    return (1.0 - unimix) * torch.softmax(logits, -1) + unimix / logits.shape[-1]
+
+
+def sample_index(probs: Tensor) -> Tensor:
+    """Class indices sampled from ``probs`` ``(..., K)`` by inverse CDF: one uniform number per
+    categorical, the index is the number of CDF entries below it (a binary search of the sorted
+    CDF: the same indices as counting, without a ``(..., K)`` comparison)."""
+    uniform = torch.rand(*probs.shape[:-1], 1, device=probs.device, dtype=probs.dtype)
+    index = torch.searchsorted(probs.cumsum(-1), uniform).squeeze(-1)
+    return index.clamp_(max=probs.shape[-1] - 1)
 
 
 class OneHotDist:
@@ -68,9 +88,7 @@ class OneHotDist:
 
     def sample_index(self) -> Tensor:
         """Sampled class indices (inverse CDF: one uniform number per categorical)."""
-        probs = self.probs.detach()
-        uniform = torch.rand(*probs.shape[:-1], 1, device=probs.device, dtype=probs.dtype)
-        return (probs.cumsum(-1) < uniform).sum(-1).clamp_(max=probs.shape[-1] - 1)
+        return sample_index(self.probs.detach())
 
     def sample(self) -> Tensor:
         """A one-hot sample with straight-through gradients."""
@@ -87,22 +105,71 @@ class OneHotDist:
         return self._reduce((self.probs * (self.logits - other.logits)).sum(-1))
 
 
+def two_hot_parts(encoder: TwoHotEncoder, target: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(low, high, weight_low, weight_high)``: the two buckets of ``encoder``'s two-hot code of
+    the real-valued ``target`` and their weights, so that ``encoder.encode_values(target)`` is
+    ``weight_low`` at ``low`` plus ``weight_high`` at ``high`` (the same arithmetic, without
+    the dense ``(..., num_buckets)`` code)."""
+    last = encoder.num_buckets - 1
+    if encoder.spacing == "symlog":
+        x = symlog(target).clamp(-encoder.symlog_range, encoder.symlog_range)
+        position = (x + encoder.symlog_range) / encoder.bucket_width
+        below = position.floor().clamp(0, last - 1)
+        weight_above = (position - below).clamp(0.0, 1.0)
+        low = below.long()
+        return low, low + 1, 1.0 - weight_above, weight_above
+    bins = encoder.buckets.to(device=target.device, dtype=target.dtype)
+    above = torch.searchsorted(bins, target.contiguous(), right=True)  # centres <= x
+    below = (above - 1).clamp(0, last)
+    above = above.clamp(0, last)
+    equal = below == above  # outside the range: all weight on the end centre
+    to_below = torch.where(equal, 1.0, (bins[below] - target).abs())
+    to_above = torch.where(equal, 1.0, (bins[above] - target).abs())
+    total = to_below + to_above
+    return below, above, to_above / total, to_below / total
+
+
 class TwoHotDist:
-    """Regression by classification over ``num_buckets`` symlog-spaced buckets (DreamerV3)."""
+    """Regression by classification over ``num_buckets`` symlog-spaced buckets (DreamerV3).
+
+    ``log_prob`` is the encoder's two-hot cross-entropy computed from the two buckets of each
+    target (a gather of the log-softmax, not a product with the dense two-hot code); the
+    log-softmax is computed once per distribution (a critic scored against two targets
+    reuses it).
+    """
 
     def __init__(self, logits: Tensor, encoder: TwoHotEncoder, event_dims: int = 0):
         self.logits = logits
         self.encoder = encoder
         self.event_dims = event_dims
+        self._log_probs: Tensor | None = None
 
     def mode(self) -> Tensor:
         return self.encoder.decode(self.logits)
 
     mean = mode
 
+    def log_probs(self) -> Tensor:
+        """``log_softmax`` of the logits (float32 for half-precision logits), cached."""
+        if self._log_probs is None:
+            logits = self.logits
+            self.encoder._check_logits(logits)
+            compute = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
+            self._log_probs = torch.log_softmax(compute, dim=-1)
+        return self._log_probs
+
     def log_prob(self, target: Tensor) -> Tensor:
-        loss = self.encoder.loss(self.logits, target)
-        return -(loss.sum(tuple(range(-self.event_dims, 0))) if self.event_dims else loss)
+        if tuple(target.shape) != tuple(self.logits.shape[:-1]):
+            raise ValueError(
+                f"target shape {tuple(target.shape)} must equal logits shape without its last "
+                f"dimension, {tuple(self.logits.shape[:-1])}"
+            )
+        log_probs = self.log_probs()
+        target = target.to(log_probs.dtype).detach()
+        low, high, w_low, w_high = two_hot_parts(self.encoder, target)
+        pick = lambda index: log_probs.gather(-1, index.unsqueeze(-1)).squeeze(-1)  # noqa: E731
+        loglik = w_low * pick(low) + w_high * pick(high)
+        return loglik.sum(tuple(range(-self.event_dims, 0))) if self.event_dims else loglik
 
 
 class MSEDist:

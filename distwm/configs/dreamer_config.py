@@ -206,6 +206,15 @@ class DreamerConfig(RLConfig):
     weight_init: Optional[Literal["torch", "xavier_uniform", "trunc_normal", "trunc_normal_in"]] = None
 
     # -- speed (each switch computes the same update) ------------------------------------------
+    #: ``torch.compile`` the sequential steps of the update (RSSM observe and imagination steps,
+    #: actor step), lazily at the first update: ``off``, ``default`` (inductor), ``max-autotune``,
+    #: ``max-autotune-no-cudagraphs`` or ``reduce-overhead`` (CUDA graphs; on CPU: ``default``)
+    compile: Literal["off", "default", "reduce-overhead", "max-autotune",
+                     "max-autotune-no-cudagraphs"] = "off"
+    #: channels-last memory format for the conv encoder / decoder (image observations)
+    channels_last: bool = False
+    #: ``bf16``: the world-model loss and imagination under bf16 autocast (CUDA only)
+    autocast: Literal["off", "bf16"] = "off"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -296,6 +305,13 @@ class DreamerConfig(RLConfig):
             )
         if self.activation is not None:
             check_activation("DreamerConfig.activation", self.activation)
+        speed = {"compile": ("off", "default", "reduce-overhead", "max-autotune",
+                             "max-autotune-no-cudagraphs"), "autocast": ("off", "bf16")}
+        for name, choices in speed.items():
+            if getattr(self, name) not in choices:
+                raise ValueError(f"DreamerConfig.{name} {getattr(self, name)!r} is not one of {choices}")
+        if not isinstance(self.channels_last, bool):
+            raise ValueError(f"DreamerConfig.channels_last must be True or False, got {self.channels_last!r}")
         inits = ("torch", "xavier_uniform", "trunc_normal", "trunc_normal_in")
         if self.weight_init is not None and self.weight_init not in inits:
             raise ValueError(f"DreamerConfig.weight_init {self.weight_init!r} is not one of {inits}")

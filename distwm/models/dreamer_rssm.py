@@ -26,7 +26,7 @@ from distwm.blocks.gaussian_rssm import gaussian_sample
 from distwm.blocks.layers import gaussian_params
 from distwm.blocks.block_gru import BlockGRUCore
 from distwm.blocks.dreamer_blocks import MLP, OneHotFeatures, norm_layer
-from distwm.blocks.dreamer_distributions import OneHotDist
+from distwm.blocks.dreamer_distributions import OneHotDist, mixed_probs, sample_index
 
 __all__ = ["RSSM", "NormGRUCell"]
 
@@ -225,18 +225,25 @@ class RSSM(nn.Module):
         first = self.obs_hidden[0]
         w_deter, w_embed = first.weight[:, : self.deter_size], first.weight[:, self.deter_size:]
         embed_part = F.linear(embed, w_embed, first.bias)
-        rest = nn.Sequential(*list(self.obs_hidden)[1:])
-        deters, posts = [], []
+        body = self._compiled.get("observe", self._observe_body)
+        posts = []
         for t in range(steps):
-            state = self.mask_state(state, keep[:, t], init)
-            deter = self._deter_step(state, actions[:, t])
-            hidden = rest(F.linear(deter, w_deter) + embed_part[:, t])
-            state = self._stats_to_state(self.obs_stats(hidden), deter)
-            deters.append(deter)
+            state = body(state, keep[:, t], init, actions[:, t], embed_part[:, t], w_deter)
             posts.append(state)
         posterior = {k: torch.stack([p[k] for p in posts], 1) for k in posts[0]}
         prior = self._stats_to_state(self.img_out(posterior["deter"]), posterior["deter"])
         return posterior, prior
+
+    def _observe_body(self, state: Mapping[str, Tensor], keep: Tensor, init: Mapping[str, Tensor],
+                      action: Tensor, embed_part: Tensor, w_deter: Tensor) -> State:
+        """One step of :meth:`observe` (what ``compile`` compiles): reset where ``keep`` is 0,
+        advance the GRU, the posterior from the precomputed embedding part of its first layer."""
+        state = self.mask_state(state, keep, init)
+        deter = self._deter_step(state, action)
+        hidden = F.linear(deter, w_deter) + embed_part
+        for layer in list(self.obs_hidden)[1:]:
+            hidden = layer(hidden)
+        return self._stats_to_state(self.obs_stats(hidden), deter)
 
     def observe_rollout(self, obs_embed: Tensor, actions: Tensor, nonterms: Tensor,
                         init_state: Mapping[str, Tensor], seq_len: int) -> tuple[State, State]:
@@ -267,10 +274,11 @@ class RSSM(nn.Module):
         state = dict(init_state)
         keys = tuple(state) if keys is None else keys
         states, actions = [{k: state[k] for k in keys}], []
+        step = self._compiled.get("imagine_step", self.imagine_step)
         for _ in range(horizon):
             action = policy(self.get_feat(state))
             actions.append(action)
-            state = self.imagine_step(state, action)
+            state = step(state, action)
             states.append({k: state[k] for k in keys})
         actions.append(policy(self.get_feat(state)))
         return {k: torch.stack([s[k] for s in states], 0) for k in keys}, torch.stack(actions, 0)
@@ -291,21 +299,35 @@ class RSSM(nn.Module):
         index = stoch.reshape(*stoch.shape[:-1], self.stoch_size, self.stoch_classes).argmax(-1) + offsets
         width = self.stoch_dim
         indices, deters, actions = [index], [deter], []
+        body = self._compiled.get("imagine_onehot", self._imagine_onehot_body)
         for _ in range(horizon):
             action = policy(OneHotFeatures(index, deter, width))
             actions.append(action)
-            seen = self._clip_action(action)
-            if self.blocks:
-                deter = self.cell(deter, OneHotFeatures(index, seen[..., :0], width), seen)
-            else:
-                deter = self.cell(self.img_in(OneHotFeatures(index, seen, width)), deter)
-            logits = self.img_out(deter).reshape(*deter.shape[:-1], self.stoch_size, self.stoch_classes)
-            index = OneHotDist(logits, self.unimix).sample_index() + offsets
+            index, deter = body(index, deter, action, offsets)
             indices.append(index)
             deters.append(deter)
         actions.append(policy(OneHotFeatures(index, deter, width)))
         feat = OneHotFeatures(torch.stack(indices, 0), torch.stack(deters, 0), width)
         return feat, torch.stack(actions, 0)
+
+    def _imagine_onehot_body(self, index: Tensor, deter: Tensor, action: Tensor,
+                             offsets: Tensor) -> tuple[Tensor, Tensor]:
+        """One prior step of :meth:`imagine_onehot` (what ``compile`` compiles): the next
+        ``(index, deter)`` from the class indices, ``deter`` and the action taken."""
+        width = self.stoch_dim
+        seen = self._clip_action(action)
+        if self.blocks:
+            deter = self.cell(deter, OneHotFeatures(index, seen[..., :0], width), seen)
+        else:
+            deter = self.cell(self.img_in(OneHotFeatures(index, seen, width)), deter)
+        logits = self.img_out(deter).reshape(*deter.shape[:-1], self.stoch_size, self.stoch_classes)
+        return sample_index(mixed_probs(logits, self.unimix)) + offsets, deter
+
+    @property
+    def _compiled(self) -> dict:
+        """Compiled versions of the step functions (``distwm.models.dreamer.acceleration``
+        fills it at the first update when ``compile`` is on; empty: the plain methods)."""
+        return self.__dict__.get("_distwm_compiled") or {}
 
     def forward(self, x: Tensor, u: Tensor):
         """Posterior rollout of embedded observations ``x (B, T+1, E)`` and actions ``u (B, T, A)``.

@@ -11,9 +11,10 @@ import torch
 from torch import Tensor, nn
 
 from distwm.configs.dreamer_config import DreamerConfig
+from distwm.models.dreamer import acceleration
 from distwm.models.dreamer.world_model import WorldModel
 from distwm.vision.dreamer_decoder import ActionDecoder, DenseDecoder
-from distwm.blocks.dreamer_blocks import init_weights_
+from distwm.blocks.dreamer_blocks import OneHotFeatures, init_weights_, reuse_embedding_tables
 from distwm.blocks.returns import compute_return
 from distwm.utils.dreamer_utils import FreezeParameters
 
@@ -100,6 +101,18 @@ class ActorCritic(nn.Module):
 
     # -- imagination ---------------------------------------------------------------------------
     def imagine(self, world_model: WorldModel, start: Mapping[str, Tensor], start_cont: Tensor) -> Imagination:
+        """:meth:`_imagine` with the speed switches of the config applied (compiled steps,
+        autocast; see :mod:`distwm.models.dreamer.acceleration`)."""
+        acceleration.prepare_world_model(world_model)
+        acceleration.prepare_behavior(self)
+        if self.cfg.autocast == "off":
+            return self._imagine(world_model, start, start_cont)
+        with acceleration.autocast_context(self.cfg, self):
+            imag = self._imagine(world_model, start, start_cont)
+        imag.actor_raw, imag.critic_raw = imag.actor_raw.float(), imag.critic_raw.float()
+        return imag
+
+    def _imagine(self, world_model: WorldModel, start: Mapping[str, Tensor], start_cont: Tensor) -> Imagination:
         """Roll the actor out for ``imagine_horizon`` steps from the (detached) start states.
 
         With REINFORCE the rollout itself needs no gradient: only the actor's and the critic's
@@ -110,17 +123,24 @@ class ActorCritic(nn.Module):
         cfg = self.cfg
         rssm = world_model.rssm
         actor_raw: list[Tensor] = []
+        fast = acceleration.compiled(self)
 
         def policy(feat: Tensor) -> Tensor:
             with torch.enable_grad():
-                raw = self.actor.mlp(feat.detach())
+                if not fast:
+                    raw = self.actor.mlp(feat.detach())
+                elif isinstance(feat, OneHotFeatures):
+                    raw = fast["actor_onehot"](feat.index, feat.rest.detach(), feat.width)
+                else:
+                    raw = fast["actor"](feat.detach())
             actor_raw.append(raw)
             dist = self.actor.dist_from_raw(raw)
             if self.reinforce:
                 return dist.sample().detach() if self.discrete else dist.sample()
             return dist.sample() if self.discrete else dist.rsample()
 
-        with FreezeParameters([world_model, self.critic]), torch.set_grad_enabled(not self.reinforce):
+        with FreezeParameters([world_model, self.critic]), torch.set_grad_enabled(not self.reinforce), \
+                reuse_embedding_tables():
             if self.reinforce and rssm.discrete:
                 feat, actions = rssm.imagine_onehot(policy, start, cfg.imagine_horizon)
             else:

@@ -14,6 +14,7 @@ from distwm.configs.dreamer_config import DreamerConfig
 from distwm.vision.dreamer_decoder import DenseDecoder, MultiDecoder
 from distwm.vision.dreamer_encoder import MultiEncoder
 from distwm.models.dreamer_rssm import RSSM
+from distwm.models.dreamer import acceleration
 
 __all__ = ["WorldModel", "preprocess_obs"]
 
@@ -82,6 +83,14 @@ class WorldModel(nn.Module):
         return loss, dyn.detach().mean(), rep.detach().mean()
 
     def loss(self, data: Mapping[str, Tensor]):
+        """:meth:`_loss` with the speed switches of the config applied (compiled steps,
+        autocast; see :mod:`distwm.models.dreamer.acceleration`)."""
+        acceleration.prepare_world_model(self)
+        acceleration.mark_step(self.cfg, self)
+        with acceleration.autocast_context(self.cfg, self):
+            return self._loss(data)
+
+    def _loss(self, data: Mapping[str, Tensor]):
         """World-model loss of a batch-major batch (tensors, observations preprocessed).
 
         Returns ``(loss, posterior, metrics)`` with the posterior states ``(B, T, …)``.

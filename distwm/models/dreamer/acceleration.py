@@ -1,0 +1,165 @@
+"""Speed switches of the Dreamer update (``DreamerConfig`` fields under "speed").
+
+Each switch computes the same update as the plain path (to float tolerance; bf16 autocast to
+bf16 tolerance) and is applied lazily, at the first update (:func:`prepare_world_model`,
+:func:`prepare_behavior`), never in a constructor:
+
+* ``compile``: ``torch.compile`` of the sequential steps, where the update spends its Python
+  overhead: the RSSM's observe step (64 per batch), its imagination step and the actor's step
+  (15 each). ``"default"`` (inductor, CPU or GPU), ``"max-autotune"``,
+  ``"reduce-overhead"`` (CUDA graphs; on a CPU device it falls back to ``"default"`` with a
+  warning). Random draws keep PyTorch's own generator (``fallback_random``), so a compiled
+  update samples what the plain one samples.
+* ``channels_last``: the conv encoder / decoder in channels-last memory format (image models).
+* ``autocast``: ``"bf16"`` runs the world-model loss and imagination under
+  ``torch.autocast("cuda", torch.bfloat16)``; CUDA only (a ``ValueError`` on other devices).
+
+The compiled functions are kept beside the modules (``module.__dict__``, not as submodules),
+so parameter names and checkpoints are those of the plain model; copies and pickles of a
+module drop them (they are compiled again at the next update).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Callable
+
+import torch
+from torch import nn
+
+from distwm.blocks.dreamer_blocks import OneHotFeatures
+
+__all__ = ["COMPILE_MODES", "AUTOCAST_DTYPES", "prepare_world_model", "prepare_behavior",
+           "autocast_context", "mark_step", "compile_mode_for", "compiled"]
+
+_log = logging.getLogger(__name__)
+
+#: values of ``DreamerConfig.compile`` (``"off"``: eager PyTorch)
+COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+#: values of ``DreamerConfig.autocast``
+AUTOCAST_DTYPES = ("off", "bf16")
+_CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
+_KEY = "_distwm_compiled"
+
+
+class _Compiled(dict):
+    """Compiled step functions of one module; copies and pickles are empty (and not
+    ``ready``: the next update prepares the copy again)."""
+
+    ready = False
+
+    def __deepcopy__(self, memo) -> "_Compiled":
+        return _Compiled()
+
+    def __reduce__(self):
+        return (_Compiled, ())
+
+
+def compiled(module: nn.Module) -> dict:
+    """The compiled functions kept beside ``module`` (empty when none)."""
+    return module.__dict__.get(_KEY) or {}
+
+
+def _device_type(module: nn.Module) -> str:
+    param = next(module.parameters(), None)
+    return param.device.type if param is not None else "cpu"
+
+
+def compile_mode_for(mode: str, device_type: str) -> str | None:
+    """The ``torch.compile`` mode to use for ``mode`` on ``device_type`` (``None``: off);
+    a CUDA-graph mode on a non-CUDA device falls back to ``"default"`` with a warning."""
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"DreamerConfig.compile {mode!r} is not one of {COMPILE_MODES}")
+    if mode == "off":
+        return None
+    if mode in _CUDA_GRAPH_MODES and device_type != "cuda":
+        _log.warning("DreamerConfig.compile=%r uses CUDA graphs, which need a CUDA device; on "
+                     "%s it falls back to compile='default'", mode, device_type)
+        return "default"
+    return mode
+
+
+def _check_autocast(cfg, device_type: str) -> None:
+    value = getattr(cfg, "autocast", "off")
+    if value not in AUTOCAST_DTYPES:
+        raise ValueError(f"DreamerConfig.autocast {value!r} is not one of {AUTOCAST_DTYPES}")
+    if value != "off" and device_type != "cuda":
+        raise ValueError(f"DreamerConfig.autocast={value!r} needs a CUDA device (bf16 autocast "
+                         f"is a GPU path); on {device_type} the valid choices are ('off',)")
+
+
+def autocast_context(cfg, module: nn.Module):
+    """``torch.autocast("cuda", bfloat16)`` when ``cfg.autocast == "bf16"``, else a no-op."""
+    if getattr(cfg, "autocast", "off") == "off":
+        return contextlib.nullcontext()
+    _check_autocast(cfg, _device_type(module))
+    return torch.autocast("cuda", dtype=torch.bfloat16)
+
+
+def mark_step(cfg, module: nn.Module) -> None:
+    """Start a new CUDA-graph step (``reduce-overhead``): the graphs of the previous update
+    may overwrite their outputs from here on."""
+    mode = getattr(cfg, "compile", "off")
+    if mode in _CUDA_GRAPH_MODES and _device_type(module) == "cuda":
+        torch.compiler.cudagraph_mark_step_begin()
+
+
+def _compile(fn: Callable, mode: str) -> Callable:
+    import torch._inductor.config as inductor_config
+
+    # the compiled update draws the random numbers the plain one draws, from the same generator
+    inductor_config.fallback_random = True
+    options = None if mode == "default" else mode
+    return torch.compile(fn, mode=options, dynamic=False)
+
+
+def _prepared(module: nn.Module) -> bool:
+    holder = module.__dict__.get(_KEY)
+    return isinstance(holder, _Compiled) and holder.ready
+
+
+def _install(module: nn.Module, holder: "_Compiled") -> None:
+    holder.ready = True
+    module.__dict__[_KEY] = holder
+
+
+def prepare_world_model(world_model: nn.Module) -> None:
+    """Apply the speed switches of ``world_model.cfg`` to the world model (idempotent; the
+    first update calls it)."""
+    if _prepared(world_model):
+        return
+    cfg = world_model.cfg
+    device_type = _device_type(world_model)
+    _check_autocast(cfg, device_type)
+    if getattr(cfg, "channels_last", False):
+        for name in ("encoder", "decoder"):
+            getattr(world_model, name).to(memory_format=torch.channels_last)
+    mode = compile_mode_for(getattr(cfg, "compile", "off"), device_type)
+    rssm = world_model.rssm
+    holder = _Compiled()
+    if mode is not None:
+        holder["observe"] = _compile(rssm._observe_body, mode)
+        holder["imagine_step"] = _compile(rssm.imagine_step, mode)
+        if rssm.discrete:
+            holder["imagine_onehot"] = _compile(rssm._imagine_onehot_body, mode)
+    _install(rssm, holder)
+    _install(world_model, _Compiled())
+
+
+def prepare_behavior(behavior: nn.Module) -> None:
+    """Apply the speed switches of ``behavior.cfg`` to the actor-critic (idempotent)."""
+    if _prepared(behavior):
+        return
+    cfg = behavior.cfg
+    holder = _Compiled()
+    mode = compile_mode_for(getattr(cfg, "compile", "off"), _device_type(behavior))
+    if mode is not None:
+        mlp = behavior.actor.mlp
+
+        def actor_onehot(index, deter, width: int):
+            return mlp(OneHotFeatures(index, deter, width))
+
+        holder["actor_onehot"] = _compile(actor_onehot, mode)
+        holder["actor"] = _compile(mlp.forward, mode)
+    _install(behavior, holder)

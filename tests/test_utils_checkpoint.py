@@ -64,8 +64,11 @@ def test_save_and_load_files(tmp_path):
         load_file(path, "distwm.toy/1", "Toy")
     pickled = tmp_path / "pickled.pt"
     torch.save({"format": FORMAT, "fn": object()}, pickled)
-    with pytest.raises(ValueError, match="corrupt or not a torch checkpoint"):  # weights_only refuses it
+    with pytest.raises(ValueError, match="corrupt or not a torch checkpoint") as info:  # weights_only refuses it
         load_file(pickled, FORMAT, "Toy")
+    message = str(info.value)  # names the file, says what to do, never to load it unsafely
+    assert "pickled.pt" in message and "never loads" in message and "delete it" in message
+    assert "weights_only" not in message and "trust" not in message
 
 
 def test_the_module_does_not_import_torch():

@@ -388,20 +388,34 @@ def save_arrays(path: str | os.PathLike, state: Mapping[str, Any],
 
 
 def load_arrays(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Read what :func:`save_arrays` wrote: ``(state, extra)``. Nothing is unpickled; a missing
+    file raises ``FileNotFoundError``, an unreadable one
+    :class:`~distwm.utils.checkpoint.CorruptFileError` (a ``ValueError``) naming the file."""
+    from distwm.utils.checkpoint import CorruptFileError, describe_load_error
+
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"replay snapshot {path!r} does not exist")
-    if _is_hdf5(path):
-        import h5py
+    try:
+        if _is_hdf5(path):
+            import h5py
 
-        with h5py.File(path, "r") as f:
-            meta = json.loads(f.attrs[_META_KEY])
-            state: dict[str, Any] = {}
-            f.visititems(lambda name, obj: state.__setitem__(name, obj[()])
-                         if isinstance(obj, h5py.Dataset) else None)
-    else:
-        with np.load(path, allow_pickle=False) as f:
-            meta = json.loads(str(f[_META_KEY]))
-            state = {k.replace("|", "/"): f[k] for k in f.files if k != _META_KEY}
-    state[_META_KEY] = meta["meta"]
-    return state, meta["extra"]
+            with h5py.File(path, "r") as f:
+                meta = json.loads(f.attrs[_META_KEY])
+                state: dict[str, Any] = {}
+                f.visititems(lambda name, obj: state.__setitem__(name, obj[()])
+                             if isinstance(obj, h5py.Dataset) else None)
+        else:
+            with np.load(path, allow_pickle=False) as f:
+                meta = json.loads(str(f[_META_KEY]))
+                state = {k.replace("|", "/"): f[k] for k in f.files if k != _META_KEY}
+        state[_META_KEY] = meta["meta"]
+        return state, meta["extra"]
+    except Exception as exc:  # zip, CRC, JSON, key and HDF5 errors all mean an unusable file
+        why = (f"it lacks the {_META_KEY!r} record of a distwm replay snapshot"
+               if isinstance(exc, (KeyError, TypeError)) else
+               "its metadata is not valid JSON" if isinstance(exc, json.JSONDecodeError)
+               else describe_load_error(exc))
+        raise CorruptFileError(
+            f"replay snapshot {path!r} cannot be read: {why}. Delete it (its steps are lost) "
+            "or put back an intact copy of it", path, why) from exc

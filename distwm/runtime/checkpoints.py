@@ -45,12 +45,43 @@ def latest_checkpoint(run_dir: str) -> str | None:
     return path if storage.is_file(storage.join(path, CHECKPOINT_FILE)) else None
 
 
-def load_checkpoint(path: str) -> dict[str, Any]:
-    """``learner.pt`` of a checkpoint directory (``weights_only=True``)."""
-    import torch
+_KEYS = ("agent", "updates", "version")
 
-    data = storage.read_bytes(storage.join(path, CHECKPOINT_FILE))
-    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+
+def _remedy(path: str) -> str:
+    """What to do about an unreadable checkpoint directory ``path``: the older ones beside it."""
+    root, _, name = path.rstrip("/").rpartition("/")
+    try:
+        older = sorted(d for d in storage.listdir(root) if _NAME.match(d) and d < name)
+    except (FileNotFoundError, OSError):
+        older = []
+    run_dir = root.rpartition("/")[0]
+    if older:
+        return (f"Delete {path} and resume from an older checkpoint: write {older[-1]!r} into "
+                f"{storage.join(root, LATEST)} (checkpoints here: {', '.join(older)}), then "
+                f"`distwm train --resume {run_dir}`; or start a new run with another --run-dir.")
+    return (f"No older checkpoint is kept in {root}: delete {path} and {storage.join(root, LATEST)} "
+            f"to resume {run_dir} with its replay but untrained networks, or start a new run "
+            "with another --run-dir.")
+
+
+def load_checkpoint(path: str) -> dict[str, Any]:
+    """``learner.pt`` of a checkpoint directory (``weights_only=True``).
+
+    An unreadable or incomplete file raises :class:`~distwm.utils.checkpoint.CorruptFileError`
+    (a ``ValueError``) that names it and the older checkpoints to resume from instead.
+    """
+    from distwm.utils.checkpoint import CorruptFileError, torch_load_safely
+
+    file = storage.join(path, CHECKPOINT_FILE)
+    data = storage.read_bytes(file)
+    state = torch_load_safely(io.BytesIO(data), file, "learner checkpoint", _remedy(path))
+    missing = [k for k in _KEYS if not isinstance(state, Mapping) or k not in state]
+    if missing:
+        found = sorted(map(str, state))[:8] if isinstance(state, Mapping) else type(state).__name__
+        raise CorruptFileError(f"learner checkpoint {file!r} is not a distwm runtime checkpoint "
+                               f"(missing {missing}; found {found}). {_remedy(path)}")
+    return state
 
 
 def write_checkpoint(run_dir: str, name: str, state: Mapping[str, Any], keep: int = 2) -> str:

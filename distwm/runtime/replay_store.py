@@ -156,7 +156,7 @@ class ShardStore:
         parts = [(p, n) for s, p, n in logs if s == self.segment]
         for _, name in parts:
             with storage.open_input(storage.join(self.dir, name)) as stream:
-                for kind, value in read_records(stream):
+                for kind, value in self._records(stream, storage.join(self.dir, name)):
                     if kind == INSERT:
                         ids, starts, chunk = value
                         steps = replay.insert(chunk, ids, starts)
@@ -174,12 +174,41 @@ class ShardStore:
         self._prune(keep_segment=self.segment)
         return info
 
+    def _unreadable(self, location: str, reason: str):
+        """The error for a snapshot or log of this shard that cannot be read. Only the whole
+        shard directory can go: a log is replayed on top of its snapshot, and a snapshot
+        deleted alone would leave logs of a later segment to collide with new ones."""
+        from distwm.utils.checkpoint import CorruptFileError
+
+        return CorruptFileError(
+            f"replay shard file {location!r} cannot be read: {reason}. Delete the shard's "
+            f"directory {self.dir} to restart this shard with an empty replay (the steps it "
+            "held are lost; the learner checkpoint and the other shards are unaffected), or put "
+            "back an intact copy of the file, then resume the run.", location, reason)
+
+    def _records(self, stream, location: str) -> Iterator[tuple[bytes, Any]]:
+        """:func:`read_records` of one log part; a damaged record raises :meth:`_unreadable`."""
+        records = read_records(stream)
+        while True:
+            try:
+                record = next(records)
+            except StopIteration:
+                return
+            except (ValueError, KeyError, TypeError, struct.error, UnicodeDecodeError) as exc:
+                raise self._unreadable(location, f"a damaged log record ({type(exc).__name__})") from exc
+            yield record
+
     def _load_snapshot(self, replay: Any, location: str) -> dict[str, Any]:
-        if self.local:
-            return replay.load(storage.local_path(location))
-        with tempfile.TemporaryDirectory() as tmp:
-            local = storage.download_file(location, os.path.join(tmp, f"snapshot.{self.ext}"))
-            return replay.load(local)
+        from distwm.utils.checkpoint import CorruptFileError
+
+        try:
+            if self.local:
+                return replay.load(storage.local_path(location))
+            with tempfile.TemporaryDirectory() as tmp:
+                local = storage.download_file(location, os.path.join(tmp, f"snapshot.{self.ext}"))
+                return replay.load(local)
+        except CorruptFileError as exc:
+            raise self._unreadable(location, exc.reason or str(exc)) from exc
 
     # -- appends ---------------------------------------------------------------------------
     def _open_part(self) -> None:

@@ -23,7 +23,54 @@ import os
 from typing import Any, Iterable, Mapping
 
 __all__ = ["checkpoint_format", "make_state", "agent_state", "check_state", "cpu_state",
-           "save_file", "load_file", "restore_file"]
+           "save_file", "load_file", "restore_file", "CorruptFileError", "describe_load_error",
+           "torch_load_safely"]
+
+
+class CorruptFileError(ValueError):
+    """A checkpoint or snapshot that cannot be read (truncated, overwritten, not written by
+    distwm, or holding objects that distwm never unpickles). The message names the file and
+    says what to do; it never suggests loading the file unsafely. ``path`` is the file and
+    ``reason`` what is wrong with it (without the advice), for callers that know a better
+    remedy."""
+
+    def __init__(self, message: str, path: str | None = None, reason: str | None = None):
+        super().__init__(message)
+        self.path, self.reason = path, reason
+
+
+def describe_load_error(exc: BaseException) -> str:
+    """What went wrong in a failed ``torch.load`` / ``np.load`` / ``h5py.File``, in words that
+    never pass on the libraries' advice to load the file unsafely (their messages suggest
+    ``weights_only=False`` or ``allow_pickle=True``, which would run code from the file)."""
+    import pickle
+    import zipfile
+
+    text = str(exc).lower()
+    if isinstance(exc, pickle.UnpicklingError) or "weights only" in text or "allow_pickle" in text \
+            or "pickled" in text or "object arrays" in text:
+        return ("it holds Python objects besides tensors, arrays and plain types, which distwm "
+                "never loads (they could run code)")
+    if isinstance(exc, (EOFError, zipfile.BadZipFile)) or "zip archive" in text or "central directory" in text \
+            or "truncated" in text or "crc" in text:
+        return "it is truncated or damaged (not a complete archive)"
+    if isinstance(exc, OSError) and ("signature" in text or "unable to open" in text):
+        return "it is not a readable HDF5 file (truncated or damaged)"
+    return f"it is damaged or of another format ({type(exc).__name__} while reading it)"
+
+
+def torch_load_safely(source, path: str, what: str, remedy: str):
+    """``torch.load(source, map_location="cpu", weights_only=True)``; any failure raises
+    :class:`CorruptFileError` naming ``path`` (``what``, e.g. ``"Dreamer checkpoint"``) and
+    saying ``remedy``."""
+    import torch
+
+    try:
+        return torch.load(source, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle, zip, EOF and key errors all mean the file is unusable
+        reason = describe_load_error(exc)
+        raise CorruptFileError(f"{what} {path!r} cannot be read: {reason}. {remedy}",
+                               path, reason) from exc
 
 
 def checkpoint_format(family: str, version: int) -> str:
@@ -101,22 +148,18 @@ def save_file(state: Mapping[str, Any], path) -> str:
 def load_file(path, expected_format: str | None, what: str) -> dict[str, Any]:
     """Read a file written by :func:`save_file` with ``torch.load(..., weights_only=True)``.
 
-    A missing file raises ``FileNotFoundError``, an unreadable one ``ValueError`` (corrupt or
-    not a torch checkpoint); with ``expected_format``, a file whose agent state (see
+    A missing file raises ``FileNotFoundError``, an unreadable one :class:`CorruptFileError` (a
+    ``ValueError``: corrupt or not a torch checkpoint; it says what to do); with ``expected_format``, a file whose agent state (see
     :func:`agent_state`) has another format raises ``ValueError``. Errors name the file.
     Returns the file's dict as stored (a wrapper stays a wrapper).
     """
-    import torch
-
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{what} checkpoint {path!r} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle, zip and EOF errors all mean the same thing here
-        first_line = str(exc).splitlines()[0] if str(exc) else ""
-        raise ValueError(f"{what} checkpoint {path!r} is corrupt or not a torch checkpoint "
-                         f"({type(exc).__name__}: {first_line})") from exc
+    state = torch_load_safely(
+        path, path, f"{what} checkpoint",
+        "It is corrupt or not a torch checkpoint: delete it and restore from an older "
+        "checkpoint (or a copy of this one), or train from scratch without it.")
     if not isinstance(state, Mapping):
         raise ValueError(f"{path!r} is not a {what} checkpoint (it holds a {type(state).__name__})")
     inner = agent_state(state)

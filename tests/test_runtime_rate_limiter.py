@@ -132,19 +132,50 @@ def test_replay_shard_holds_the_learner_and_the_workers():
     asyncio.run(scenario())
 
 
+def _assert_same_contents(restored, original):
+    """Both replays hold the same steps: every array of their state, element by element, and
+    the same block bookkeeping (streams, write position, counters)."""
+    mine, theirs = restored.replay.state_dict(), original.replay.state_dict()
+    assert sorted(mine) == sorted(theirs)
+    for key in theirs:
+        if key == "__meta__":
+            assert mine[key] == theirs[key]
+        else:
+            assert mine[key].dtype == theirs[key].dtype, key
+            np.testing.assert_array_equal(mine[key], theirs[key], err_msg=key)
+
+
 def test_replay_shard_snapshot_restores_contents_and_counters(tmp_path):
     async def scenario():
         kwargs = dict(capacity=128, chunk_length=8, seq_len=4, samples_per_insert=1.0,
                       min_size=8, error_buffer=64.0, store_root=str(tmp_path / "replay"))
         shard = ReplayShard(0, **kwargs)
         await shard.open()
-        await shard.insert(["a"], [0], _chunk(1, 8, 0))
+        for start in (0, 8, 16):  # streams a and b: state = the step number
+            await shard.insert(["a", "b"], [start, start], _chunk(2, 8, start))
         await shard.sample(2, timeout=1)
         assert (await shard.snapshot()).endswith("snapshot-000001.npz")
+        await shard.insert(["a", "b"], [24, 24], _chunk(2, 8, 24))  # only in the log
+        await shard.sample(3, timeout=1)
+        shard.store.close()
         other = ReplayShard(0, **kwargs)
         stats = await other.open()
-        assert stats["snapshot"].endswith("snapshot-000001.npz") and stats["log_steps"] == 0
-        assert (stats["inserted"], stats["sampled"], stats["size"]) == (8, 8, 8)
+        assert stats["snapshot"].endswith("snapshot-000001.npz")
+        assert (stats["log_steps"], stats["log_samples"]) == (16, 12)  # 2 x 8 steps, 3 x 4
+        assert (stats["inserted"], stats["sampled"], stats["size"]) == (64, 20, 64)
+        assert other.limiter.state_dict() == shard.limiter.state_dict()
+        _assert_same_contents(other, shard)
+        # what was inserted, by hand: each stream holds steps 0..31 in order, nothing else
+        state = other.replay.state_dict()
+        held = {(stream, int(start)): state["data/state"][block, :, 0]
+                for block, (stream, start) in enumerate(zip(state["__meta__"]["block_stream"],
+                                                            state["blocks/block_start"]))}
+        assert sorted(held) == [(s, t) for s in "ab" for t in (0, 8, 16, 24)]
+        for (_, start), steps in held.items():
+            np.testing.assert_array_equal(steps, np.arange(start, start + 8))
+        assert not state["data/is_first"].any()
+        batch, _ = await other.sample(4, timeout=1)  # restored sequences are whole and in order
+        assert (np.diff(batch["state"][..., 0], axis=1) == 1).all()
 
     asyncio.run(scenario())
 

@@ -173,7 +173,7 @@ def reuse_embedding_tables():
 
 def _embedding_table(linear: nn.Linear, width: int) -> Tensor:
     """``linear.weight[:, :width].T`` contiguous (reused inside :func:`reuse_embedding_tables`)."""
-    weight = linear.weight
+    weight = linear.weight.detach()  # the gradient goes through _OneHotMatmul's weight
     if _TABLES is None or torch.compiler.is_compiling():
         return weight[:, :width].t().contiguous()
     key = (id(linear), width)
@@ -195,8 +195,29 @@ def linear_features(linear: nn.Linear, x) -> Tensor:
     rest = x.rest.reshape(index.shape[0], x.rest.shape[-1])  # the rest may have width 0
     weight = linear.weight
     out = _OneHotMatmul.apply(index, weight[:, : x.width], _embedding_table(linear, x.width))
-    out = out + F.linear(rest, weight[:, x.width:], linear.bias)
+    # + rest @ W_rest.T in the matmul's accumulation (one pass over the output, not two)
+    if torch.is_grad_enabled():
+        out = torch.addmm(out, rest, weight[:, x.width:].t())
+    else:
+        out = out.addmm_(rest, weight[:, x.width:].t())
+    if linear.bias is not None:
+        out = out + linear.bias if torch.is_grad_enabled() else out.add_(linear.bias)
     return out.reshape(*lead, out.shape[-1])
+
+
+#: activations applied in place where no gradient is recorded (their input is a fresh output)
+_INPLACE_ACTS = {nn.SiLU: lambda m, x: F.silu(x, inplace=True),
+                 nn.ReLU: lambda m, x: F.relu(x, inplace=True),
+                 nn.ELU: lambda m, x: F.elu(x, m.alpha, inplace=True)}
+
+
+def _run_layers(layers, x: Tensor) -> Tensor:
+    """``x`` through ``layers`` in order; without autograd the activations work in place."""
+    inplace = not torch.is_grad_enabled()
+    for layer in layers:
+        act = _INPLACE_ACTS.get(type(layer)) if inplace else None
+        x = act(layer, x) if act is not None else layer(x)
+    return x
 
 
 class MLP(nn.Sequential):
@@ -232,12 +253,13 @@ class MLP(nn.Sequential):
     def forward(self, x):
         if isinstance(x, OneHotFeatures):
             if not len(self) or not isinstance(self[0], nn.Linear):
-                return super().forward(x.dense())
-            x = linear_features(self[0], x)
-            for module in list(self)[1:]:
-                x = module(x)
+                return _run_layers(self, x.dense())
+            return _run_layers(list(self)[1:], linear_features(self[0], x))
+        if not len(self):
             return x
-        return super().forward(x)
+        if isinstance(self[0], nn.Linear) or torch.is_grad_enabled():
+            return _run_layers(self, x)
+        return super().forward(x)  # the first layer is not a linear: x itself may be an input
 
 
 class ChannelNorm(nn.LayerNorm):

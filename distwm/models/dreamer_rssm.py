@@ -226,19 +226,26 @@ class RSSM(nn.Module):
         w_deter, w_embed = first.weight[:, : self.deter_size], first.weight[:, self.deter_size:]
         embed_part = F.linear(embed, w_embed, first.bias)
         body = self._compiled.get("observe", self._observe_body)
+        # the steps where some sequence starts afresh (one host sync): the others skip the
+        # reset, whose product with keep = 1 would return the state unchanged
+        resets = is_first.any(0).tolist()
         posts = []
         for t in range(steps):
-            state = body(state, keep[:, t], init, actions[:, t], embed_part[:, t], w_deter)
+            reset = keep[:, t] if resets[t] else None
+            state = body(state, reset, init, actions[:, t], embed_part[:, t], w_deter)
             posts.append(state)
         posterior = {k: torch.stack([p[k] for p in posts], 1) for k in posts[0]}
         prior = self._stats_to_state(self.img_out(posterior["deter"]), posterior["deter"])
         return posterior, prior
 
-    def _observe_body(self, state: Mapping[str, Tensor], keep: Tensor, init: Mapping[str, Tensor],
-                      action: Tensor, embed_part: Tensor, w_deter: Tensor) -> State:
-        """One step of :meth:`observe` (what ``compile`` compiles): reset where ``keep`` is 0,
-        advance the GRU, the posterior from the precomputed embedding part of its first layer."""
-        state = self.mask_state(state, keep, init)
+    def _observe_body(self, state: Mapping[str, Tensor], keep: Tensor | None,
+                      init: Mapping[str, Tensor], action: Tensor, embed_part: Tensor,
+                      w_deter: Tensor) -> State:
+        """One step of :meth:`observe` (what ``compile`` compiles): reset to ``init`` where
+        ``keep`` is 0 (``None``: nowhere), advance the GRU, the posterior from the precomputed
+        embedding part of its first layer."""
+        if keep is not None:
+            state = self.mask_state(state, keep, init)
         deter = self._deter_step(state, action)
         hidden = F.linear(deter, w_deter) + embed_part
         for layer in list(self.obs_hidden)[1:]:

@@ -105,7 +105,13 @@ def mark_step(cfg, module: nn.Module) -> None:
         torch.compiler.cudagraph_mark_step_begin()
 
 
+#: the ``torch.compile`` backend (tests swap in ``"aot_eager"``: the same tracing, no codegen)
+BACKEND = "inductor"
+
+
 def _compile(fn: Callable, mode: str) -> Callable:
+    if BACKEND != "inductor":
+        return torch.compile(fn, backend=BACKEND, dynamic=False)
     import torch._inductor.config as inductor_config
 
     # the compiled update draws the random numbers the plain one draws, from the same generator

@@ -64,9 +64,52 @@ def test_tiny_train_on_cartpole_end_to_end(tmp_path):
     assert any("eval_return" in line for line in lines) and any("model_loss" in line for line in lines)
     result = agent.evaluate()
     assert len(result["returns"]) == 2 and result["env_steps"] == summary["env_steps"]
-    # a new agent resumes from the checkpoint
+
+    # a new agent resumes from the checkpoint: the same networks, optimisers and counters
+    trained = agent.dreamer
+    saved = {name: t.clone() for name, t in _tensors(trained).items()}
     resumed = DreamerAgent(log_dir=str(tmp_path), exp_name="tiny2", checkpoint_path=str(ckpt), **TINY)
     assert resumed.evaluate()["env_steps"] == summary["env_steps"]
+    core = resumed.dreamer
+    assert core is not trained
+    assert (core.updates, core.env_steps, core.nonfinite_updates) == (
+        summary["updates"], summary["env_steps"], 0)
+    restored = _tensors(core)
+    assert sorted(restored) == sorted(saved)
+    assert any(name.startswith("optim/") and name.endswith("/exp_avg") for name in saved)
+    for name, value in saved.items():
+        assert restored[name].dtype == value.dtype and torch.equal(restored[name], value), name
+    for which in ("model", "actor", "value"):
+        mine = getattr(core, f"{which}_optimizer").state_dict()["param_groups"]
+        theirs = getattr(trained, f"{which}_optimizer").state_dict()["param_groups"]
+        assert mine == theirs, which
+
+    # and training continues from there: more env steps and updates, every network moves
+    more = resumed.train(total_steps=summary["env_steps"] + 150)
+    assert summary["env_steps"] + 150 <= more["env_steps"] < summary["env_steps"] + 160  # 150 more, not 450
+    assert more["updates"] >= summary["updates"] + 20 and more["nonfinite_updates"] == 0
+    after = _tensors(core)
+    for prefix in ("world_model/", "behavior/"):
+        changed = [n for n, v in saved.items() if n.startswith(prefix) and v.is_floating_point()
+                   and not torch.equal(after[n], v)]
+        assert changed, f"no {prefix} tensor changed after resuming"
+    steps = [v for n, v in after.items() if n.startswith("optim/model/") and n.endswith("/step")]
+    before = [v for n, v in saved.items() if n.startswith("optim/model/") and n.endswith("/step")]
+    assert steps and all(a > b for a, b in zip(steps, before))  # Adam counts on, not from zero
+    assert (tmp_path / "tiny2" / "checkpoints" / "latest.pt").is_file()
+
+
+def _tensors(core) -> dict[str, torch.Tensor]:
+    """Every parameter and buffer of the networks and every tensor of the optimiser states,
+    by name (``world_model/<name>``, ``behavior/<name>``, ``optim/<which>/<param>/<key>``)."""
+    out = {f"world_model/{k}": v for k, v in core.world_model.state_dict().items()}
+    out.update({f"behavior/{k}": v for k, v in core.behavior.state_dict().items()})
+    for which in ("model", "actor", "value"):
+        state = getattr(core, f"{which}_optimizer").state_dict()["state"]
+        for param, entries in state.items():
+            for key, value in entries.items():
+                out[f"optim/{which}/{param}/{key}"] = torch.as_tensor(value)
+    return {k: v.detach().cpu() for k, v in out.items()}
 
 
 def test_create_model_names(tmp_path, monkeypatch):

@@ -28,13 +28,67 @@ def test_factories_give_each_version_its_published_settings():
     assert DreamerConfig().resolved() == v3
 
 
-@pytest.mark.parametrize("size", ["XS", "S", "M", "L"])
-def test_size_presets_and_explicit_overrides(size):
+#: DreamerV3 paper (Hafner et al. 2023, arXiv 2301.04104v1), table B.1, written out here (not
+#: read from distwm): GRU recurrent units, dense hidden units, MLP layers, CNN multiplier; the
+#: latent is 32 categoricals of 32 classes in every size. RLlib's DreamerV3
+#: (rllib/algorithms/dreamerv3/utils: get_gru_units, get_dense_hidden_units,
+#: get_num_dense_layers, get_cnn_multiplier) has the same numbers.
+PAPER_V3_SIZES = {
+    #      deter  units layers cnn
+    "XS": (256, 256, 1, 24),
+    "S": (512, 512, 2, 32),
+    "M": (1024, 640, 3, 48),
+    "L": (2048, 768, 4, 64),
+    "XL": (4096, 1024, 5, 96),
+}
+
+#: The current dreamerv3 code (danijar/dreamerv3, dreamerv3/configs.yaml, size1m ... size400m):
+#: rssm deter, units (= rssm hidden), classes, cnn depth; stoch 32 and 3 layers in every size.
+CODE_V3_SIZES = {
+    "1m": (512, 64, 4, 4),
+    "12m": (2048, 256, 16, 16),
+    "25m": (3072, 384, 24, 24),
+    "50m": (4096, 512, 32, 32),
+    "100m": (6144, 768, 48, 48),
+    "200m": (8192, 1024, 64, 64),
+    "400m": (12288, 1536, 96, 96),
+}
+
+
+@pytest.mark.parametrize("size", sorted(PAPER_V3_SIZES))
+def test_size_presets_are_the_papers_table(size):
+    deter, units, layers, cnn = PAPER_V3_SIZES[size]
     cfg = DreamerConfig(model_size=size).resolved()
-    assert cfg.deter_size == MODEL_SIZES[size]["deter_size"]
-    assert cfg.num_units == MODEL_SIZES[size]["num_units"]
+    assert (cfg.deter_size, cfg.num_units, cfg.num_layers, cfg.cnn_depth) == (deter, units, layers, cnn)
+    assert (cfg.stoch_size, cfg.stoch_classes) == (32, 32)
     custom = DreamerConfig(model_size=size, deter_size=7).resolved()
-    assert custom.deter_size == 7 and custom.num_units == cfg.num_units
+    assert custom.deter_size == 7 and custom.num_units == units and custom.num_layers == layers
+
+
+@pytest.mark.parametrize("size", sorted(CODE_V3_SIZES))
+def test_size_presets_of_the_current_dreamerv3_code(size):
+    deter, units, classes, cnn = CODE_V3_SIZES[size]
+    cfg = DreamerConfig(model_size=size).resolved()
+    assert (cfg.deter_size, cfg.num_units, cfg.stoch_classes, cfg.cnn_depth) == (deter, units, classes, cnn)
+    assert (cfg.stoch_size, cfg.num_layers) == (32, 3)
+
+
+def test_size_presets_of_the_v1_and_v2_papers():
+    # DreamerV1 (Hafner et al. 2020; danijar/dreamer's defaults: deter_size 200, stoch_size 30,
+    # num_units 400, cnn_depth 32; Gaussian latents)
+    v1 = dreamer_v1_config().resolved()
+    assert (v1.model_size, v1.deter_size, v1.stoch_size, v1.stoch_classes) == ("paper-v1", 200, 30, 0)
+    assert (v1.num_units, v1.cnn_depth) == (400, 32)
+    # DreamerV2 (Hafner et al. 2021, hyper-parameter table: RSSM units 600, 32 latents of 32
+    # classes, MLPs of 4 layers of 400 units; danijar/dreamerv2's encoder depth 48)
+    v2 = dreamer_v2_config().resolved()
+    assert (v2.model_size, v2.deter_size, v2.stoch_size, v2.stoch_classes) == ("paper-v2", 600, 32, 32)
+    assert (v2.num_units, v2.num_layers, v2.cnn_depth) == (400, 4, 48)
+
+
+def test_every_size_preset_is_checked_against_a_published_table():
+    published = {*PAPER_V3_SIZES, *CODE_V3_SIZES, "paper-v1", "paper-v2"}
+    assert set(MODEL_SIZES) - {"tiny"} == published  # "tiny" is distwm's own test size
 
 
 def test_yaml_round_trip_keeps_unset_fields_unset(tmp_path):

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-pytest.importorskip("ray")
-pytest.importorskip("jsonschema")
+from conftest import require_module
+
+require_module("jsonschema", "Ray's config validation needs jsonschema: pip install -e '.[test]' (ray brings it)")
 
 from distwm.tune.cluster import ClusterConfigError, validate_cluster_config  # noqa: E402
 

@@ -6,7 +6,9 @@ import gymnasium
 import numpy as np
 import pytest
 
-pytest.importorskip("ale_py")
+from conftest import require_module
+
+require_module("ale_py", "the Atari emulator: pip install -e '.[atari]' (the test extra has it)")
 
 from distwm.envs.ale_atari_env import atari_game, atari_gym_id, list_available_atari_envs, make_atari_env  # noqa: E402
 from distwm.envs.ale_atari_vector_env import make_atari_vector_env  # noqa: E402

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytest.importorskip("dm_control")
+from conftest import require_module
+
+require_module("dm_control", "pip install -e '.[dmc]' (the test extra has it)")
 
 from distwm.envs.dmc import DMC_DOMAINS, DeepMindControlEnv, list_dmc_envs, make_dmc_env, parse_dmc_id  # noqa: E402
 

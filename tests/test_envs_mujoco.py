@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-mujoco = pytest.importorskip("mujoco")
+from conftest import require_module
+
+mujoco = require_module("mujoco", "pip install -e '.[mujoco]' (the test extra has it)")
 
 from distwm.envs.mujoco_env import (  # noqa: E402
     MuJoCoImageEnv,

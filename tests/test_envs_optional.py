@@ -13,6 +13,7 @@ import gymnasium
 import numpy as np
 import pytest
 
+from conftest import require
 from distwm.envs._optional import is_installed
 
 
@@ -30,8 +31,9 @@ def hide_module(monkeypatch):
 
 # -- Gymnasium-Robotics -----------------------------------------------------------------------
 
-@pytest.mark.skipif(not is_installed("gymnasium_robotics"), reason="extra 'robotics' not installed")
 def test_robotics_point_maze_state():
+    require(is_installed("gymnasium_robotics"), "the 'robotics' extra (gymnasium_robotics)",
+            "pip install -e '.[robotics]' (the test extra has it)")
     from distwm.envs.robotics_env import list_gymnasium_robotics_envs, make_robotics_env
 
     from distwm.envs.auto import detect_backend, list_backend_envs
@@ -68,8 +70,8 @@ def test_moved_mujoco_error_is_recognised():
 
     # the entry point Gymnasium registers for Hopper-v3 & co. (replaced once robotics is imported)
     raise_moved = getattr(gymnasium.envs, "_raise_mujoco_py_error", None)
-    if raise_moved is None:
-        pytest.skip("this Gymnasium has no moved-MuJoCo entry point")
+    require(raise_moved is not None, "Gymnasium's moved-MuJoCo entry point (_raise_mujoco_py_error)",
+            "install the Gymnasium pyproject.toml pins (gymnasium>=1.0,<1.3)")
     with pytest.raises(ImportError) as info:
         raise_moved()
     assert is_moved_mujoco_error(info.value)
@@ -78,8 +80,9 @@ def test_moved_mujoco_error_is_recognised():
 
 # -- Brax -------------------------------------------------------------------------------------
 
-@pytest.mark.skipif(not is_installed("brax"), reason="extra 'brax' not installed")
 def test_brax_state_observations_on_cpu():
+    require(is_installed("brax"), "the 'brax' extra (brax, jax[cpu])",
+            "pip install -e '.[brax]' (the test extra has it)")
     from distwm.envs.brax_env import make_brax_env
 
     env = make_brax_env("brax/fast", seed=0, obs_type="state", episode_length=3)

@@ -1,7 +1,7 @@
 """Image observations rendered off-screen (MuJoCo/DMC via EGL, classic control via pygame).
 
-Skipped, with the reason, where off-screen OpenGL is unavailable (no libEGL, or MUJOCO_GL set
-to a backend that cannot start here).
+Where off-screen OpenGL is unavailable (no libEGL, or MUJOCO_GL set to a backend that cannot
+start here) these skip with what to install; under CI=true they fail instead (conftest.require).
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import require, require_module
+
 PROBE = (
     "import mujoco\n"
     "m = mujoco.MjModel.from_xml_string('<mujoco><worldbody><geom size=\".1\"/></worldbody></mujoco>')\n"
@@ -20,15 +22,20 @@ PROBE = (
 )
 
 
+GL_INSTALL = ("on Debian/Ubuntu `apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri` (what "
+              "scripts/setup_env.sh does when run as root), or libosmesa6 with MUJOCO_GL=osmesa")
+
+
 @pytest.fixture(scope="module")
 def offscreen_gl():
-    pytest.importorskip("mujoco")
+    require_module("mujoco", "pip install -e '.[dmc]' (the test extra has it)")
     backend = os.environ.get("MUJOCO_GL", "")
-    if backend not in ("egl", "osmesa"):
-        pytest.skip(f"off-screen rendering needs MUJOCO_GL=egl or osmesa (got {backend!r})")
-    probe = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=120)
-    if probe.returncode != 0:
-        pytest.skip(f"MUJOCO_GL={backend} cannot render here: {probe.stderr.strip().splitlines()[-1:]}")
+    require(backend in ("egl", "osmesa"), f"off-screen rendering (MUJOCO_GL={backend!r})",
+            "set MUJOCO_GL=egl (the default of scripts/setup_env.sh and tests/conftest.py) or osmesa")
+    # the probe starts a fresh interpreter and a GL context: generous, it only guards a hang
+    probe = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=300)
+    last = probe.stderr.strip().splitlines()[-1:]
+    require(probe.returncode == 0, f"a working MUJOCO_GL={backend} ({last})", GL_INSTALL)
     return backend
 
 
@@ -67,7 +74,7 @@ def test_native_mujoco_pixels(offscreen_gl):
 
 
 def test_gym_classic_control_pixels_from_render():
-    pytest.importorskip("pygame")
+    require_module("pygame", "pip install 'gymnasium[classic-control]' (a distwm dependency)")
     from distwm.envs.gym_env import make_gym_env
 
     env = make_gym_env("Pendulum-v1", obs_type="both", size=(24, 24))

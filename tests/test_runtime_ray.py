@@ -1,16 +1,70 @@
 """The runtime on a local Ray instance with the tiny test agent: a 2 workers x 2 shards run,
-a killed env worker, a killed learner, and resuming from a run directory."""
+a killed env worker, a killed learner, and resuming from a run directory.
+
+The kills are event-driven, not keyed to how far a progress record (written every
+``progress_seconds``) happens to be: the envs of a run stop at a *gate* (an env step count),
+say so with a file, and wait there until the test's hook has done its kill and opened the gate.
+So each kill happens at a known point of the run, and the run cannot end before it."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import time
+from pathlib import Path
 
+import gymnasium
 import pytest
 
 from distwm.configs.runtime_config import RuntimeConfig
-from runtime_agent import TinyAgentConfig
+from runtime_agent import TinyAgentConfig, make_env
 
 pytestmark = pytest.mark.ray
+
+GATE_WAIT_S = 240  # an env waits at most this long at a gate (the test fails, not hangs)
+
+
+class _Gated(gymnasium.Wrapper):
+    """Before its step number ``gate`` (for each gate): writes ``reached-<gate>`` in the gate
+    folder and waits until ``open-<gate>`` exists (a restarted worker's env passes open gates)."""
+
+    def __init__(self, env, folder: str, gates):
+        super().__init__(env)
+        self.folder, self.gates, self.steps = Path(folder), set(gates), 0
+
+    def step(self, action):
+        self.steps += 1
+        if self.steps in self.gates:
+            opened = self.folder / f"open-{self.steps}"
+            if not opened.exists():
+                (self.folder / f"reached-{self.steps}").touch()
+                deadline = time.monotonic() + GATE_WAIT_S
+                while not opened.exists() and time.monotonic() < deadline:
+                    time.sleep(0.02)
+        return self.env.step(action)
+
+
+def gated_env(config, seed):
+    """The runtime's env factory here: runtime_agent's SignEnv behind the gates named in
+    ``config.env_kwargs`` (``gate_dir``, ``gates``)."""
+    return _Gated(make_env(config, seed), config.env_kwargs["gate_dir"], config.env_kwargs["gates"])
+
+
+class Gates:
+    """The test's side of the gates: has an env reached one, open it."""
+
+    def __init__(self, folder: Path, *gates: int):
+        self.folder, self.gates = folder, gates
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def env_kwargs(self) -> dict:
+        return {"gate_dir": str(self.folder), "gates": list(self.gates)}
+
+    def reached(self, gate: int) -> bool:
+        return (self.folder / f"reached-{gate}").exists()
+
+    def open(self, gate: int) -> None:
+        (self.folder / f"open-{gate}").touch()
 
 
 def runtime(tmp_path, name: str, **overrides) -> RuntimeConfig:
@@ -76,14 +130,16 @@ def test_checkpoint_loads_with_weights_only(basic_run):
         assert any(f.startswith("log-") for f in os.listdir(os.path.join(replay, shard)))
 
 
-def test_resume_from_run_directory_with_the_cli(basic_run):
+def test_resume_from_run_directory_with_the_cli(basic_run, tmp_path):
     from distwm import cli
     from distwm.runtime import run
     from distwm.runtime.learner import latest_checkpoint, load_checkpoint
     from distwm.runtime.run_report import read_metrics
     from distwm.runtime.setup import load_run_config
 
-    first, run_dir = basic_run.summary, basic_run.run_dir
+    # a copy of the basic run: the other tests read the basic run as it finished
+    first, run_dir = basic_run.summary, str(tmp_path / "resumed")
+    shutil.copytree(basic_run.run_dir, run_dir)
     saved = load_run_config(run_dir)
     with pytest.raises(ValueError, match="runtime.shards cannot change on resume"):
         run(saved.replace(runtime=saved.runtime.replace(shards=1)), resume=run_dir)
@@ -110,25 +166,31 @@ def test_killed_env_worker_and_replay_shard_are_restarted(ray_session, tmp_path)
     from distwm.runtime import run
 
     killed = {}
+    # every env stops before its step 48, then 160: worker 0 is killed at the first stop, the
+    # shard at the second (with what both workers inserted), then the gate opens
+    gates = Gates(tmp_path / "gates", 48, 160)
 
     def kill(rec, driver):
-        if "worker" not in killed and rec["env_steps"] >= 160:
+        if "worker" not in killed and gates.reached(48):
             killed["worker"] = rec["env_steps"]
             ray.kill(driver.workers[0], no_restart=True)
-        elif "worker" in killed and "shard" not in killed and rec["env_steps"] >= 400:
+            gates.open(48)
+        elif "worker" in killed and "shard" not in killed and gates.reached(160):
             killed["shard"] = rec["replay_inserted"]
             ray.kill(driver.shards[0], no_restart=True)
+            gates.open(160)
 
-    # a budget well past the shard kill (the first checkpoint after the worker kill), so that
-    # the restored shard always receives new chunks before the run ends
+    # the shard is killed at most 2 x 160 env steps (+ chunks in flight) in: the budget leaves
+    # the restored shard hundreds of steps to receive
     rt = runtime(tmp_path, "kill-worker", shards=1, envs_per_worker=1, eval_episodes=0,
-                 steps=1600, checkpoint_interval=20, progress_seconds=0.25)
-    result = run(TinyAgentConfig(seed=4), rt, on_progress=kill)
+                 steps=800, checkpoint_interval=20, progress_seconds=0.25,
+                 env_factory="test_runtime_ray:gated_env")
+    result = run(TinyAgentConfig(seed=4, env_kwargs=gates.env_kwargs()), rt, on_progress=kill)
     s = result.summary
     assert set(killed) == {"worker", "shard"}
     assert s["restarts"] == {"worker": 1, "shard": 1}
     assert s["worker_incarnations"] == [1, 0]
-    assert s["env_steps"] >= 1600 and s["worker_steps"][0] > 0
+    assert s["env_steps"] >= 800 and s["worker_steps"][0] > 0
     # the shard came back with everything it had (from its log) and went on filling
     event = next(e for e in s["events"] if e["role"] == "shard")
     assert event["restored_steps"] >= killed["shard"] > 0  # before any worker knew the new shard
@@ -145,16 +207,21 @@ def test_killed_learner_resumes_from_its_checkpoint(ray_session, tmp_path):
     from distwm.runtime import run
 
     killed = []
+    # the envs stop before their step 100 (2 x 99 steps in: past min_fill, so the learner has
+    # updated and checkpointed); the learner is killed once the driver knows a checkpoint
+    gates = Gates(tmp_path / "gates", 100)
 
     def kill_learner(rec, driver):
-        if not killed and driver.checkpoint is not None:
+        if not killed and driver.checkpoint is not None and gates.reached(100):
             killed.append((rec["updates"], driver.checkpoint))
             ray.kill(driver.learner, no_restart=True)
+            gates.open(100)
 
-    # checkpoints every 40 env steps; enough steps that the learner has work left after the kill
+    # checkpoints every 40 env steps; after the gate ~440 env steps (~220 updates) remain
     rt = runtime(tmp_path, "kill-learner", envs_per_worker=1, shards=1, eval_episodes=0,
-                 checkpoint_interval=40, progress_seconds=0.25, steps=1600)
-    result = run(TinyAgentConfig(seed=5), rt, on_progress=kill_learner)
+                 checkpoint_interval=40, progress_seconds=0.25, steps=640,
+                 env_factory="test_runtime_ray:gated_env")
+    result = run(TinyAgentConfig(seed=5, env_kwargs=gates.env_kwargs()), rt, on_progress=kill_learner)
     s = result.summary
     assert killed and s["restarts"] == {"learner": 1}
     updates = [rec["updates"] for rec in result.history]
@@ -177,6 +244,6 @@ def test_restarts_are_bounded(ray_session, tmp_path):
     rt = runtime(tmp_path, "failing", workers=1, envs_per_worker=1, shards=1, eval_episodes=0,
                  steps=10_000, max_restarts=1)
     with pytest.raises(RuntimeError, match=r"(?s)restart budget.*spent.*failure injected after 40"):
-        run(TinyAgentConfig(fail_after=40), rt)
+        run(TinyAgentConfig(seed=6, fail_after=40), rt)
     log = open(os.path.join(tmp_path, "failing", "progress.log")).read()
     assert "worker 0 failed (RayTaskError" in log and "restarting (1/1)" in log

@@ -12,8 +12,6 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("ray")
-
 
 def _tiny_sweep(tmp: Path) -> dict:
     return {

@@ -1,6 +1,6 @@
 """A tiny sweep end to end: 2 seeds x 1 env with a tiny Dreamer on the local Ray instance, one
 trial failing once and restoring from its checkpoint; then `distwm report` on its results, and
-the same report as a Ray job on a `ray start --head` node (its log holds the report and its
+the same report as a Ray job on the session's Ray head (`local_head`) (its log holds the report and its
 headline numbers reach the node's metrics endpoint)."""
 
 from __future__ import annotations
@@ -14,9 +14,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("ray")
-
-from test_cluster_submit import _distwm_submit, local_head  # noqa: E402,F401  (fixture)
+from test_cluster_submit import _distwm_submit
 
 CRASH_STEPS = 150
 
@@ -184,7 +182,7 @@ def _metrics_text(port: int) -> str:
 
 @pytest.mark.ray
 def test_report_as_a_ray_job_logs_the_report_and_exports_gauges(
-        finished_sweep, local_head, tiny_reference, tmp_path):  # noqa: F811 (the imported fixture)
+        finished_sweep, local_head, tiny_reference, tmp_path):
     _, outcome, _ = finished_sweep
     env = json.dumps({"env_vars": {"DISTWM_REFERENCE_DIR": str(tiny_reference)}})
     result = _distwm_submit(local_head.address, "--runtime-env-json", env,

@@ -9,17 +9,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import require_reference
 from distwm.tune.sweep_config import SweepConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-REFERENCE = ROOT.parent / "shared" / "reference"
 CONFIGS = sorted(p.name for p in (ROOT / "tune_configs").glob("*.yaml"))
 
 
 def _reference_tasks(suite: str) -> set[str]:
-    path = REFERENCE / "dreamerv3_curves" / f"{suite}-dreamerv3.json.gz"
-    if not path.is_file():
-        pytest.skip(f"no reference data at {path}")
+    path = require_reference(f"dreamerv3_curves/{suite}-dreamerv3.json.gz")
     with gzip.open(path) as f:
         return {run["task"] for run in json.load(f)}
 
@@ -45,9 +43,7 @@ def test_atari100k_has_the_26_games_of_the_reference():
     from distwm.benchmarks.normalization import canonical_atari_game
     from distwm.envs.ale_atari_env import atari_game
 
-    human = REFERENCE / "atari100k" / "HUMAN.json"
-    if not human.is_file():
-        pytest.skip("no reference data")
+    human = require_reference("atari100k/HUMAN.json")
     sweep = SweepConfig.load(ROOT / "tune_configs" / "atari100k.yaml")
     assert len(sweep.games) == 26
     assert {canonical_atari_game(g) for g in sweep.games} == set(json.loads(human.read_text()))

@@ -8,9 +8,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("ray")
-
-from distwm.tune.sweep_config import SweepConfig  # noqa: E402
+from distwm.tune.sweep_config import SweepConfig
 
 
 def _sweep(**changes) -> SweepConfig:

@@ -94,6 +94,8 @@ VARIANTS: dict[str, dict] = {
     "baseline": {},
     "compile": {"compile": "default"},
     "compile-max-autotune": {"compile": "max-autotune"},
+    "bf16": {"autocast": "bf16"},
+    "bf16-compile": {"autocast": "bf16", "compile": "default"},
 }
 
 

@@ -139,12 +139,13 @@ class _OneHotMatmul(torch.autograd.Function):
     @staticmethod
     def forward(ctx, index: Tensor, weight: Tensor, table: Tensor) -> Tensor:
         ctx.save_for_backward(index)
-        ctx.width = weight.shape[1]
+        ctx.width, ctx.dtype = weight.shape[1], weight.dtype
         return F.embedding_bag(index, table, mode="sum")
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         (index,) = ctx.saved_tensors
+        grad = grad.to(ctx.dtype)
         if index.device.type != "cpu":  # a GPU is better at the dense matmul than at scatters
             onehot = torch.zeros(index.shape[0], ctx.width, dtype=grad.dtype, device=grad.device)
             onehot.scatter_(1, index, 1.0)
@@ -196,12 +197,13 @@ def linear_features(linear: nn.Linear, x) -> Tensor:
     weight = linear.weight
     out = _OneHotMatmul.apply(index, weight[:, : x.width], _embedding_table(linear, x.width))
     # + rest @ W_rest.T in the matmul's accumulation (one pass over the output, not two)
-    if torch.is_grad_enabled():
-        out = torch.addmm(out, rest, weight[:, x.width:].t())
-    else:
+    inplace = not torch.is_grad_enabled() and not torch.is_autocast_enabled(out.device.type)
+    if inplace:
         out = out.addmm_(rest, weight[:, x.width:].t())
+    else:
+        out = torch.addmm(out, rest, weight[:, x.width:].t())
     if linear.bias is not None:
-        out = out + linear.bias if torch.is_grad_enabled() else out.add_(linear.bias)
+        out = out.add_(linear.bias) if inplace else out + linear.bias
     return out.reshape(*lead, out.shape[-1])
 
 

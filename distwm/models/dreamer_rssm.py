@@ -123,6 +123,7 @@ class RSSM(nn.Module):
         return self.get_dist(state["mean"], state["std"])
 
     def _stats_to_state(self, stats: Tensor, deter: Tensor, sample: bool = True) -> State:
+        stats, deter = stats.float(), deter.float()  # float32 states under bf16 autocast too
         if self.discrete:
             logits = stats.reshape(*stats.shape[:-1], self.stoch_size, self.stoch_classes)
             dist = OneHotDist(logits, self.unimix, event_dims=1)
@@ -327,8 +328,9 @@ class RSSM(nn.Module):
             deter = self.cell(deter, OneHotFeatures(index, seen[..., :0], width), seen)
         else:
             deter = self.cell(self.img_in(OneHotFeatures(index, seen, width)), deter)
-        logits = self.img_out(deter).reshape(*deter.shape[:-1], self.stoch_size, self.stoch_classes)
-        return sample_index(mixed_probs(logits, self.unimix)) + offsets, deter
+        logits = self.img_out(deter).float().reshape(*deter.shape[:-1], self.stoch_size,
+                                                     self.stoch_classes)
+        return sample_index(mixed_probs(logits, self.unimix)) + offsets, deter.float()
 
     @property
     def _compiled(self) -> dict:

@@ -12,7 +12,9 @@ bf16 tolerance) and is applied lazily, at the first update (:func:`prepare_world
   update samples what the plain one samples.
 * ``channels_last``: the conv encoder / decoder in channels-last memory format (image models).
 * ``autocast``: ``"bf16"`` runs the world-model loss and imagination under
-  ``torch.autocast("cuda", torch.bfloat16)``; CUDA only (a ``ValueError`` on other devices).
+  ``torch.autocast(device, torch.bfloat16)`` (matmuls in bf16, distributions and losses in
+  float32; the same update to bf16 tolerance, as the dreamerv3 code computes): on CUDA, or on
+  a CPU with native bf16 matmuls (AMX / AVX512-BF16); elsewhere a ``ValueError``.
 
 The compiled functions are kept beside the modules (``module.__dict__``, not as submodules),
 so parameter names and checkpoints are those of the plain model; copies and pickles of a
@@ -31,7 +33,7 @@ from torch import nn
 from distwm.blocks.dreamer_blocks import OneHotFeatures
 
 __all__ = ["COMPILE_MODES", "AUTOCAST_DTYPES", "prepare_world_model", "prepare_behavior",
-           "autocast_context", "mark_step", "compile_mode_for", "compiled"]
+           "autocast_context", "mark_step", "compile_mode_for", "compiled", "cpu_has_bf16"]
 
 _log = logging.getLogger(__name__)
 
@@ -80,21 +82,32 @@ def compile_mode_for(mode: str, device_type: str) -> str | None:
     return mode
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 matmuls natively (oneDNN: AVX512-BF16 or AMX)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def _check_autocast(cfg, device_type: str) -> None:
     value = getattr(cfg, "autocast", "off")
     if value not in AUTOCAST_DTYPES:
         raise ValueError(f"DreamerConfig.autocast {value!r} is not one of {AUTOCAST_DTYPES}")
-    if value != "off" and device_type != "cuda":
-        raise ValueError(f"DreamerConfig.autocast={value!r} needs a CUDA device (bf16 autocast "
-                         f"is a GPU path); on {device_type} the valid choices are ('off',)")
+    if value == "off" or device_type == "cuda" or (device_type == "cpu" and cpu_has_bf16()):
+        return
+    raise ValueError(f"DreamerConfig.autocast={value!r} needs a CUDA device or a CPU with native "
+                     f"bf16 matmuls (AVX512-BF16 / AMX); on this {device_type} the valid choices "
+                     "are ('off',)")
 
 
 def autocast_context(cfg, module: nn.Module):
-    """``torch.autocast("cuda", bfloat16)`` when ``cfg.autocast == "bf16"``, else a no-op."""
+    """``torch.autocast(device, bfloat16)`` when ``cfg.autocast == "bf16"``, else a no-op."""
     if getattr(cfg, "autocast", "off") == "off":
         return contextlib.nullcontext()
-    _check_autocast(cfg, _device_type(module))
-    return torch.autocast("cuda", dtype=torch.bfloat16)
+    device_type = _device_type(module)
+    _check_autocast(cfg, device_type)
+    return torch.autocast(device_type, dtype=torch.bfloat16)
 
 
 def mark_step(cfg, module: nn.Module) -> None:

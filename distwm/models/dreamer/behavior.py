@@ -3,6 +3,7 @@ return normalisation, actor and critic losses, slow critic."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -139,8 +140,11 @@ class ActorCritic(nn.Module):
                 return dist.sample().detach() if self.discrete else dist.sample()
             return dist.sample() if self.discrete else dist.rsample()
 
-        with FreezeParameters([world_model, self.critic]), torch.set_grad_enabled(not self.reinforce), \
-                reuse_embedding_tables():
+        # with REINFORCE the rollout records no gradient at all (the actor re-enables it for
+        # itself), so nothing needs freezing; the parameters stay leaves that require gradients,
+        # whose bf16 copies autocast then makes once per update, not once per step
+        frozen = contextlib.nullcontext() if self.reinforce else FreezeParameters([world_model, self.critic])
+        with frozen, torch.set_grad_enabled(not self.reinforce), reuse_embedding_tables():
             if self.reinforce and rssm.discrete:
                 feat, actions = rssm.imagine_onehot(policy, start, cfg.imagine_horizon)
             else:

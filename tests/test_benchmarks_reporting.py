@@ -107,8 +107,16 @@ def test_suite_report_exports_and_plots(tmp_path):
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     with open(paths["csv"], newline="") as f:
         rows = list(csv.DictReader(f))
-    assert any(r["metric"] == "probability_of_improvement" and r["agent"] == "ours > baseline"
-               for r in rows)
+    get = {(r["agent"], r["task"], r["seed"], r["metric"]): float(r["value"]) for r in rows}
+    assert get[("ours > baseline", "all", "all", "probability_of_improvement")] == pytest.approx(poi["estimate"])
+    assert poi["estimate"] == 1.0  # every run of ours beats every run of the baseline, by hand
+    assert [get[("ours", "Breakout", str(i), "raw_score")] for i in range(3)] == [10.0, 20.0, 30.0]
+    # Pong: (score + 20.7) / (14.6 + 20.7), by hand
+    assert [get[("ours", "Pong", str(i), "score")] for i in range(3)] == pytest.approx(
+        [20.7 / 35.3, 25.7 / 35.3, 30.7 / 35.3])
+    iqm = ours["aggregate"]["iqm"]
+    assert get[("ours", "all", "all", "iqm")] == pytest.approx(iqm["estimate"])
+    assert get[("ours", "all", "all", "iqm_ci_lower")] == pytest.approx(iqm["ci_lower"])
     tables = _md_tables(open(paths["md"]).read())
     assert tables[0][0] == ["Task", "ours", "baseline"] and len(tables) == 3
     tex = open(paths["tex"]).read()
@@ -126,3 +134,21 @@ def test_collect_scores_from_results_dir(tmp_path):
         load_results_dir(str(tmp_path / "empty"))
     with pytest.raises(FileNotFoundError, match="results directory not found"):
         load_results_dir(str(tmp_path / "missing"))
+
+
+def test_probability_of_improvement_by_hand_and_in_the_csv(tmp_path):
+    ours, base = [0.1, 0.5, 0.9, 0.3], [0.2, 0.4, 0.6, 0.8]
+    # by hand: pairs with ours > base: 0.5 > 0.2, 0.4; 0.9 > all 4; 0.3 > 0.2 -> 7 of 16
+    report = compute_suite_report({"ours": {"t": ours}, "base": {"t": base}}, normalize=False,
+                                  num_samples=500)
+    poi = report["probability_of_improvement"]["ours > base"]
+    assert poi["estimate"] == pytest.approx(7 / 16)
+    assert 0.0 <= poi["ci_lower"] < 7 / 16 < poi["ci_upper"] <= 1.0
+    paths = write_report(report, str(tmp_path / "rep"))
+    with open(paths["csv"], newline="") as f:
+        rows = {(r["agent"], r["metric"]): float(r["value"]) for r in csv.DictReader(f)
+                if r["agent"] == "ours > base"}
+    assert rows == pytest.approx({
+        ("ours > base", "probability_of_improvement"): poi["estimate"],
+        ("ours > base", "probability_of_improvement_ci_lower"): poi["ci_lower"],
+        ("ours > base", "probability_of_improvement_ci_upper"): poi["ci_upper"]})

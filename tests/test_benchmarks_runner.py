@@ -63,6 +63,29 @@ def test_runner_results_format_and_files(tmp_path, ckpt):
     for ext in ("json", "csv", "md", "tex"):
         assert (out / f"benchmark_results.{ext}").is_file()
     assert json.loads((out / "benchmark_results.json").read_text()) == res
+    # the CSV holds the numbers, by hand: seed s returns 100 + s + (0, 1, 2)
+    csv_values = _csv_values(out / "benchmark_results.csv")
+    assert {agent for agent, *_ in csv_values} == {"constant"}
+    get = {(seed, metric): value for (_, task, seed, metric), value in csv_values.items()
+           if task == "ALE/Pong-v5"}
+    assert get[("0", "mean")] == pytest.approx(101.0) and get[("2", "mean")] == pytest.approx(103.0)
+    assert get[("0", "std")] == pytest.approx((2 / 3) ** 0.5) and get[("0", "num_episodes")] == 3
+    assert get[("2", "normalized_mean")] == pytest.approx((103.0 + 20.7) / 35.3)
+    assert (get[("all", "mean")], get[("all", "min")], get[("all", "max")]) == (102.0, 101.0, 103.0)
+    assert get[("all", "num_seeds")] == 2 and get[("all", "num_failed")] == 0
+    assert get[("all", "normalized_mean")] == pytest.approx(122.7 / 35.3)
+    md = (out / "benchmark_results.md").read_text()
+    assert "| constant | ALE/Pong-v5 | 0 | ok | 3 |" in md
+
+
+def _csv_values(path) -> dict:
+    """``{(agent, task, seed, metric): float value}`` of a results CSV."""
+    import csv
+
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert rows and set(rows[0]) == {"agent", "task", "seed", "metric", "value"}
+    return {(r["agent"], r["task"], r["seed"], r["metric"]): float(r["value"]) for r in rows}
 
 
 def test_failed_seed_recorded_with_cause_not_zero(tmp_path, ckpt):
@@ -119,8 +142,13 @@ def test_multi_agent_runner(tmp_path, ckpt):
                          checkpoints={"constant": ckpt, "other": ckpt})
     assert set(res) == {"constant", "other"}
     assert res["other"]["aggregate"]["normalized"]["mean"] == pytest.approx(0.1005)
-    assert (tmp_path / "combined_benchmark_results.csv").is_file()
-    assert (tmp_path / "other" / "benchmark_results.json").is_file()
+    combined = _csv_values(tmp_path / "combined_benchmark_results.csv")
+    for agent in ("constant", "other"):  # both agents, seed s returning 100 + s
+        assert combined[(agent, "walker-walk", "0", "mean")] == 100.0
+        assert combined[(agent, "walker-walk", "1", "mean")] == 101.0
+        assert combined[(agent, "walker-walk", "all", "mean")] == pytest.approx(100.5)
+        assert combined[(agent, "walker-walk", "all", "normalized_mean")] == pytest.approx(0.1005)
+    assert json.loads((tmp_path / "other" / "benchmark_results.json").read_text()) == res["other"]
     with pytest.raises(ValueError, match="unique"):
         MultiAgentBenchmarkRunner([ConstantAdapter, ConstantAdapter])
 

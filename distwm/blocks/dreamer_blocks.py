@@ -139,17 +139,20 @@ class _OneHotMatmul(torch.autograd.Function):
     @staticmethod
     def forward(ctx, index: Tensor, weight: Tensor, table: Tensor) -> Tensor:
         ctx.save_for_backward(index)
-        ctx.width, ctx.dtype = weight.shape[1], weight.dtype
+        ctx.width, ctx.dtype, ctx.table_dtype = weight.shape[1], weight.dtype, table.dtype
         return F.embedding_bag(index, table, mode="sum")
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         (index,) = ctx.saved_tensors
-        grad = grad.to(ctx.dtype)
-        if index.device.type != "cpu":  # a GPU is better at the dense matmul than at scatters
-            onehot = torch.zeros(index.shape[0], ctx.width, dtype=grad.dtype, device=grad.device)
+        # a GPU, or bf16 autocast (a bf16 table: native bf16 matmuls), is better at the dense
+        # matmul with the one-hot matrix than at scatters (the autocast reference computes it)
+        if index.device.type != "cpu" or ctx.table_dtype != ctx.dtype:
+            dtype = ctx.table_dtype
+            onehot = torch.zeros(index.shape[0], ctx.width, dtype=dtype, device=grad.device)
             onehot.scatter_(1, index, 1.0)
-            return None, grad.t() @ onehot, None
+            return None, (grad.to(dtype).t() @ onehot).to(ctx.dtype), None
+        grad = grad.to(ctx.dtype)
         out = torch.zeros(ctx.width, grad.shape[1], dtype=grad.dtype, device=grad.device)
         for column in index.t().contiguous():
             out.index_add_(0, column, grad)
@@ -173,16 +176,18 @@ def reuse_embedding_tables():
 
 
 def _embedding_table(linear: nn.Linear, width: int) -> Tensor:
-    """``linear.weight[:, :width].T`` contiguous (reused inside :func:`reuse_embedding_tables`)."""
+    """``linear.weight[:, :width].T`` contiguous, in the autocast dtype under autocast (as the
+    matmul it replaces); reused inside :func:`reuse_embedding_tables`."""
     weight = linear.weight.detach()  # the gradient goes through _OneHotMatmul's weight
+    device = weight.device.type
+    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else weight.dtype
     if _TABLES is None or torch.compiler.is_compiling():
-        return weight[:, :width].t().contiguous()
-    key = (id(linear), width)
+        return weight[:, :width].t().to(dtype).contiguous()
+    key = (id(linear), width, dtype)
     check = (weight.data_ptr(), weight._version)
     cached = _TABLES.get(key)
     if cached is None or cached[0] != check:
-        with torch.no_grad():
-            cached = (check, weight[:, :width].t().contiguous())
+        cached = (check, weight[:, :width].t().to(dtype).contiguous())
         _TABLES[key] = cached
     return cached[1]
 

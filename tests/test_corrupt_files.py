@@ -28,12 +28,19 @@ class Payload:
     """Not a tensor or a plain type: ``weights_only=True`` and ``allow_pickle=False`` refuse it."""
 
 
-def assert_safe_message(exc: BaseException, *names: str) -> str:
+def assert_safe_message(exc: BaseException | str, *names: str) -> str:
+    """``exc`` names every one of ``names``; neither its message nor its whole traceback (the
+    chained causes included, as a user sees them) gives the unsafe advice."""
     message = str(exc)
     for name in names:
         assert name in message, (name, message)
+    shown, cause = [message], exc
+    while isinstance(cause, BaseException):  # what a traceback prints: the chain of messages
+        cause = cause.__cause__ or (None if cause.__suppress_context__ else cause.__context__)
+        shown.append(str(cause or ""))
+    shown = "\n".join(shown)
     for advice in UNSAFE_ADVICE:
-        assert advice not in message, (advice, message)
+        assert advice not in shown, (advice, shown)
     return message
 
 
@@ -250,3 +257,43 @@ def test_a_damaged_log_record_names_the_log_file(tmp_path):
     assert_safe_message(info.value, log, shard_dir)
     assert "damaged log record" in str(info.value)
     json.dumps(str(info.value))  # a plain message (no bytes)
+
+
+# -- through the command line and through Ray ------------------------------------------------------
+
+def test_distwm_train_resume_of_a_corrupt_checkpoint_prints_the_clear_error(run_dir, capsys):
+    """``distwm train --resume RUN_DIR`` stops before Ray starts, with the message, not a
+    traceback (exit status 2)."""
+    from distwm.cli import main
+    from distwm.configs.runtime_config import RunConfig, RuntimeConfig
+    from distwm.runtime.setup import RUN_CONFIG_FILE
+    from runtime_agent import TinyAgentConfig
+
+    run = RunConfig.from_agent_config(TinyAgentConfig(), RuntimeConfig(
+        workers=1, envs_per_worker=1, shards=1, env_factory="runtime_agent:make_env", run_dir=run_dir))
+    with open(os.path.join(run_dir, RUN_CONFIG_FILE), "w") as f:
+        f.write(run.to_yaml())
+    file = os.path.join(latest_checkpoint(run_dir), "learner.pt")
+    with open(file, "r+b") as f:
+        f.truncate(64)
+    assert main(["train", "--resume", run_dir]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("distwm train: error: learner checkpoint") and "Traceback" not in err
+    assert_safe_message(err, file, "ckpt-000000010")
+
+
+@pytest.mark.ray
+def test_a_shard_actor_with_a_corrupt_snapshot_fails_with_the_clear_error(ray_session, tmp_path):
+    """What the driver sees when a shard cannot restore: the same error through Ray."""
+    import ray
+
+    root = str(tmp_path / "replay")
+    snapshot = _shard_with_snapshot(root)
+    SNAPSHOT_CORRUPTIONS["object array"](snapshot)
+    shard = ray.remote(ReplayShard).options(num_cpus=0).remote(0, store_root=root, **SHARD)
+    try:
+        with pytest.raises(CorruptFileError) as info:
+            ray.get(shard.open.remote(), timeout=120)
+        assert_safe_message(info.value, snapshot, os.path.join(root, "shard_0"))
+    finally:
+        ray.kill(shard)

@@ -416,6 +416,6 @@ def load_arrays(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]
                if isinstance(exc, (KeyError, TypeError)) else
                "its metadata is not valid JSON" if isinstance(exc, json.JSONDecodeError)
                else describe_load_error(exc))
-        raise CorruptFileError(
+        raise CorruptFileError(  # from None: numpy's message talks of allow_pickle
             f"replay snapshot {path!r} cannot be read: {why}. Delete it (its steps are lost) "
-            "or put back an intact copy of it", path, why) from exc
+            "or put back an intact copy of it", path, why) from None

@@ -195,7 +195,7 @@ class ShardStore:
             except StopIteration:
                 return
             except (ValueError, KeyError, TypeError, struct.error, UnicodeDecodeError) as exc:
-                raise self._unreadable(location, f"a damaged log record ({type(exc).__name__})") from exc
+                raise self._unreadable(location, f"a damaged log record ({type(exc).__name__})") from None
             yield record
 
     def _load_snapshot(self, replay: Any, location: str) -> dict[str, Any]:
@@ -208,7 +208,7 @@ class ShardStore:
                 local = storage.download_file(location, os.path.join(tmp, f"snapshot.{self.ext}"))
                 return replay.load(local)
         except CorruptFileError as exc:
-            raise self._unreadable(location, exc.reason or str(exc)) from exc
+            raise self._unreadable(location, exc.reason or str(exc)) from None
 
     # -- appends ---------------------------------------------------------------------------
     def _open_part(self) -> None:

@@ -69,8 +69,10 @@ def torch_load_safely(source, path: str, what: str, remedy: str):
         return torch.load(source, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle, zip, EOF and key errors all mean the file is unusable
         reason = describe_load_error(exc)
+        # from None: chained, torch's own message (which advises weights_only=False) would be
+        # printed with every traceback of this error
         raise CorruptFileError(f"{what} {path!r} cannot be read: {reason}. {remedy}",
-                               path, reason) from exc
+                               path, reason) from None
 
 
 def checkpoint_format(family: str, version: int) -> str:

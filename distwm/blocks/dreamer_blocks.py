@@ -145,9 +145,11 @@ class _OneHotMatmul(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         (index,) = ctx.saved_tensors
-        # a GPU, or bf16 autocast (a bf16 table: native bf16 matmuls), is better at the dense
-        # matmul with the one-hot matrix than at scatters (the autocast reference computes it)
-        if index.device.type != "cpu" or ctx.table_dtype != ctx.dtype:
+        # a GPU, bf16 autocast (a bf16 table: native bf16 matmuls; the autocast reference
+        # computes this matmul) and compiled code (inductor turns index_add_ into atomic
+        # scatters) are better at the dense matmul with the one-hot matrix than at scatters
+        if (index.device.type != "cpu" or ctx.table_dtype != ctx.dtype
+                or torch.compiler.is_compiling()):
             dtype = ctx.table_dtype
             onehot = torch.zeros(index.shape[0], ctx.width, dtype=dtype, device=grad.device)
             onehot.scatter_(1, index, 1.0)

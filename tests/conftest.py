@@ -132,6 +132,7 @@ def pytest_make_collect_report(collector):
 RAY_FIXTURES = {"ray_session", "ray_head", "local_head"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects by marker
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if RAY_FIXTURES & set(getattr(item, "fixturenames", ())) and item.get_closest_marker("ray") is None:
@@ -231,6 +232,8 @@ for proc in psutil.wait_procs(ours, timeout=5)[1]:
     except psutil.NoSuchProcess:
         pass
 shutil.rmtree(temp_dir, ignore_errors=True)
+if os.path.exists(temp_dir + ".log"):
+    os.unlink(temp_dir + ".log")
 """
 
 

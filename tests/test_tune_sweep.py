@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import time
 import urllib.request
 from pathlib import Path
@@ -101,6 +102,7 @@ def test_sweep_runs_every_trial_and_restores_the_failed_one(finished_sweep):
 def test_finished_sweep_is_not_started_twice_and_resumes(finished_sweep, tmp_path, capsys):
     from distwm.cli import main
     from distwm.tune.sweep import run_sweep
+    from distwm.tune.sweep_config import SweepConfig
 
     sweep, outcome, _ = finished_sweep
     with pytest.raises(ValueError, match="--resume"):
@@ -109,11 +111,16 @@ def test_finished_sweep_is_not_started_twice_and_resumes(finished_sweep, tmp_pat
     sweep.to_yaml(path)
     assert main(["sweep", str(path)]) == 2  # refused: it exists
     assert "already holds sweep 'tiny'" in capsys.readouterr().err
+    # resume a copy of the experiment (the other tests read the sweep as it finished)
+    data = sweep.to_dict()
+    moved = SweepConfig.from_dict({**data, "tune": {**data["tune"], "storage_path": str(tmp_path / "moved")}})
+    shutil.copytree(outcome.path, moved.experiment_path())
+    moved.to_yaml(path)
     assert main(["sweep", str(path), "--resume"]) == 0  # Tuner.restore: all trials finished
     printed = capsys.readouterr().out
     for row in outcome.rows:
         assert f"{row['trial']}  DONE" in printed
-    assert f"distwm report {outcome.path}" in printed
+    assert f"distwm report {moved.experiment_path()}" in printed
 
 
 @pytest.fixture

@@ -56,9 +56,6 @@ def test_a_config_file_path_is_read_instead_of_a_preset(tmp_path, capsys):
     assert _printed(capsys, "--config", str(path)).build_agent_config().env == "Acrobot-v1"
 
 
-@pytest.mark.xfail(strict=True, reason="distwm/runtime/cli.py build_run_config hands "
-                   "RunConfig.from_yaml a str, which reads a path without a .yaml/.yml suffix "
-                   "as YAML text ('RunConfig.from_dict expects a mapping, got str')")
 def test_a_config_file_without_a_yaml_suffix_is_read_too(tmp_path, capsys):
     path = tmp_path / "quickstart"  # a file of the preset's name: the file wins
     path.write_text(RUN_YAML)

@@ -186,9 +186,10 @@ class AgentAdapter(BaseAdapter):
             from safetensors.torch import load_file
 
             return load_file(path)
-        import torch
+        from distwm.utils.checkpoint import torch_load_safely
 
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch_load_safely(path, path, "checkpoint",
+                                 "It is not a distwm checkpoint, or it was cut short: pass another file.")
 
     def load_checkpoint(self, path: str) -> None:
         if not os.path.isfile(path):

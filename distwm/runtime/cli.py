@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 from typing import Any
 
 __all__ = ["add_train_parser", "build_run_config", "cmd_train", "list_presets"]
@@ -107,7 +108,7 @@ def build_run_config(args: argparse.Namespace):
         if args.model and args.model != run.model:
             raise ValueError(f"--resume {args.resume} continues a {run.model!r} run, not {args.model!r}")
     elif args.config:
-        run = RunConfig.from_yaml(resolve_config_path(args.config))
+        run = RunConfig.from_yaml(Path(resolve_config_path(args.config)))
         if args.model:
             run = run.replace(model=args.model)
     elif args.model:

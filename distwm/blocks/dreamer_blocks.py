@@ -194,6 +194,22 @@ def _embedding_table(linear: nn.Linear, width: int) -> Tensor:
     return cached[1]
 
 
+def _rest_weight(linear: nn.Linear, width: int) -> Tensor:
+    """``linear.weight[:, width:].T``; under autocast cast to its dtype once per
+    :func:`reuse_embedding_tables` scope (autocast itself caches only whole parameters)."""
+    weight = linear.weight[:, width:].t()
+    device = weight.device.type
+    if _TABLES is None or not torch.is_autocast_enabled(device) or torch.compiler.is_compiling():
+        return weight
+    key = (id(linear), width, "rest", torch.is_grad_enabled())
+    check = (linear.weight.data_ptr(), linear.weight._version)
+    cached = _TABLES.get(key)
+    if cached is None or cached[0] != check:
+        cached = (check, weight.to(torch.get_autocast_dtype(device)))
+        _TABLES[key] = cached
+    return cached[1]
+
+
 def linear_features(linear: nn.Linear, x) -> Tensor:
     """``linear(x)`` for a tensor or :class:`OneHotFeatures` (exploiting the one-hot part)."""
     if not isinstance(x, OneHotFeatures):
@@ -208,7 +224,7 @@ def linear_features(linear: nn.Linear, x) -> Tensor:
     if inplace:
         out = out.addmm_(rest, weight[:, x.width:].t())
     else:
-        out = torch.addmm(out, rest, weight[:, x.width:].t())
+        out = torch.addmm(out, rest, _rest_weight(linear, x.width))
     if linear.bias is not None:
         out = out.add_(linear.bias) if inplace else out + linear.bias
     return out.reshape(*lead, out.shape[-1])

@@ -226,6 +226,9 @@ class RSSM(nn.Module):
         first = self.obs_hidden[0]
         w_deter, w_embed = first.weight[:, : self.deter_size], first.weight[:, self.deter_size:]
         embed_part = F.linear(embed, w_embed, first.bias)
+        device = embed.device.type
+        if torch.is_autocast_enabled(device):  # cast the weight slice once, not at every step
+            w_deter = w_deter.to(torch.get_autocast_dtype(device))
         body = self._compiled.get("observe", self._observe_body)
         # the steps where some sequence starts afresh (one host sync): the others skip the
         # reset, whose product with keep = 1 would return the state unchanged

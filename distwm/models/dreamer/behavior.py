@@ -151,16 +151,17 @@ class ActorCritic(nn.Module):
                 states, actions = rssm.imagine_rollout(policy, start, cfg.imagine_horizon,
                                                        keys=("stoch", "deter"))
                 feat = rssm.get_feat(states)
-            reward = world_model.reward(feat[1:]).mode()
-            cont, gamma = self._continuation(world_model, feat, start_cont, reward)
+            head_feat = _autocast_features(feat)
+            reward = _head(world_model.reward, head_feat[1:]).mode()
+            cont, gamma = self._continuation(world_model, head_feat, start_cont, reward)
             disc = gamma * cont
             weight = (torch.cumprod(disc, 0) / gamma).detach()
             if not self.reinforce:
-                value = self.critic(feat).mode()  # differentiable w.r.t. the features only
-        critic_raw = self.critic.mlp(feat.detach())
+                value = _head(self.critic, feat).mode()  # differentiable w.r.t. the features only
+        critic_raw = self.critic.mlp(head_feat.detach()).float()
         if cfg.slow_critic_target:
             with torch.no_grad():
-                value = self.slow_critic(feat.detach()).mode()
+                value = _head(self.slow_critic, head_feat.detach()).mode()
         elif self.reinforce:
             value = self.critic.dist_from_raw(critic_raw.detach()).mode()
         returns = compute_return(reward, value[:-1], disc[1:], cfg.td_lambda, value[-1])
@@ -176,12 +177,12 @@ class ActorCritic(nn.Module):
             if world_model.cont is None:
                 return torch.full((reward.shape[0] + 1, *reward.shape[1:]), cfg.discount,
                                   device=reward.device, dtype=reward.dtype), 1.0
-            cont_dist = world_model.cont(feat)
+            cont_dist = _head(world_model.cont, feat)
             if cfg.imagine_cont == "mode":  # the 0/1 threshold, then the discount it stands for
                 return cont_dist.mode() * cfg.discount, 1.0
             return cont_dist.mean, 1.0
         if world_model.cont is not None:
-            cont_dist = world_model.cont(feat[1:])
+            cont_dist = _head(world_model.cont, feat[1:])
             cont = cont_dist.mode() if cfg.imagine_cont == "mode" else cont_dist.mean
         else:
             cont = torch.ones_like(reward)
@@ -215,8 +216,8 @@ class ActorCritic(nn.Module):
         dist = self.critic.dist_from_raw(imag.critic_raw)
         loss = -dist.log_prob(imag.returns.detach())
         if self.cfg.slow_critic_reg > 0:
-            with torch.no_grad():
-                slow = self.slow_critic(imag.feat[:-1]).mode()
+            with torch.no_grad(), acceleration.autocast_context(self.cfg, self):
+                slow = _head(self.slow_critic, _autocast_features(imag.feat[:-1])).mode()
             loss = loss - self.cfg.slow_critic_reg * dist.log_prob(slow)
         loss = (imag.weight[:-1] * loss).mean()
         return loss, {"value_loss": loss.detach(), "imag_value": imag.value.detach().mean()}
@@ -230,3 +231,20 @@ class ActorCritic(nn.Module):
         mix = self.cfg.slow_critic_fraction
         for slow, fast in zip(self.slow_critic.parameters(), self.critic.parameters()):
             slow.mul_(1.0 - mix).add_(mix * fast)
+
+
+def _head(decoder, feat):
+    """``decoder(feat)`` with the raw output in float32 (under bf16 autocast the head's matmuls
+    run in bf16, its distribution in float32; without autocast this is ``decoder(feat)``)."""
+    return decoder.dist_from_raw(decoder.mlp(feat).float())
+
+
+def _autocast_features(feat):
+    """Under autocast, one-hot features with their dense part cast once to the autocast dtype
+    (every head would cast it again); otherwise ``feat`` itself."""
+    if not isinstance(feat, OneHotFeatures):
+        return feat
+    device = feat.rest.device.type
+    if not torch.is_autocast_enabled(device):
+        return feat
+    return OneHotFeatures(feat.index, feat.rest.to(torch.get_autocast_dtype(device)), feat.width)

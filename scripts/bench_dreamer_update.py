@@ -146,6 +146,10 @@ def main(argv=None) -> int:
     parser.add_argument("--variant", action="append", default=[],
                         help=f"distwm variant, repeatable: {sorted(VARIANTS)} or name:field=value,... "
                              "(default: baseline)")
+    parser.add_argument("--json", default=None, metavar="PATH",
+                        help="also write the medians, ratios, parameter counts and setting here "
+                             "(what the README's speed table is rendered from)")
+    parser.add_argument("--note", default="", help="the machine's load etc., stored in --json")
     args = parser.parse_args(argv)
     variants = dict(parse_variant(v) for v in (args.variant or ["baseline"]))
 
@@ -196,6 +200,25 @@ def main(argv=None) -> int:
         label = "RLlib DreamerV3 (torch)" if n == "rllib" else f"distwm {n}"
         print(f"| {label:<24} | {wall:13.3f} | {cpu:12.3f} | {med['rllib'][0] / wall:9.2f}x "
               f"| {med['rllib'][1] / cpu:8.2f}x |")
+    if args.json:
+        import json
+
+        out = {"setting": {"model_size": "XS", "batch_size": args.batch_size, "seq_len": args.seq_len,
+                           "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
+                           "updates": args.updates, "warmup": args.warmup, "version": args.version,
+                           "torch": torch.__version__,
+                           "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
+                           "load_average_1min": os.getloadavg()[0], "note": args.note},
+               "parameters": {"rllib": rllib_params, "distwm": ours},
+               "variants": {n: variants.get(n, {}) for n in agents},
+               "learners": {n: {"wall_s": med[n][0], "cpu_s": med[n][1],
+                                "ratio_wall": med["rllib"][0] / med[n][0],
+                                "ratio_cpu": med["rllib"][1] / med[n][1],
+                                "times": [list(t) for t in times[n]]} for n in names}}
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=1)
+        print(f"wrote {args.json}")
     import ray
 
     ray.shutdown()

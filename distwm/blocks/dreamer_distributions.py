@@ -21,7 +21,7 @@ from torch import Tensor
 from torch.distributions import Independent, Normal, TransformedDistribution, constraints
 from torch.distributions.transforms import Transform
 
-from distwm.blocks.returns import TwoHotEncoder, symexp, symlog
+from distwm.blocks.returns import TwoHotEncoder, nearest_bins, symexp, symlog
 
 __all__ = [
     "OneHotDist",
@@ -118,15 +118,7 @@ def two_hot_parts(encoder: TwoHotEncoder, target: Tensor) -> tuple[Tensor, Tenso
         weight_above = (position - below).clamp(0.0, 1.0)
         low = below.long()
         return low, low + 1, 1.0 - weight_above, weight_above
-    bins = encoder.buckets.to(device=target.device, dtype=target.dtype)
-    above = torch.searchsorted(bins, target.contiguous(), right=True)  # centres <= x
-    below = (above - 1).clamp(0, last)
-    above = above.clamp(0, last)
-    equal = below == above  # outside the range: all weight on the end centre
-    to_below = torch.where(equal, 1.0, (bins[below] - target).abs())
-    to_above = torch.where(equal, 1.0, (bins[above] - target).abs())
-    total = to_below + to_above
-    return below, above, to_above / total, to_below / total
+    return nearest_bins(encoder.buckets.to(device=target.device, dtype=target.dtype), target)
 
 
 class TwoHotDist:

@@ -139,18 +139,10 @@ class TwoHotEncoder:
             return self.encode(symlog(target.float() if not target.is_floating_point() else target))
         out_dtype = target.dtype if target.is_floating_point() else torch.float32
         x = target.to(torch.float64 if out_dtype == torch.float64 else torch.float32)
-        bins = self._buckets_like(x)
-        last = self.num_buckets - 1
-        above = torch.searchsorted(bins, x.contiguous(), right=True)  # centres <= x
-        below = (above - 1).clamp(0, last)
-        above = above.clamp(0, last)
-        equal = below == above  # outside the range: all weight on the end centre
-        to_below = torch.where(equal, 1.0, (bins[below] - x).abs())
-        to_above = torch.where(equal, 1.0, (bins[above] - x).abs())
-        total = to_below + to_above
+        below, above, weight_below, weight_above = nearest_bins(self._buckets_like(x), x)
         encoded = torch.zeros(*x.shape, self.num_buckets, dtype=x.dtype, device=x.device)
-        encoded.scatter_add_(-1, below.unsqueeze(-1), (to_above / total).unsqueeze(-1))
-        encoded.scatter_add_(-1, above.unsqueeze(-1), (to_below / total).unsqueeze(-1))
+        encoded.scatter_add_(-1, below.unsqueeze(-1), weight_below.unsqueeze(-1))
+        encoded.scatter_add_(-1, above.unsqueeze(-1), weight_above.unsqueeze(-1))
         return encoded.to(out_dtype)
 
     def decode(self, logits: Tensor) -> Tensor:
@@ -188,6 +180,20 @@ class TwoHotEncoder:
 
 
 # -- lambda returns ------------------------------------------------------------------------
+def nearest_bins(bins: Tensor, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(below, above, weight_below, weight_above)``: the two sorted ``bins`` around each ``x``
+    and their linear-interpolation weights (outside the range: all weight on the end bin)."""
+    last = bins.shape[0] - 1
+    above = torch.searchsorted(bins, x.contiguous(), right=True)  # centres <= x
+    below = (above - 1).clamp(0, last)
+    above = above.clamp(0, last)
+    equal = below == above
+    to_below = torch.where(equal, 1.0, (bins[below] - x).abs())
+    to_above = torch.where(equal, 1.0, (bins[above] - x).abs())
+    total = to_below + to_above
+    return below, above, to_above / total, to_below / total
+
+
 def _broadcast_discounts(discounts, rewards: Tensor) -> Tensor:
     """A scalar or broadcastable discount as a tensor shaped like ``rewards``."""
     discounts = torch.as_tensor(discounts, dtype=rewards.dtype, device=rewards.device)

@@ -59,7 +59,8 @@ def test_ctrl_c_writes_a_checkpoint_and_resume_continues_from_it(ray_session, tm
     assert f"[distwm] checkpoint {checkpoint}; continue with `distwm train --resume {run_dir}`" in log
     assert not os.path.exists(os.path.join(run_dir, "report.md"))  # the run did not finish
 
-    total = seen["env_steps"] + 160  # a short continuation (--resume RUN_DIR --steps N)
+    # a short continuation (--resume RUN_DIR --steps N) past what the interrupt saved
+    total = max(state["counters"]["env_steps"], counters["env_steps"]) + 160
     result = run(TinyAgentConfig(seed=5), _runtime(run_dir, total), resume=run_dir)
     s = result.summary
     assert s["epoch"] == 1 and s["env_steps"] >= total

@@ -1,0 +1,166 @@
+#!/usr/bin/env python
+"""The README's benchmark figures, rendered from the JSON files the benchmark scripts wrote.
+
+Every figure between a ``<!-- figures:NAME -->`` and ``<!-- /figures:NAME -->`` marker pair
+in README.md is produced here from files under ``docs/benchmarks/`` (written by
+``bench_dreamer_learning.py`` and ``bench_dreamer_update.py``) and from the published DreamerV3
+curves (all seeds of ``../shared/reference/dreamerv3_curves``); ``tests/test_readme_figures.py``
+checks that the README holds exactly what this script renders.
+
+    python scripts/readme_figures.py            # print the blocks
+    python scripts/readme_figures.py --write    # rewrite them in README.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH = os.path.join(ROOT, "docs", "benchmarks")
+
+#: The learning runs the README quotes: (json file, setting in words). The JSON names its task,
+#: config, wall time, updates and evaluation history.
+LEARNING_RUNS = [
+    ("dreamer_cartpole_seed0.json", "CartPole-v1, state obs, the script's `CARTPOLE` preset, seed 0"),
+    ("dreamer_cartpole_seed1.json", "CartPole-v1, the same preset, seed 1"),
+    ("dreamer_dmc-cartpole-balance_seed0.json", "DMC cartpole-balance (proprio, action repeat 2), the script's `DMC` preset (train ratio 64)"),
+    ("dreamer_dmc-cartpole-balance_ratio128_seed0.json", "DMC cartpole-balance, `--set train_ratio=128`"),
+    ("dreamer_dmc-cartpole-swingup_seed0.json", "DMC cartpole-swingup, the `DMC` preset (V3 with the issue-12 fixes: actions into the dynamics scaled by 1/max(1, abs(a)), the `-(R - V)/S` objective, truncated-normal init)"),
+    ("dreamer_dmc-cartpole-swingup_before_seed0.json", "DMC cartpole-swingup, the same with the fixes off (`--set action_clip=0 --set actor_baseline=false --set weight_init=torch`: the V3 code before)"),
+]
+
+
+def _load(name: str) -> dict:
+    with open(os.path.join(BENCH, name)) as f:
+        return json.load(f)
+
+
+def _task_preset(task: str) -> dict:
+    sys.path.insert(0, os.path.join(ROOT, "scripts"))
+    from bench_dreamer_learning import TASKS
+
+    return TASKS[task][0]
+
+
+def _k(steps: float) -> str:
+    return f"{steps / 1000:g}k"
+
+
+def published_at(task: str, frames: list[float]) -> str:
+    """``published DreamerV3 (N seeds) at 10k a-b, ...`` from every seed of the reference."""
+    from distwm.benchmarks.reference import load_published_curves
+
+    name = "dmc_" + task.replace("dmc-", "").replace("-", "_")
+    curves = [c for c in load_published_curves("dmc_proprio") if c["task"] == name]
+    parts = []
+    for frame in frames:
+        ys = [c["ys"][c["xs"].index(frame)] for c in curves if frame in c["xs"]]
+        if ys:
+            parts.append(f"{_k(frame)} {min(ys):.0f}-{max(ys):.0f}")
+    return f"published DreamerV3 ({len(curves)} seeds) at the same frames: " + ", ".join(parts)
+
+
+def learning_row(name: str, setting: str) -> str:
+    run = _load(name)
+    history = run["eval_history"]
+    returns = [r for _, r in history]
+    episodes = run["config"].get("eval_episodes") or _task_preset(run["task"])["eval_episodes"]
+    reached = run["first_step_at_target"]
+    target = run["target"]
+    last = returns[-4:]
+    result = (f"{_k(run['env_steps'])} env steps in {run['wall_time_s'] / 60:.1f} min wall, "
+              f"{run['updates']} updates; mean eval return ({episodes} episodes) "
+              + (f"first >= {target:g} at {_k(reached)}" if reached is not None
+                 else f"never reached the script's target {target:g}")
+              + f"; best {max(returns):.0f}, final {returns[-1]:.0f}, mean of the last "
+              f"{len(last)} evaluations {sum(last) / len(last):.0f}")
+    if run["task"].startswith("dmc-"):
+        ours = ", ".join(f"{_k(x)} {y:.0f}" for x, y in history if x % 10000 == 0)
+        frames = [x for x, _ in history if x % 10000 == 0]
+        result += f"; at 10k-frame marks: {ours}; {published_at(run['task'], frames)}"
+    png = name.replace(".json", ".png")
+    links = f"[json](docs/benchmarks/{name})"
+    if os.path.isfile(os.path.join(BENCH, png)):
+        links = f"[curve](docs/benchmarks/{png}), " + links
+    return f"| `{run['task']}` | {setting} | {result} ({links}) |"
+
+
+def block_dreamer_learning() -> str:
+    rows = ["| task | setting | result |", "| --- | --- | --- |"]
+    rows += [learning_row(name, setting) for name, setting in LEARNING_RUNS
+             if os.path.isfile(os.path.join(BENCH, name))]
+    return "\n".join(rows)
+
+
+SPEED = "dreamer_update_speed.json"
+_SWITCHES = {"compile": "`compile: {}`", "autocast": "`autocast: {}`", "channels_last": "`channels_last: {}`"}
+
+
+def block_dreamer_speed() -> str:
+    """The update-speed table of ``bench_dreamer_update.py --json``."""
+    run = _load(SPEED)
+    setting, learners = run["setting"], run["learners"]
+    rows = ["| learner | s/update wall | s/update CPU | ratio wall | ratio CPU |",
+            "| --- | --- | --- | --- | --- |"]
+    for name, m in learners.items():
+        if name == "rllib":
+            label = "RLlib 2.60 DreamerV3 (torch, XS)"
+        else:
+            fields = run["variants"].get(name, {})
+            label = "distwm " + (" + ".join(_SWITCHES[k].format(v) for k, v in fields.items())
+                                 if fields else "`baseline` (every switch off)")
+        rows.append(f"| {label} | {m['wall_s']:.3f} | {m['cpu_s']:.3f} | {m['ratio_wall']:.2f}x "
+                    f"| {m['ratio_cpu']:.2f}x |")
+    params = run["parameters"]
+    rows.append("")
+    rows.append(f"Medians of {setting['updates']} updates after {setting['warmup']} warm-up updates per "
+                f"learner, B={setting['batch_size']} T={setting['seq_len']}, {setting['threads']} torch "
+                f"threads, {setting['cpus']} CPUs, torch {setting['torch']}, OMP_WAIT_POLICY="
+                f"{setting['omp_wait_policy'] or 'unset'}, 1-minute load average "
+                f"{setting['load_average_1min']:.1f} at the end ({setting['note'] or 'no note'}); "
+                f"parameters: RLlib {params['rllib'] / 1e6:.2f}M, distwm {params['distwm'] / 1e6:.2f}M "
+                f"(world model, actor, critic and slow critic) ([json](docs/benchmarks/{SPEED})).")
+    return "\n".join(rows)
+
+
+BLOCKS = {"dreamer-learning": block_dreamer_learning, "dreamer-speed": block_dreamer_speed}
+
+
+def render(name: str) -> str:
+    return f"<!-- figures:{name} -->\n{BLOCKS[name]()}\n<!-- /figures:{name} -->"
+
+
+def readme_blocks(text: str) -> dict[str, str]:
+    """``{name: whole block}`` of every marker pair in ``text``."""
+    pattern = re.compile(r"<!-- figures:([\w-]+) -->\n(?:.*?\n)?<!-- /figures:\1 -->", re.S)
+    return {m.group(1): m.group(0) for m in pattern.finditer(text)}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--write", action="store_true", help="rewrite the blocks in README.md")
+    args = parser.parse_args(argv)
+    path = os.path.join(ROOT, "README.md")
+    text = open(path).read()
+    found = readme_blocks(text)
+    for name in BLOCKS:
+        block = render(name)
+        if args.write:
+            if name not in found:
+                raise SystemExit(f"README.md has no <!-- figures:{name} --> block")
+            text = text.replace(found[name], block)
+        else:
+            print(block)
+    if args.write:
+        with open(path, "w") as f:
+            f.write(text)
+        print(f"rewrote {', '.join(BLOCKS)} in {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -270,3 +270,18 @@ def make_square_env(config: Any, seed: int) -> SquareEnv:
 def square_backend(env_id: str, **kwargs) -> SquareEnv:
     """An env-backend factory (``register_env_backend``) for the square env."""
     return SquareEnv(seed=int(kwargs.get("seed") or 0))
+
+
+def check_final_eval(final: dict, episodes: int, max_length: int, reward_per_step: float = 1.0) -> None:
+    """The run's last evaluation: ``episodes`` whole episodes of at most ``max_length`` steps,
+    returns within what ``reward_per_step`` (at most, >= 0) allows, their mean reported, and
+    acted with weights from the learner (version > 0)."""
+    import math
+
+    assert final is not None, "the run reported no final evaluation"
+    returns, lengths = final["returns"], final["lengths"]
+    assert len(returns) == len(lengths) == episodes, final
+    assert all(1 <= n <= max_length for n in lengths), lengths
+    assert all(0.0 <= r <= reward_per_step * n for r, n in zip(returns, lengths)), (returns, lengths)
+    assert math.isclose(final["return_mean"], sum(returns) / episodes, rel_tol=1e-9)
+    assert final["version"] > 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from distwm.configs.dreamer_config import DreamerConfig
+from runtime_agent import check_final_eval
 
 pytestmark = pytest.mark.ray
 
@@ -24,7 +25,9 @@ def test_runtime_trains_a_tiny_dreamer(ray_session, tmp_path):
     summary = result.summary
     assert summary["env_steps"] >= 384 and summary["updates"] > 0
     assert min(summary["worker_versions"].values()) > 0  # the workers acted with learner weights
-    assert summary["final_eval"] is not None
+    final = summary["final_eval"]
+    check_final_eval(final, episodes=1, max_length=500)
+    assert final["returns"] == [float(n) for n in final["lengths"]]  # CartPole: 1 per step
 
 
 def test_pixel_run_reports_open_loop_predictions(ray_session, tmp_path):

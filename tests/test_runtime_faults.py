@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from runtime_agent import TinyAgentConfig
+from runtime_agent import TinyAgentConfig, check_final_eval
 from test_runtime_ray import runtime
 
 pytestmark = pytest.mark.ray
@@ -68,7 +68,7 @@ def test_sigkill_of_every_kind_of_actor_loses_nothing(ray_session, tmp_path):
     for role in order:
         assert f"- {role} " in report, role
     assert "Replay audit:" in report and "all in replay" in report
-    assert s["final_eval"] is not None
+    check_final_eval(s["final_eval"], episodes=1, max_length=20)  # after the evaluator's restart
     assert s["metric_max"]["seq_violations"] == 0
 
 

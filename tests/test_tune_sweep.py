@@ -162,7 +162,10 @@ def test_report_gives_tables_plots_and_iqm_with_ci(finished_sweep, tiny_referenc
         rows = list(csv.DictReader(f))
     assert [(r["seed"], r["status"]) for r in rows] == [("0", "done"), ("1", "done")]
     with open(tmp_path / "report.csv", newline="") as f:
-        assert list(csv.reader(f))
+        table = {(r["agent"], r["task"], r["metric"]): float(r["value"]) for r in csv.DictReader(f)}
+    assert table[("dreamer", "all", "iqm")] == pytest.approx(iqm["estimate"])
+    assert table[("dreamer", "all", "iqm_ci_lower")] == pytest.approx(iqm["ci_lower"])
+    assert table[("dreamer", "all", "iqm_ci_upper")] == pytest.approx(iqm["ci_upper"])
     assert "\\begin{tabular}" in (tmp_path / "report.tex").read_text()
     for png in ("report_performance_profile.png", "report_aggregate_intervals.png"):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -23,8 +23,7 @@ import pytest
 import distwm
 from distwm.agent import Agent, DataSpec, NonFiniteLossError, import_object
 
-torch = pytest.importorskip("torch")
-gymnasium = pytest.importorskip("gymnasium")
+import torch
 from gymnasium import spaces
 
 from distwm.envs.wrappers import OneHotBox

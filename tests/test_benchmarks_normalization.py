@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import require_reference
 
 from distwm.benchmarks.normalization import (
     atari_human_random,
@@ -21,10 +22,7 @@ from distwm.benchmarks.reference import (
 
 
 def _reference_or_skip():
-    try:
-        return resolve_reference_dir()
-    except FileNotFoundError as exc:
-        pytest.skip(str(exc))
+    return require_reference()
 
 
 def test_atari_human_normalised_hand_computed():

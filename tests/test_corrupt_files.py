@@ -15,6 +15,7 @@ import zipfile
 import numpy as np
 import pytest
 import torch
+from conftest import require_module
 
 from distwm.memory.dreamer_memory import ReplayBuffer
 from distwm.runtime.checkpoints import LATEST, latest_checkpoint, load_checkpoint, write_checkpoint
@@ -179,7 +180,7 @@ def test_a_corrupt_replay_snapshot_names_the_file_and_never_suggests_allow_pickl
 
 
 def test_a_corrupt_hdf5_snapshot_is_named_too(tmp_path):
-    pytest.importorskip("h5py")
+    require_module("h5py")
     path = _filled(tmp_path / "replay.h5")
     _buffer().load(path)  # the intact file loads
     with open(path, "r+b") as f:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import require_module
 
 from distwm.memory.dreamer_memory import Episode, Memory, ReplayBuffer
 
@@ -106,7 +107,7 @@ def assert_same_contents(restored: ReplayBuffer, original: ReplayBuffer) -> None
 @pytest.mark.parametrize("suffix", ["npz", "h5"])
 def test_save_and_load_restore_every_step_and_continue_identically(tmp_path, suffix):
     if suffix == "h5":
-        pytest.importorskip("h5py")
+        require_module("h5py")
     make = lambda: ReplayBuffer(60 * 3, (3,), 2, seq_len=8, batch_size=16, num_envs=3, seed=4)  # noqa: E731
     buffer = make()
     ended = fill(buffer, 250, 3)  # wrapped around: the oldest blocks were overwritten

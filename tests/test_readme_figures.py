@@ -6,21 +6,16 @@ from __future__ import annotations
 import os
 import sys
 
-import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
 import readme_figures  # noqa: E402
+from conftest import require_reference  # noqa: E402
 
 
 def test_every_figures_block_of_the_readme_is_what_the_script_renders_from_the_files():
-    from distwm.benchmarks.reference import resolve_reference_dir
-
-    try:
-        resolve_reference_dir()
-    except (FileNotFoundError, ValueError) as exc:
-        pytest.skip(f"published reference data missing: {exc}")
+    require_reference("dreamerv3_curves")
     text = open(os.path.join(ROOT, "README.md")).read()
     found = readme_figures.readme_blocks(text)
     assert set(found) == set(readme_figures.BLOCKS), "README.md lacks a figures block (or has an unknown one)"

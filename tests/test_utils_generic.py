@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import require_module
 
 from distwm.utils import (
     AttrDict,
@@ -141,7 +142,7 @@ def test_write_gif_is_readable(tmp_path):
 
 
 def test_mp4_video_and_save_video(tmp_path):
-    pytest.importorskip("imageio_ffmpeg")
+    require_module("imageio_ffmpeg")
     import imageio.v2 as iio
 
     frames = np.linspace(0, 1, 5 * 3 * 16 * 16, dtype=np.float32).reshape(5, 3, 16, 16)

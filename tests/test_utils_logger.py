@@ -7,6 +7,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from conftest import require_module
 
 from distwm.utils import Logger, setup_logging
 
@@ -87,7 +88,7 @@ def test_setup_logging_file_and_levels(tmp_path):
 
 
 def test_logger_wandb_offline_run(tmp_path, monkeypatch):
-    pytest.importorskip("wandb")
+    require_module("wandb")
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     logger = Logger(str(tmp_path / "run"), enable_wandb=True, enable_tensorboard=False)

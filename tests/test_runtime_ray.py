@@ -127,8 +127,18 @@ def test_two_workers_two_shards_and_a_learner(basic_run):
     assert s["restarts"] == {}
     check_final_eval(s["final_eval"], episodes=2, max_length=20)  # SignEnv: 20-step limit
     run_dir = basic_run.run_dir
-    for name in ("report.md", "learning_curve.png", "metrics.jsonl", "run.yaml", "progress.log"):
+    for name in ("report.md", "learning_curve.png", "metrics.jsonl", "run.yaml", "progress.log",
+                 "summary.json"):
         assert os.path.isfile(os.path.join(run_dir, name)), name
+    import json
+
+    with open(os.path.join(run_dir, "summary.json")) as f:
+        stored = json.load(f)
+    assert (stored["env_steps"], stored["updates"]) == (s["env_steps"], s["updates"])
+    assert stored["final_eval"]["returns"] == s["final_eval"]["returns"]
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        evals = [row["eval/return"] for row in map(json.loads, f) if "eval/return" in row]
+    assert stored["best_eval"]["return"] == max(evals)
     assert "replay ratio" in basic_run.report and "learning_curve.png" in basic_run.report
 
 

@@ -118,8 +118,9 @@ def plot_learning_curve(rows: list[dict[str, Any]], path: str, title: str) -> st
 
 
 def write_report(run_dir: str, summary: Mapping[str, Any]) -> tuple[str, str]:
-    """``report.md`` and ``learning_curve.png`` in ``run_dir`` from the summary and
-    ``metrics.jsonl``; returns their paths."""
+    """``report.md``, ``learning_curve.png`` and ``summary.json`` (the summary and the best
+    evaluation) in ``run_dir`` from the summary and ``metrics.jsonl``; returns the first two
+    paths."""
     rows = read_metrics(os.path.join(run_dir, "metrics.jsonl"))
     png = plot_learning_curve(rows, os.path.join(run_dir, "learning_curve.png"),
                               f"{summary['model']} on {summary['env']}")
@@ -196,4 +197,9 @@ def write_report(run_dir: str, summary: Mapping[str, Any]) -> tuple[str, str]:
     md = os.path.join(run_dir, "report.md")
     with open(md, "w", encoding="utf-8") as f:
         f.write("\n".join(lines))
+    best = max(evals, key=lambda r: r["eval/return"]) if evals else None
+    record = {**summary, "best_eval": None if best is None else
+              {"return": best["eval/return"], "step": best["step"]}}
+    with open(os.path.join(run_dir, "summary.json"), "w", encoding="utf-8") as f:
+        json.dump(record, f, indent=1, default=str)  # the report's numbers, for scripts
     return md, png

@@ -127,7 +127,23 @@ def block_dreamer_speed() -> str:
     return "\n".join(rows)
 
 
-BLOCKS = {"dreamer-learning": block_dreamer_learning, "dreamer-speed": block_dreamer_speed}
+MAIN_JOB = "quickstart_summary.json"
+
+
+def block_main_job() -> str:
+    """The main job's run, from the ``summary.json`` it wrote (copied to docs/benchmarks)."""
+    run = _load(MAIN_JOB)
+    final, best = run["final_eval"], run["best_eval"]
+    return (f"A run of it here ({run.get('note') or '2 cores, nothing else running'}) took "
+            f"{run['seconds'] / 60:.1f} minutes: {run['env_steps']:,d} env steps, "
+            f"{run['updates']:,d} updates at a measured replay ratio of {run['replay_ratio']:.1f} "
+            f"(target {run['target_ratio']:g}); evaluation return {final['return_mean']:.0f} at the "
+            f"end ({len(final['returns'])} episodes), best {best['return']:.0f} at "
+            f"{best['step']:,d} steps ([summary](docs/benchmarks/{MAIN_JOB})).")
+
+
+BLOCKS = {"dreamer-learning": block_dreamer_learning, "dreamer-speed": block_dreamer_speed,
+          "main-job": block_main_job}
 
 
 def render(name: str) -> str:

@@ -25,12 +25,14 @@ BENCH = os.path.join(ROOT, "docs", "benchmarks")
 #: The learning runs the README quotes: (json file, setting in words). The JSON names its task,
 #: config, wall time, updates and evaluation history.
 LEARNING_RUNS = [
-    ("dreamer_cartpole_seed0.json", "CartPole-v1, state obs, the script's `CARTPOLE` preset, seed 0"),
-    ("dreamer_cartpole_seed1.json", "CartPole-v1, the same preset, seed 1"),
-    ("dreamer_dmc-cartpole-balance_seed0.json", "DMC cartpole-balance (proprio, action repeat 2), the script's `DMC` preset (train ratio 64)"),
-    ("dreamer_dmc-cartpole-balance_ratio128_seed0.json", "DMC cartpole-balance, `--set train_ratio=128`"),
-    ("dreamer_dmc-cartpole-swingup_seed0.json", "DMC cartpole-swingup, the `DMC` preset (V3 with the issue-12 fixes: actions into the dynamics scaled by 1/max(1, abs(a)), the `-(R - V)/S` objective, truncated-normal init)"),
-    ("dreamer_dmc-cartpole-swingup_before_seed0.json", "DMC cartpole-swingup, the same with the fixes off (`--set action_clip=0 --set actor_baseline=false --set weight_init=torch`: the V3 code before)"),
+    ("dreamer_cartpole_seed0.json", "CartPole-v1, state obs, the script's `CARTPOLE` preset, seed 0 (this code)"),
+    ("dreamer_cartpole_before_seed0.json", "the same, the code before issue 12 (run at commit 644ed9c)"),
+    ("dreamer_cartpole_seed1.json", "the same preset, seed 1, the code before issue 12 (commit 4103ac7; not re-run)"),
+    ("dreamer_dmc-cartpole-balance_seed0.json", "DMC cartpole-balance (proprio, action repeat 2), the script's `DMC` preset (train ratio 64), seed 0 (this code)"),
+    ("dreamer_dmc-cartpole-balance_before_seed0.json", "the same, the code before issue 12 (commit 4030b5e)"),
+    ("dreamer_dmc-cartpole-balance_ratio128_seed0.json", "DMC cartpole-balance, `--set train_ratio=128`, the code before issue 12 (commit 6ffde7f; not re-run)"),
+    ("dreamer_dmc-cartpole-swingup_seed0.json", "DMC cartpole-swingup, the `DMC` preset, seed 0, V3 with the issue-12 fixes (actions into the dynamics scaled by 1/max(1, abs(a)), the `-(R - V)/S` objective, truncated-normal init)"),
+    ("dreamer_dmc-cartpole-swingup_before_seed0.json", "the same with the fixes off (`--set action_clip=0 --set actor_baseline=false --set weight_init=torch`: the V3 code before)"),
 ]
 
 

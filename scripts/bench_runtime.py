@@ -43,6 +43,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=10.0, help="measuring time per figure")
     p.add_argument("--cpus", type=int, default=os.cpu_count() or 2, help="CPUs of the local Ray instance")
     p.add_argument("--skip", action="append", default=[], choices=["collect", "shard", "learner"])
+    p.add_argument("--json", default=None, metavar="PATH",
+                   help="also write the figures here (what the README's runtime figures are rendered from)")
+    p.add_argument("--note", default="", help="the machine's load etc., stored in --json")
     return p.parse_args()
 
 
@@ -238,6 +241,9 @@ def main() -> None:
           f"{args.seconds:g} s per figure; {args.cpus} CPUs")
     ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"PYTHONPATH": os.environ["PYTHONPATH"]}})
+    record: dict = {"setting": {"seconds": args.seconds, "cpus": args.cpus, "envs_per_worker": args.envs,
+                                "chunk": args.chunk, "note": args.note,
+                                "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "")}}
     try:
         if "collect" not in args.skip:
             # the plain loop runs in a Ray worker process too, so that both sides get the
@@ -254,6 +260,8 @@ def main() -> None:
             for workers, value in fps.items():
                 print(f"{workers} EnvWorker actor(s):      {value:9.1f}  -> {value / (workers * base):.2f} "
                       f"of the plain loop per core")
+            record["collect"] = {"plain": base, "plain_runs": plain,
+                                 "workers": {str(w): v for w, v in fps.items()}}
         if "shard" not in args.skip:
             out = shard_throughput(args.seconds)
             print("\n== one replay shard (64x64x3 frames/s; chunks 2x64, batches 16x64) ==")
@@ -263,12 +271,21 @@ def main() -> None:
                   f"{1e3 * out['log_seconds_per_chunk']:.2f} ms per chunk, {out['log_mb']:.0f} MB logged)")
             print(f"sample: {out['sample_ray']:10.0f} via Ray   {out['sample_local']:10.0f} in process   "
                   f"{out['sample_ray_logged']:10.0f} via Ray with the log")
+            record["shard"] = out
         if "learner" not in args.skip:
             out = learner_idle(run, args.seconds)
             print("\n== learner at the target ratio, replay prefilled ==")
             print(f"{out['updates']} updates ({out['updates_per_s']:.2f}/s); idle {100 * out['idle']:.1f}% "
                   f"of the time waiting for data; starved={out['starved']} "
                   f"(inserted {out['inserted']}, sampled {out['sampled']})")
+            record["learner"] = out
+        if args.json:
+            import json
+
+            record["setting"]["load_average_1min"] = os.getloadavg()[0]
+            with open(args.json, "w") as f:
+                json.dump(record, f, indent=1, default=float)
+            print(f"wrote {args.json}")
     finally:
         ray.shutdown()
 

@@ -67,6 +67,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="runtime.worker_cpus (the workers mostly sleep)")
     p.add_argument("--cpus", type=int, default=0,
                    help="logical CPUs of the local Ray instance (0: what the largest row reserves)")
+    p.add_argument("--json", default=None, metavar="PATH",
+                   help="also write the rows here (what the README's scaling table is rendered from)")
+    p.add_argument("--note", default="", help="the machine's load etc., stored in --json")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="RunConfig override, e.g. runtime.collect_seconds=2 or batch_size=8")
     args = p.parse_args(argv)
@@ -344,6 +347,14 @@ def main(argv: list[str] | None = None) -> None:
         ray.shutdown()
     print()
     print(table(rows))
+    if args.json:
+        import json
+
+        setting = {k: v for k, v in vars(args).items() if k not in ("json",)}
+        setting.update(ray_cpus=cpus, cores=os.cpu_count())
+        with open(args.json, "w") as f:
+            json.dump({"setting": setting, "table": table(rows), "rows": rows}, f, indent=1, default=str)
+        print(f"wrote {args.json}")
 
 
 if __name__ == "__main__":

@@ -144,8 +144,43 @@ def block_main_job() -> str:
             f"{best['step']:,d} steps ([summary](docs/benchmarks/{MAIN_JOB})).")
 
 
+RUNTIME = "runtime_figures.json"
+
+
+def block_runtime() -> str:
+    """``bench_runtime.py --json``: collection, one shard, the learner's idle time."""
+    run = _load(RUNTIME)
+    setting, collect, shard, learner = run["setting"], run["collect"], run["shard"], run["learner"]
+    base = collect["plain"]
+    one, two = collect["workers"]["1"], collect["workers"]["2"]
+    return (f"Runtime figures on this machine (`OMP_WAIT_POLICY=PASSIVE python scripts/bench_runtime.py "
+            f"--seconds {setting['seconds']:g}`, {setting['cpus']} CPUs, {setting['note'] or 'no note'}): "
+            f"collection with 1 EnvWorker actor {one / base:.2f} of a plain single-process loop, with "
+            f"2 actors {two / (2 * base):.2f} per core ({base:,.0f} steps/s plain; the driver, shard and "
+            f"learner share the cores); one shard {shard['insert_ray'] / 1e3:.1f}k inserted and "
+            f"{shard['sample_ray'] / 1e3:.1f}k sampled 64x64x3 frames/s through Ray (with the durable "
+            f"log: {shard['insert_ray_logged'] / 1e3:.1f}k / {shard['sample_ray_logged'] / 1e3:.1f}k); the "
+            f"learner at the target ratio with replay prefilled waits {100 * learner['idle']:.1f}% of "
+            f"its time for data ([json](docs/benchmarks/{RUNTIME})).")
+
+
+SCALING = "scaling.json"
+
+
+def block_scaling() -> str:
+    """``bench_scaling.py --json``: its own table and the setting it ran with."""
+    run = _load(SCALING)
+    s = run["setting"]
+    base = next(r for r in run["rows"] if r["workers"] == 1)["steps_per_s"]
+    return (f"`python scripts/bench_scaling.py --workers {' '.join(map(str, s['workers']))} --step-ms "
+            f"{s['step_ms']:g} --steps-per-worker {s['steps_per_worker']}` ({s['cores']} cores, Ray with "
+            f"{s['ray_cpus']} logical CPUs, `worker_cpus` {s['worker_cpus']:g}, "
+            f"{s.get('note') or 'no note'}; the 1-worker rate is {base:.0f} steps/s):\n\n"
+            f"{run['table']}\n\n([json](docs/benchmarks/{SCALING}))")
+
+
 BLOCKS = {"dreamer-learning": block_dreamer_learning, "dreamer-speed": block_dreamer_speed,
-          "main-job": block_main_job}
+          "main-job": block_main_job, "runtime": block_runtime, "scaling": block_scaling}
 
 
 def render(name: str) -> str:

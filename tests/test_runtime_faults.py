@@ -46,14 +46,17 @@ def test_sigkill_of_every_kind_of_actor_loses_nothing(ray_session, tmp_path):
         if driver.pids.get((role, index)):  # known once that actor has answered
             killed[role] = sigkill(driver, role, index)
 
+    # capacity for every step in one shard: while worker 1 restarts, worker 0 may collect most
+    # of the budget into its shard, and a ring that wraps would evict (not lose) its oldest chunks
     rt = runtime(tmp_path, "chaos", shards=2, envs_per_worker=1, steps=2400, eval_interval=80,
                  eval_episodes=1, checkpoint_interval=40, progress_seconds=0.3, audit_replay=True,
-                 max_restarts=2)
+                 max_restarts=2, capacity=2 * 4096)
     result = run(TinyAgentConfig(seed=6), rt, on_progress=chaos)
     s = result.summary
     assert list(killed) == order
     assert s["restarts"] == {role: 1 for role in order}
     assert s["env_steps"] >= 2400
+    assert all(st["inserted"] <= st["capacity"] for st in s["shard_stats"])  # nothing evicted
     audit = s["replay_audit"]
     assert audit["acked_chunks"] * 16 == s["acked_steps"] > 0
     assert audit["missing"] == 0, audit

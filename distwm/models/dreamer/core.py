@@ -355,15 +355,13 @@ class DreamerCore(CheckpointMixin, InteractionMixin, ReplayContextMixin):
         """One :meth:`update` on a batch sampled from the attached replay (``self.replay``)."""
         if self.replay is None:
             raise ValueError("train_one_batch() needs a replay buffer: set dreamer.replay first")
-        spec = self.data_spec().sample(DEFAULT_SAMPLE)
-        if spec.stepids:
-            batch = self.replay.sample(spec.batch_size, spec.seq_len, stepids=True)
-        else:
-            batch = self.replay.sample(spec.batch_size, spec.seq_len)
-        metrics = self.update({DEFAULT_SAMPLE: batch})
+        from distwm.loop.adapters import StepReplay
+
+        replay = StepReplay(self.replay)  # the loop's sampling and write-back of entries
+        metrics = self.update({DEFAULT_SAMPLE: replay.sample(self.data_spec().sample(DEFAULT_SAMPLE))})
         updates = self.replay_updates()
         if updates:
-            self.replay.update(updates[DEFAULT_SAMPLE].pop("stepid"), updates[DEFAULT_SAMPLE])
+            replay.write_back(updates)
         return metrics
 
 

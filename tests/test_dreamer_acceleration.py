@@ -209,3 +209,71 @@ def test_one_hot_features_gradient_is_the_dense_one():
             linear.weight.add_(1.0)
         torch.testing.assert_close(linear_features(linear, feat),
                                    F.linear(feat.dense(), linear.weight, linear.bias))
+
+
+def test_one_hot_features_gradient_in_row_blocks(monkeypatch):
+    import distwm.blocks.dreamer_blocks as blocks
+
+    monkeypatch.setattr(blocks, "_BACKWARD_ROWS", 16)  # 50 rows: blocks of 16, 16, 16 and 2
+    linear = torch.nn.Linear(6 * 4 + 3, 5)
+    index = torch.randint(0, 4, (50, 6)) + torch.arange(6) * 4
+    feat = OneHotFeatures(index, torch.randn(50, 3), 24)
+    out = linear_features(linear, feat)
+    expected = F.linear(feat.dense(), linear.weight, linear.bias)
+    grad_out = torch.randn_like(out)
+    got = torch.autograd.grad(out, linear.weight, grad_out)[0]
+    ref = torch.autograd.grad(expected, linear.weight, grad_out)[0]
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+
+
+# -- threads and memory ---------------------------------------------------------------------------
+@pytest.mark.parametrize("version", ["v3", "v3-2024"])
+@pytest.mark.parametrize("wanted, expected", [(1, 1), (0, 3)])
+def test_world_model_step_uses_world_model_threads(version, wanted, expected, monkeypatch):
+    agent = _agent(version, world_model_threads=wanted)
+    seen: dict[str, int] = {}
+    rssm, behavior = agent.world_model.rssm, agent.behavior
+    for name, obj, method in (("observe", rssm, "observe"), ("imagine", behavior, "imagine")):
+        original = getattr(obj, method)
+
+        def record(*args, _name=name, _original=original, **kwargs):
+            seen[_name] = torch.get_num_threads()
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(obj, method, record)
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        _run(agent, 1)
+        after = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+    assert seen == {"observe": expected, "imagine": 3}  # the imagination keeps every thread
+    assert after == 3  # restored
+
+
+@pytest.mark.parametrize("field, value", [("world_model_threads", -1), ("world_model_threads", 1.5),
+                                          ("keep_freed_memory", "yes")])
+def test_bad_thread_and_memory_values_are_named(field, value):
+    with pytest.raises(ValueError, match=rf"DreamerConfig\.{field}.*{value!r}"):
+        DreamerConfig(**{field: value})
+
+
+@pytest.mark.skip_ok_in_ci("a glibc detail: other C libraries have no mallopt")
+def test_keep_freed_memory_reuses_pages():
+    import ctypes.util
+    import resource
+    import sys
+
+    from distwm.utils.allocator import keep_freed_memory
+
+    if not sys.platform.startswith("linux") or "c" not in (ctypes.util.find_library("c") or ""):
+        pytest.skip("not glibc Linux")
+    assert keep_freed_memory() is True
+    assert keep_freed_memory() is True  # once per process, then the same answer
+    pages = 24 * 1024 * 1024 // 4096  # below the 32 MiB threshold: served from the heap
+    torch.ones(pages * 1024)  # touched, then freed
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    torch.ones(pages * 1024)
+    again = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+    assert again < pages // 4, f"{again} page faults for {pages} pages that were freed before"

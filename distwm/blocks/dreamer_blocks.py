@@ -131,9 +131,11 @@ class _OneHotMatmul(torch.autograd.Function):
     """``one_hot(index) @ weight.T`` as a sum of columns; gradient to ``weight`` only.
 
     ``table`` is ``weight.T`` contiguous (the embedding table; callers may reuse it while the
-    weight is unchanged). The weight's gradient adds each row of ``grad`` to the columns its
-    indices name: one ``index_add_`` per categorical (a disjoint block of columns each, so every
-    column receives its rows in order), not a matmul with the dense one-hot matrix.
+    weight is unchanged). The weight's gradient is the plain linear layer's, ``grad.T @
+    one_hot``, as a dense matmul: on CPU it is ~10x faster than scattering the rows of
+    ``grad`` into the named columns (``index_add_``: 35 ms vs 3.2 ms at 1024 rows of 32x32
+    classes, 256 units, 2 cores; ``index_add_`` does not vectorise the scatter), and GPUs,
+    bf16 tables and compiled code are better at matmuls than at scatters anyway.
     """
 
     @staticmethod
@@ -145,20 +147,22 @@ class _OneHotMatmul(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         (index,) = ctx.saved_tensors
-        # a GPU, bf16 autocast (a bf16 table: native bf16 matmuls; the autocast reference
-        # computes this matmul) and compiled code (inductor turns index_add_ into atomic
-        # scatters) are better at the dense matmul with the one-hot matrix than at scatters
-        if (index.device.type != "cpu" or ctx.table_dtype != ctx.dtype
-                or torch.compiler.is_compiling()):
-            dtype = ctx.table_dtype
-            onehot = torch.zeros(index.shape[0], ctx.width, dtype=dtype, device=grad.device)
-            onehot.scatter_(1, index, 1.0)
-            return None, (grad.to(dtype).t() @ onehot).to(ctx.dtype), None
-        grad = grad.to(ctx.dtype)
-        out = torch.zeros(ctx.width, grad.shape[1], dtype=grad.dtype, device=grad.device)
-        for column in index.t().contiguous():
-            out.index_add_(0, column, grad)
-        return None, out.t(), None
+        dtype = ctx.table_dtype  # under bf16 autocast the matmul it replaces is in bf16
+        grad = grad.to(dtype)
+        out = None
+        # in row blocks: a (rows, width) one-hot of a whole imagination (16k rows x 1024 classes,
+        # 64 MB) would be a fresh allocation, and its page faults, at every update
+        for start in range(0, index.shape[0], _BACKWARD_ROWS):
+            rows = index[start:start + _BACKWARD_ROWS]
+            onehot = torch.zeros(rows.shape[0], ctx.width, dtype=dtype, device=grad.device)
+            onehot.scatter_(1, rows, 1.0)
+            block = grad[start:start + _BACKWARD_ROWS].t()
+            out = block @ onehot if out is None else out.addmm_(block, onehot)
+        return None, out.to(ctx.dtype), None
+
+
+#: rows of the one-hot matrix per block in :class:`_OneHotMatmul`'s backward
+_BACKWARD_ROWS = 100000
 
 
 _TABLES: dict | None = None  # the embedding tables of an active reuse_embedding_tables() scope

@@ -215,6 +215,12 @@ class DreamerConfig(RLConfig):
     channels_last: bool = False
     #: ``bf16``: the world-model loss and imagination under bf16 autocast (CUDA only)
     autocast: Literal["off", "bf16"] = "off"
+    #: at the first update, keep freed memory in the learner process (glibc: no fresh pages and
+    #: page faults for the update's large tensors at every step; ``distwm.utils.allocator``)
+    keep_freed_memory: bool = True
+    #: torch intra-op threads for the world-model step on CPU (its RSSM steps have B rows,
+    #: too few for a second thread to pay for its wake-up); 0: the process's setting
+    world_model_threads: int = 1
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -310,8 +316,13 @@ class DreamerConfig(RLConfig):
         for name, choices in speed.items():
             if getattr(self, name) not in choices:
                 raise ValueError(f"DreamerConfig.{name} {getattr(self, name)!r} is not one of {choices}")
-        if not isinstance(self.channels_last, bool):
-            raise ValueError(f"DreamerConfig.channels_last must be True or False, got {self.channels_last!r}")
+        if isinstance(self.world_model_threads, bool) or not isinstance(self.world_model_threads, int) \
+                or self.world_model_threads < 0:
+            raise ValueError("DreamerConfig.world_model_threads must be an int >= 0 (0: the "
+                             f"process's torch threads), got {self.world_model_threads!r}")
+        for name in ("channels_last", "keep_freed_memory"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"DreamerConfig.{name} must be True or False, got {getattr(self, name)!r}")
         inits = ("torch", "xavier_uniform", "trunc_normal", "trunc_normal_in")
         if self.weight_init is not None and self.weight_init not in inits:
             raise ValueError(f"DreamerConfig.weight_init {self.weight_init!r} is not one of {inits}")

@@ -11,6 +11,14 @@ bf16 tolerance) and is applied lazily, at the first update (:func:`prepare_world
   warning). Random draws keep PyTorch's own generator (``fallback_random``), so a compiled
   update samples what the plain one samples.
 * ``channels_last``: the conv encoder / decoder in channels-last memory format (image models).
+* ``keep_freed_memory`` (on by default): the learner process keeps the memory it frees
+  (:func:`distwm.utils.allocator.keep_freed_memory`), so the update's large tensors reuse
+  pages instead of faulting in fresh ones at every step. Process-wide, applied once.
+* ``world_model_threads`` (1 by default): torch's intra-op threads for the world-model step
+  on CPU (:func:`world_model_threads`). Its RSSM advances ``B`` rows (16) per step, 64 steps
+  forward and back, where waking a second OpenMP thread for each small op costs more than it
+  computes (XS on 2 cores: the observe loop 370 ms with 2 threads, 125 ms with 1); the
+  imagination (``B * T`` rows per step) keeps every thread.
 * ``autocast``: ``"bf16"`` runs the world-model loss and imagination under
   ``torch.autocast(device, torch.bfloat16)`` (matmuls in bf16, distributions and losses in
   float32; the same update to bf16 tolerance, as the dreamerv3 code computes): on CUDA, or on
@@ -31,9 +39,10 @@ import torch
 from torch import nn
 
 from distwm.blocks.dreamer_blocks import OneHotFeatures
+from distwm.utils.allocator import keep_freed_memory
 
 __all__ = ["COMPILE_MODES", "AUTOCAST_DTYPES", "prepare_world_model", "prepare_behavior",
-           "autocast_context", "mark_step", "compile_mode_for", "compiled", "cpu_has_bf16"]
+           "autocast_context", "world_model_threads", "mark_step", "compile_mode_for", "compiled", "cpu_has_bf16"]
 
 _log = logging.getLogger(__name__)
 
@@ -110,6 +119,22 @@ def autocast_context(cfg, module: nn.Module):
     return torch.autocast(device_type, dtype=torch.bfloat16)
 
 
+@contextlib.contextmanager
+def world_model_threads(cfg, module: nn.Module):
+    """Within this scope torch uses ``cfg.world_model_threads`` intra-op threads when
+    ``module`` is on the CPU and that is fewer than it has (0: no change); restored after."""
+    wanted = int(getattr(cfg, "world_model_threads", 0) or 0)
+    before = torch.get_num_threads()
+    if wanted <= 0 or wanted >= before or _device_type(module) != "cpu":
+        yield
+        return
+    torch.set_num_threads(wanted)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def mark_step(cfg, module: nn.Module) -> None:
     """Start a new CUDA-graph step (``reduce-overhead``): the graphs of the previous update
     may overwrite their outputs from here on."""
@@ -151,6 +176,8 @@ def prepare_world_model(world_model: nn.Module) -> None:
     cfg = world_model.cfg
     device_type = _device_type(world_model)
     _check_autocast(cfg, device_type)
+    if getattr(cfg, "keep_freed_memory", False):
+        keep_freed_memory()
     if getattr(cfg, "channels_last", False):
         for name in ("encoder", "decoder"):
             getattr(world_model, name).to(memory_format=torch.channels_last)

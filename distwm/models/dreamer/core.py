@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from distwm.agent import DEFAULT_SAMPLE, DataSpec, NonFiniteLossError, SampleSpec
 from distwm.configs.dreamer_config import DreamerConfig
+from distwm.models.dreamer import acceleration
 from distwm.models.dreamer.behavior import ActorCritic, Imagination
 from distwm.models.dreamer.checkpoint import CheckpointMixin
 from distwm.models.dreamer.interaction import InteractionMixin
@@ -298,13 +299,14 @@ class DreamerCore(CheckpointMixin, InteractionMixin, ReplayContextMixin):
         if bad:
             return self._skip_nonfinite(f"input ({', '.join(bad)} in the batch)", {}, join=model_sync)
         self.world_model.train()
-        model_loss, post, metrics = self.world_model_loss(data)
-        if not torch.isfinite(model_loss):
-            return self._skip_nonfinite("world-model loss", metrics, join=model_sync)
-        model_norm = self._step(model_loss, self.model_optimizer, model_sync[0], cfg.grad_clip_norm)
-        if not torch.isfinite(model_norm):
-            return self._skip_nonfinite("world-model gradient", metrics)
-        self.model_optimizer.step()
+        with acceleration.world_model_threads(cfg, self.world_model):
+            model_loss, post, metrics = self.world_model_loss(data)
+            if not torch.isfinite(model_loss):
+                return self._skip_nonfinite("world-model loss", metrics, join=model_sync)
+            model_norm = self._step(model_loss, self.model_optimizer, model_sync[0], cfg.grad_clip_norm)
+            if not torch.isfinite(model_norm):
+                return self._skip_nonfinite("world-model gradient", metrics)
+            self.model_optimizer.step()
 
         # with a learner group, a skipped actor-critic step leaves the return normaliser as
         # it was on every rank (each rank updated it from its own returns, or not at all)

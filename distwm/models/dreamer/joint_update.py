@@ -19,6 +19,7 @@ from typing import Iterable, Mapping
 import torch
 from torch import Tensor
 
+from distwm.models.dreamer import acceleration
 from distwm.models.dreamer.replay_value import replayed_value_loss
 from distwm.utils import distributed
 from distwm.utils.optim import make_optimizer
@@ -66,7 +67,8 @@ def joint_update(core, data: Mapping[str, Tensor]) -> dict[str, float]:
     saved = ([b.clone() for b in core._return_norm_buffers()]
              if distributed.world_size() > 1 and cfg.return_norm else None)
     world_model.train()
-    model_loss, post, metrics = core.world_model_loss(data)
+    with acceleration.world_model_threads(cfg, world_model):  # the backward is shared: all threads
+        model_loss, post, metrics = core.world_model_loss(data)
     if not torch.isfinite(model_loss):
         return core._skip_nonfinite("world-model loss", metrics, join=sync)
     imag = core.imagine(post, data["is_terminal"])

@@ -162,7 +162,7 @@ class _OneHotMatmul(torch.autograd.Function):
 
 
 #: rows of the one-hot matrix per block in :class:`_OneHotMatmul`'s backward
-_BACKWARD_ROWS = 100000
+_BACKWARD_ROWS = 2048
 
 
 _TABLES: dict | None = None  # the embedding tables of an active reuse_embedding_tables() scope

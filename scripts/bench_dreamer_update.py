@@ -9,7 +9,8 @@ learners (the order rotates every round) so that load on the machine affects the
 ``--variant`` (repeatable) times several distwm learners side by side, each with some speed
 switches of ``DreamerConfig`` on (``distwm.models.dreamer.acceleration``): a name from
 ``VARIANTS`` (``baseline``: every switch off; ``compile``: ``compile="default"``; ...) or
-``name:field=value,field=value``. Prints per variant the median seconds per update (wall
+``name:field=value,field=value``; ``--keep-freed-memory on|off`` sets the one process-wide
+switch for the whole run (both learners live in this process). Prints per variant the median seconds per update (wall
 clock, and CPU time of the process, which a busy machine disturbs less) and the speed ratios
 (RLlib time / distwm time; > 1 means distwm is faster).
 
@@ -89,11 +90,13 @@ def to_distwm_batch(sample) -> dict[str, np.ndarray]:
     }
 
 
-#: named variants: DreamerConfig speed fields set on top of the plain config
+#: named variants: DreamerConfig speed fields set on top of distwm's defaults
+#: (``keep_freed_memory`` is process-wide, so it is set per run: ``--keep-freed-memory``)
 VARIANTS: dict[str, dict] = {
-    "baseline": {},
+    "baseline": {"observe_threads": 0},  # every switch off
+    "defaults": {},  # observe_threads: 1
     "compile": {"compile": "default"},
-    "compile-max-autotune": {"compile": "max-autotune"},
+    "compile-max-autotune": {"compile": "max-autotune-no-cudagraphs"},
     "bf16": {"autocast": "bf16"},
     "bf16-compile": {"autocast": "bf16", "compile": "default"},
 }
@@ -110,7 +113,10 @@ def parse_variant(spec: str) -> tuple[str, dict]:
     out = {}
     for item in filter(None, fields.split(",")):
         key, _, value = item.partition("=")
-        out[key] = {"true": True, "false": False}.get(value.lower(), value)
+        if key == "keep_freed_memory":
+            raise SystemExit("keep_freed_memory changes the whole process (both learners): set "
+                             "it for the run with --keep-freed-memory on|off")
+        out[key] = {"true": True, "false": False}.get(value.lower(), int(value) if value.isdigit() else value)
     return name, out
 
 
@@ -150,6 +156,10 @@ def main(argv=None) -> int:
                         help="also write the medians, ratios, parameter counts and setting here "
                              "(what the README's speed table is rendered from)")
     parser.add_argument("--note", default="", help="the machine's load etc., stored in --json")
+    parser.add_argument("--keep-freed-memory", choices=("on", "off"), default="on",
+                        help="DreamerConfig.keep_freed_memory of every distwm learner (default on, "
+                             "as distwm runs); it changes the allocator of the whole process, so "
+                             "RLlib's learner runs with the same setting from the first distwm update")
     args = parser.parse_args(argv)
     variants = dict(parse_variant(v) for v in (args.variant or ["baseline"]))
 
@@ -163,7 +173,9 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     algo = rllib_learner(args.batch_size, args.seq_len)
     print(f"RLlib DreamerV3 built and replay filled in {time.perf_counter() - t0:.1f}s", flush=True)
-    agents = {name: distwm_learner(args.batch_size, args.seq_len, args.version, **fields)
+    keep = args.keep_freed_memory == "on"
+    agents = {name: distwm_learner(args.batch_size, args.seq_len, args.version,
+                                   keep_freed_memory=keep, **fields)
               for name, fields in variants.items()}
     module = algo.get_module()
     rllib_params = count_params([module])
@@ -208,6 +220,7 @@ def main(argv=None) -> int:
                            "updates": args.updates, "warmup": args.warmup, "version": args.version,
                            "torch": torch.__version__,
                            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
+                           "keep_freed_memory": keep,
                            "load_average_1min": os.getloadavg()[0], "note": args.note},
                "parameters": {"rllib": rllib_params, "distwm": ours},
                "variants": {n: variants.get(n, {}) for n in agents},

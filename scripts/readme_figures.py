@@ -95,38 +95,86 @@ def block_dreamer_learning() -> str:
     rows = ["| task | setting | result |", "| --- | --- | --- |"]
     rows += [learning_row(name, setting) for name, setting in LEARNING_RUNS
              if os.path.isfile(os.path.join(BENCH, name))]
+    return "\n".join(rows) + "\n\n" + before_after_table()
+
+
+#: (task, runs with the issue-12 fixes, runs without them: the code before or the fixes off)
+BEFORE_AFTER = [
+    ("CartPole-v1", ["dreamer_cartpole_seed0.json", "dreamer_cartpole_seed1.json"],
+     ["dreamer_cartpole_before_seed0.json", "dreamer_cartpole_fixesoff_seed1.json"]),
+    ("DMC cartpole-balance", ["dreamer_dmc-cartpole-balance_seed0.json",
+                              "dreamer_dmc-cartpole-balance_seed1.json"],
+     ["dreamer_dmc-cartpole-balance_before_seed0.json",
+      "dreamer_dmc-cartpole-balance_fixesoff_seed1.json"]),
+    ("DMC cartpole-swingup", ["dreamer_dmc-cartpole-swingup_seed0.json"],
+     ["dreamer_dmc-cartpole-swingup_before_seed0.json"]),
+]
+
+
+def _summary(names: list[str]) -> str:
+    runs = [_load(n) for n in names if os.path.isfile(os.path.join(BENCH, n))]
+    if not runs:
+        return "-"
+    finals = [r["eval_history"][-1][1] for r in runs]
+    last4 = [sum(y for _, y in r["eval_history"][-4:]) / len(r["eval_history"][-4:]) for r in runs]
+    seeds = ", ".join(str(r["config"]["seed"]) for r in runs)
+    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+    return (f"{len(runs)} run(s) (seeds {seeds}): final {mean(finals):.0f} "
+            f"({', '.join(f'{x:.0f}' for x in finals)}), last 4 evaluations "
+            f"{mean(last4):.0f} ({', '.join(f'{x:.0f}' for x in last4)})")
+
+
+def before_after_table() -> str:
+    """Per task: the mean final / last-4 evaluation return with and without the fixes."""
+    rows = ["| task | with the issue-12 fixes | without (the code before, or the fixes off) |",
+            "| --- | --- | --- |"]
+    rows += [f"| {task} | {_summary(after)} | {_summary(before)} |" for task, after, before in BEFORE_AFTER]
     return "\n".join(rows)
 
 
-SPEED = "dreamer_update_speed.json"
-_SWITCHES = {"compile": "`compile: {}`", "autocast": "`autocast: {}`", "channels_last": "`channels_last: {}`"}
+#: the update-speed runs, each a ``bench_dreamer_update.py --json`` file: without and with
+#: ``keep_freed_memory`` (process-wide, so one run each)
+SPEED_RUNS = ("dreamer_update_speed_nokeep.json", "dreamer_update_speed.json")
+_SWITCHES = {"compile": "`compile: {}`", "autocast": "`autocast: {}`",
+             "channels_last": "`channels_last: {}`", "observe_threads": "`observe_threads: {}`"}
+
+
+def _speed_label(fields: dict) -> str:
+    if fields == {"observe_threads": 0}:
+        return "distwm `baseline` (every switch off)"
+    if not fields:
+        return "distwm defaults (`observe_threads: 1`)"
+    return "distwm " + " + ".join(_SWITCHES[k].format(v) for k, v in fields.items())
 
 
 def block_dreamer_speed() -> str:
-    """The update-speed table of ``bench_dreamer_update.py --json``."""
-    run = _load(SPEED)
-    setting, learners = run["setting"], run["learners"]
-    rows = ["| learner | s/update wall | s/update CPU | ratio wall | ratio CPU |",
-            "| --- | --- | --- | --- | --- |"]
-    for name, m in learners.items():
-        if name == "rllib":
-            label = "RLlib 2.60 DreamerV3 (torch, XS)"
-        else:
-            fields = run["variants"].get(name, {})
-            label = "distwm " + (" + ".join(_SWITCHES[k].format(v) for k, v in fields.items())
-                                 if fields else "`baseline` (every switch off)")
-        rows.append(f"| {label} | {m['wall_s']:.3f} | {m['cpu_s']:.3f} | {m['ratio_wall']:.2f}x "
-                    f"| {m['ratio_cpu']:.2f}x |")
-    params = run["parameters"]
-    rows.append("")
-    rows.append(f"Medians of {setting['updates']} updates after {setting['warmup']} warm-up updates per "
-                f"learner, B={setting['batch_size']} T={setting['seq_len']}, {setting['threads']} torch "
-                f"threads, {setting['cpus']} CPUs, torch {setting['torch']}, OMP_WAIT_POLICY="
-                f"{setting['omp_wait_policy'] or 'unset'}, 1-minute load average "
-                f"{setting['load_average_1min']:.1f} at the end ({setting['note'] or 'no note'}); "
-                f"parameters: RLlib {params['rllib'] / 1e6:.2f}M, distwm {params['distwm'] / 1e6:.2f}M "
-                f"(world model, actor, critic and slow critic) ([json](docs/benchmarks/{SPEED})).")
-    return "\n".join(rows)
+    """The update-speed tables of ``bench_dreamer_update.py --json`` (one per run)."""
+    out = []
+    for name in SPEED_RUNS:
+        if not os.path.isfile(os.path.join(BENCH, name)):
+            continue
+        run = _load(name)
+        setting, learners = run["setting"], run["learners"]
+        keep = "on" if setting.get("keep_freed_memory") else "off"
+        rows = [f"`keep_freed_memory: {keep}` (the whole process, RLlib's learner too):", "",
+                "| learner | s/update wall | s/update CPU | ratio wall | ratio CPU |",
+                "| --- | --- | --- | --- | --- |"]
+        for learner, m in learners.items():
+            label = ("RLlib 2.60 DreamerV3 (torch, XS)" if learner == "rllib"
+                     else _speed_label(run["variants"].get(learner, {})))
+            rows.append(f"| {label} | {m['wall_s']:.3f} | {m['cpu_s']:.3f} | {m['ratio_wall']:.2f}x "
+                        f"| {m['ratio_cpu']:.2f}x |")
+        params = run["parameters"]
+        rows.append("")
+        rows.append(f"Medians of {setting['updates']} updates after {setting['warmup']} warm-up updates per "
+                    f"learner, B={setting['batch_size']} T={setting['seq_len']}, {setting['threads']} torch "
+                    f"threads, {setting['cpus']} CPUs, torch {setting['torch']}, OMP_WAIT_POLICY="
+                    f"{setting['omp_wait_policy'] or 'unset'}, 1-minute load average "
+                    f"{setting['load_average_1min']:.1f} at the end ({setting['note'] or 'no note'}); "
+                    f"parameters: RLlib {params['rllib'] / 1e6:.2f}M, distwm {params['distwm'] / 1e6:.2f}M "
+                    f"(world model, actor, critic and slow critic) ([json](docs/benchmarks/{name})).")
+        out.append("\n".join(rows))
+    return "\n\n".join(out)
 
 
 MAIN_JOB = "quickstart_summary.json"

@@ -218,9 +218,9 @@ class DreamerConfig(RLConfig):
     #: at the first update, keep freed memory in the learner process (glibc: no fresh pages and
     #: page faults for the update's large tensors at every step; ``distwm.utils.allocator``)
     keep_freed_memory: bool = True
-    #: torch intra-op threads for the world-model step on CPU (its RSSM steps have B rows,
-    #: too few for a second thread to pay for its wake-up); 0: the process's setting
-    world_model_threads: int = 1
+    #: torch intra-op threads for the RSSM's observe loop on CPU, forward and backward (its
+    #: steps have B rows, too few for a second thread to pay for its wake-up); 0: the process's
+    observe_threads: int = 1
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -316,10 +316,10 @@ class DreamerConfig(RLConfig):
         for name, choices in speed.items():
             if getattr(self, name) not in choices:
                 raise ValueError(f"DreamerConfig.{name} {getattr(self, name)!r} is not one of {choices}")
-        if isinstance(self.world_model_threads, bool) or not isinstance(self.world_model_threads, int) \
-                or self.world_model_threads < 0:
-            raise ValueError("DreamerConfig.world_model_threads must be an int >= 0 (0: the "
-                             f"process's torch threads), got {self.world_model_threads!r}")
+        if isinstance(self.observe_threads, bool) or not isinstance(self.observe_threads, int) \
+                or self.observe_threads < 0:
+            raise ValueError("DreamerConfig.observe_threads must be an int >= 0 (0: the "
+                             f"process's torch threads), got {self.observe_threads!r}")
         for name in ("channels_last", "keep_freed_memory"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"DreamerConfig.{name} must be True or False, got {getattr(self, name)!r}")

@@ -14,11 +14,11 @@ bf16 tolerance) and is applied lazily, at the first update (:func:`prepare_world
 * ``keep_freed_memory`` (on by default): the learner process keeps the memory it frees
   (:func:`distwm.utils.allocator.keep_freed_memory`), so the update's large tensors reuse
   pages instead of faulting in fresh ones at every step. Process-wide, applied once.
-* ``world_model_threads`` (1 by default): torch's intra-op threads for the world-model step
-  on CPU (:func:`world_model_threads`). Its RSSM advances ``B`` rows (16) per step, 64 steps
-  forward and back, where waking a second OpenMP thread for each small op costs more than it
-  computes (XS on 2 cores: the observe loop 370 ms with 2 threads, 125 ms with 1); the
-  imagination (``B * T`` rows per step) keeps every thread.
+* ``observe_threads`` (1 by default): torch's intra-op threads for the RSSM's observe loop on
+  CPU, forward and backward (:func:`observe_on_threads`). It advances ``B`` rows (16) per step,
+  64 steps, where waking a second OpenMP thread for each small op costs more than it computes
+  (XS on 2 cores: the loop's forward 370 ms with 2 threads, 125 ms with 1); the heads, the
+  imagination (``B * T`` rows per step) and the actor-critic keep every thread.
 * ``autocast``: ``"bf16"`` runs the world-model loss and imagination under
   ``torch.autocast(device, torch.bfloat16)`` (matmuls in bf16, distributions and losses in
   float32; the same update to bf16 tolerance, as the dreamerv3 code computes): on CUDA, or on
@@ -36,13 +36,13 @@ import logging
 from typing import Callable
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from distwm.blocks.dreamer_blocks import OneHotFeatures
 from distwm.utils.allocator import keep_freed_memory
 
 __all__ = ["COMPILE_MODES", "AUTOCAST_DTYPES", "prepare_world_model", "prepare_behavior",
-           "autocast_context", "world_model_threads", "mark_step", "compile_mode_for", "compiled", "cpu_has_bf16"]
+           "autocast_context", "observe_on_threads", "restore_threads", "mark_step", "compile_mode_for", "compiled", "cpu_has_bf16"]
 
 _log = logging.getLogger(__name__)
 
@@ -119,20 +119,68 @@ def autocast_context(cfg, module: nn.Module):
     return torch.autocast(device_type, dtype=torch.bfloat16)
 
 
+class _ThreadsInBackward(torch.autograd.Function):
+    """The identity on ``tensors``; its backward first sets torch's intra-op threads to
+    ``threads`` (the gradient of what follows reaches it before the region it marks)."""
+
+    @staticmethod
+    def forward(ctx, threads: int, *tensors: Tensor):
+        ctx.threads = threads
+        return tuple(t.view_as(t) for t in tensors)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        torch.set_num_threads(ctx.threads)
+        return (None, *grads)
+
+
+def _threads_in_backward(threads: int, tensors: list[Tensor]) -> list[Tensor]:
+    if not torch.is_grad_enabled() or not any(t.requires_grad for t in tensors):
+        return tensors
+    return list(_ThreadsInBackward.apply(threads, *tensors))
+
+
+def observe_threads(cfg, module: nn.Module) -> int | None:
+    """The intra-op threads for the RSSM's observe loop (``cfg.observe_threads``), or ``None``
+    when nothing changes: 0, not fewer than torch has now, or not on the CPU."""
+    wanted = int(getattr(cfg, "observe_threads", 0) or 0)
+    if wanted <= 0 or wanted >= torch.get_num_threads() or _device_type(module) != "cpu":
+        return None
+    return wanted
+
+
+def observe_on_threads(cfg, module: nn.Module, observe: Callable, embed: Tensor, *args):
+    """``observe(embed, *args) -> (posterior, prior)`` with torch on :func:`observe_threads`
+    threads, forward and backward: the forward sets them around the call; in the backward,
+    marks on the outputs set them when the gradient enters the loop and a mark on ``embed``
+    restores the caller's threads when it leaves (everything else keeps every thread)."""
+    threads = observe_threads(cfg, module)
+    if threads is None:
+        return observe(embed, *args)
+    outer = torch.get_num_threads()
+    (embed,) = _threads_in_backward(outer, [embed])
+    torch.set_num_threads(threads)
+    try:
+        post, prior = observe(embed, *args)
+    finally:
+        torch.set_num_threads(outer)
+    keys = [("post", k) for k in post] + [("prior", k) for k in prior]
+    marked = _threads_in_backward(threads, [post[k] if s == "post" else prior[k] for s, k in keys])
+    out = {"post": {}, "prior": {}}
+    for (side, key), tensor in zip(keys, marked):
+        out[side][key] = tensor
+    return out["post"], out["prior"]
+
+
 @contextlib.contextmanager
-def world_model_threads(cfg, module: nn.Module):
-    """Within this scope torch uses ``cfg.world_model_threads`` intra-op threads when
-    ``module`` is on the CPU and that is fewer than it has (0: no change); restored after."""
-    wanted = int(getattr(cfg, "world_model_threads", 0) or 0)
+def restore_threads():
+    """torch's intra-op threads as they were on entry, whatever a backward set on the way."""
     before = torch.get_num_threads()
-    if wanted <= 0 or wanted >= before or _device_type(module) != "cpu":
-        yield
-        return
-    torch.set_num_threads(wanted)
     try:
         yield
     finally:
-        torch.set_num_threads(before)
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
 
 
 def mark_step(cfg, module: nn.Module) -> None:

@@ -299,14 +299,14 @@ class DreamerCore(CheckpointMixin, InteractionMixin, ReplayContextMixin):
         if bad:
             return self._skip_nonfinite(f"input ({', '.join(bad)} in the batch)", {}, join=model_sync)
         self.world_model.train()
-        with acceleration.world_model_threads(cfg, self.world_model):
+        with acceleration.restore_threads():  # the observe loop's backward runs on its own
             model_loss, post, metrics = self.world_model_loss(data)
             if not torch.isfinite(model_loss):
                 return self._skip_nonfinite("world-model loss", metrics, join=model_sync)
             model_norm = self._step(model_loss, self.model_optimizer, model_sync[0], cfg.grad_clip_norm)
-            if not torch.isfinite(model_norm):
-                return self._skip_nonfinite("world-model gradient", metrics)
-            self.model_optimizer.step()
+        if not torch.isfinite(model_norm):
+            return self._skip_nonfinite("world-model gradient", metrics)
+        self.model_optimizer.step()
 
         # with a learner group, a skipped actor-critic step leaves the return normaliser as
         # it was on every rank (each rank updated it from its own returns, or not at all)

@@ -67,8 +67,7 @@ def joint_update(core, data: Mapping[str, Tensor]) -> dict[str, float]:
     saved = ([b.clone() for b in core._return_norm_buffers()]
              if distributed.world_size() > 1 and cfg.return_norm else None)
     world_model.train()
-    with acceleration.world_model_threads(cfg, world_model):  # the backward is shared: all threads
-        model_loss, post, metrics = core.world_model_loss(data)
+    model_loss, post, metrics = core.world_model_loss(data)
     if not torch.isfinite(model_loss):
         return core._skip_nonfinite("world-model loss", metrics, join=sync)
     imag = core.imagine(post, data["is_terminal"])
@@ -89,7 +88,8 @@ def joint_update(core, data: Mapping[str, Tensor]) -> dict[str, float]:
     optimizers = (core.model_optimizer, core.actor_optimizer, core.value_optimizer)
     for opt in optimizers:
         opt.zero_grad(set_to_none=True)
-    total.backward()
+    with acceleration.restore_threads():  # the observe loop's backward runs on its own
+        total.backward()
     distributed.reduce_gradients(sync[0], extra=sync[1])
     model_norm, actor_norm, value_norm = (clip_norm(group, clip) for group, clip in groups)
     if not all(torch.isfinite(n) for n in (model_norm, actor_norm, value_norm)):

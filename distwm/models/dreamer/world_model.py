@@ -100,7 +100,8 @@ class WorldModel(nn.Module):
         start = None  # replay context: the latent replay stored before the first step
         if "start_deter" in data:
             start = {"deter": data["start_deter"], "stoch": data["start_stoch"]}
-        post, prior = self.rssm.observe(embed, data["action"], data["is_first"], start)
+        post, prior = acceleration.observe_on_threads(self.cfg, self, self.rssm.observe, embed,
+                                                      data["action"], data["is_first"], start)
         feat = self.rssm.get_feat(post)
         recon = self.decoder.loss(feat, obs)
         reward_loss = -self.reward(feat).log_prob(data["reward"])

@@ -27,9 +27,13 @@ BENCH = os.path.join(ROOT, "docs", "benchmarks")
 LEARNING_RUNS = [
     ("dreamer_cartpole_seed0.json", "CartPole-v1, state obs, the script's `CARTPOLE` preset, seed 0 (this code)"),
     ("dreamer_cartpole_before_seed0.json", "the same, the code before issue 12 (run at commit 644ed9c)"),
-    ("dreamer_cartpole_seed1.json", "the same preset, seed 1, the code before issue 12 (commit 4103ac7; not re-run)"),
+    ("dreamer_cartpole_seed1.json", "the same preset, seed 1 (this code)"),
+    ("dreamer_cartpole_fixesoff_seed1.json", "the same, seed 1, the fixes off (`--set action_clip=0 --set actor_baseline=false --set weight_init=torch`)"),
+    ("dreamer_cartpole_before_seed1.json", "the same, seed 1, the code before issue 12 (commit 4103ac7)"),
     ("dreamer_dmc-cartpole-balance_seed0.json", "DMC cartpole-balance (proprio, action repeat 2), the script's `DMC` preset (train ratio 64), seed 0 (this code)"),
     ("dreamer_dmc-cartpole-balance_before_seed0.json", "the same, the code before issue 12 (commit 4030b5e)"),
+    ("dreamer_dmc-cartpole-balance_seed1.json", "the same preset, seed 1, the script's default budget (30k env steps; this code)"),
+    ("dreamer_dmc-cartpole-balance_fixesoff_seed1.json", "the same, seed 1, 30k env steps, the fixes off (`--set action_clip=0 --set actor_baseline=false --set weight_init=torch`)"),
     ("dreamer_dmc-cartpole-balance_ratio128_seed0.json", "DMC cartpole-balance, `--set train_ratio=128`, the code before issue 12 (commit 6ffde7f; not re-run)"),
     ("dreamer_dmc-cartpole-swingup_seed0.json", "DMC cartpole-swingup, the `DMC` preset, seed 0, V3 with the issue-12 fixes (actions into the dynamics scaled by 1/max(1, abs(a)), the `-(R - V)/S` objective, truncated-normal init)"),
     ("dreamer_dmc-cartpole-swingup_before_seed0.json", "the same with the fixes off (`--set action_clip=0 --set actor_baseline=false --set weight_init=torch`: the V3 code before)"),
@@ -101,7 +105,8 @@ def block_dreamer_learning() -> str:
 #: (task, runs with the issue-12 fixes, runs without them: the code before or the fixes off)
 BEFORE_AFTER = [
     ("CartPole-v1", ["dreamer_cartpole_seed0.json", "dreamer_cartpole_seed1.json"],
-     ["dreamer_cartpole_before_seed0.json", "dreamer_cartpole_fixesoff_seed1.json"]),
+     ["dreamer_cartpole_before_seed0.json", "dreamer_cartpole_before_seed1.json",
+      "dreamer_cartpole_fixesoff_seed1.json"]),
     ("DMC cartpole-balance", ["dreamer_dmc-cartpole-balance_seed0.json",
                               "dreamer_dmc-cartpole-balance_seed1.json"],
      ["dreamer_dmc-cartpole-balance_before_seed0.json",
@@ -111,24 +116,37 @@ BEFORE_AFTER = [
 ]
 
 
-def _summary(names: list[str]) -> str:
-    runs = [_load(n) for n in names if os.path.isfile(os.path.join(BENCH, n))]
+def _runs(names: list[str]) -> list[dict]:
+    return [_load(n) for n in names if os.path.isfile(os.path.join(BENCH, n))]
+
+
+def _summary(runs: list[dict], budget: float) -> str:
+    """Each run's evaluation at ``budget`` env steps (the last at or before it) and the mean of
+    its last 4 evaluations up to there; their means over the runs."""
     if not runs:
         return "-"
-    finals = [r["eval_history"][-1][1] for r in runs]
-    last4 = [sum(y for _, y in r["eval_history"][-4:]) / len(r["eval_history"][-4:]) for r in runs]
+    upto = [[y for x, y in r["eval_history"] if x <= budget] for r in runs]
+    finals = [ys[-1] for ys in upto]
+    last4 = [sum(ys[-4:]) / len(ys[-4:]) for ys in upto]
     seeds = ", ".join(str(r["config"]["seed"]) for r in runs)
     mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
-    return (f"{len(runs)} run(s) (seeds {seeds}): final {mean(finals):.0f} "
+    return (f"{len(runs)} run(s) (seeds {seeds}): at {_k(budget)} {mean(finals):.0f} "
             f"({', '.join(f'{x:.0f}' for x in finals)}), last 4 evaluations "
             f"{mean(last4):.0f} ({', '.join(f'{x:.0f}' for x in last4)})")
 
 
 def before_after_table() -> str:
-    """Per task: the mean final / last-4 evaluation return with and without the fixes."""
-    rows = ["| task | with the issue-12 fixes | without (the code before, or the fixes off) |",
-            "| --- | --- | --- |"]
-    rows += [f"| {task} | {_summary(after)} | {_summary(before)} |" for task, after, before in BEFORE_AFTER]
+    """Per task, at the budget every run reached: the mean evaluation return with and without
+    the fixes (and the mean of each run's last 4 evaluations)."""
+    rows = ["| task | budget (env steps every run reached) | with the issue-12 fixes | "
+            "without (the code before, or the fixes off) |", "| --- | --- | --- | --- |"]
+    for task, after, before in BEFORE_AFTER:
+        with_fixes, without = _runs(after), _runs(before)
+        if not with_fixes and not without:
+            continue
+        budget = min(r["eval_history"][-1][0] for r in with_fixes + without)
+        rows.append(f"| {task} | {_k(budget)} | {_summary(with_fixes, budget)} | "
+                    f"{_summary(without, budget)} |")
     return "\n".join(rows)
 
 

@@ -147,3 +147,14 @@ def test_the_object_store_path_uploads_log_parts_and_snapshots(tmp_path, monkeyp
         assert set(keys) <= set(await again.chunk_keys())
 
     asyncio.run(scenario())
+
+
+def test_a_snapshot_without_the_limiter_state_is_named_not_a_key_error(tmp_path):
+    from distwm.utils.checkpoint import CorruptFileError
+
+    root = str(tmp_path / "replay")
+    store = ShardStore(root, 0)
+    location = store.snapshot(SequenceReplay(64, L, 6), {"not_the_limiter": 1})  # a foreign writer
+    with pytest.raises(CorruptFileError, match=r"no rate-limiter state.*not_the_limiter"):
+        ShardStore(root, 0).restore(SequenceReplay(64, L, 6), RateLimiter(1.0, 8, 1e9))
+    assert os.path.exists(location)  # the error loses nothing: the file is still there

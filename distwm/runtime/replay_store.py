@@ -150,7 +150,11 @@ class ShardStore:
         info = {"snapshot": None, "log_parts": 0, "log_steps": 0, "log_samples": 0}
         if snaps:
             self.segment, name = snaps[-1]
-            extra = self._load_snapshot(replay, storage.join(self.dir, name))
+            location = storage.join(self.dir, name)
+            extra = self._load_snapshot(replay, location)
+            if "limiter" not in extra:  # written by something else than ShardStore.snapshot
+                raise self._unreadable(location, "the snapshot holds no rate-limiter state "
+                                       f"(its extra keys: {sorted(extra)})")
             limiter.load_state_dict(extra["limiter"])
             info["snapshot"] = storage.join(self.dir, name)
         parts = [(p, n) for s, p, n in logs if s == self.segment]

@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from distwm.vision.iris_encoder import (ATTENTION_RESOLUTIONS, IRISEncoder, ResidualBlock,
-                                        SelfAttentionBlock, _norm, token_grid)
+from distwm.vision.iris_encoder import (IRISEncoder, ResidualBlock, SelfAttentionBlock, _norm,
+                                        resolution_levels, token_grid)
 
 __all__ = ["IRISDecoder", "UpsampleBlock", "ResidualBlock", "DiscreteAutoencoder"]
 
@@ -65,15 +65,8 @@ class IRISDecoder(nn.Module):
         self.post_quant_conv = nn.Conv2d(embedding_dim, embedding_dim, 1)
         layers: list[nn.Module] = [nn.Conv2d(embedding_dim, ch, 3, padding=1),
                                    ResidualBlock(ch), SelfAttentionBlock(ch), ResidualBlock(ch)]
-        resolution = side
-        for level in range(upsamplings + 1):
-            for _ in range(num_residual_blocks + 1):
-                layers.append(ResidualBlock(ch))
-                if resolution in ATTENTION_RESOLUTIONS:
-                    layers.append(SelfAttentionBlock(ch))
-            if level < upsamplings:
-                layers.append(UpsampleBlock(ch, ch, ch))
-                resolution *= 2
+        layers += resolution_levels(ch, [side << i for i in range(upsamplings + 1)],
+                                    num_residual_blocks + 1, lambda c: UpsampleBlock(c, c, c))
         layers += [_norm(ch), nn.SiLU(), nn.Conv2d(ch, out_channels, 3, padding=1)]
         self.net = nn.Sequential(*layers)
 

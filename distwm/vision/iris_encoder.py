@@ -15,6 +15,7 @@ VQ-VAE paper's 0.25).
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +23,8 @@ from torch import Tensor, nn
 
 from distwm.vision.vq_layer import VectorQuantizer
 
-__all__ = ["IRISEncoder", "ResidualBlock", "SelfAttentionBlock", "token_grid", "ATTENTION_RESOLUTIONS"]
+__all__ = ["IRISEncoder", "ResidualBlock", "SelfAttentionBlock", "token_grid", "resolution_levels",
+           "ATTENTION_RESOLUTIONS"]
 
 #: resolutions (side of the feature map) with self-attention, in the encoder and the decoder
 ATTENTION_RESOLUTIONS = (16, 8)
@@ -73,6 +75,22 @@ class _Downsample(nn.Module):
         return self.conv(F.pad(x, (0, 1, 0, 1)))
 
 
+def resolution_levels(channels: int, resolutions: list[int], blocks: int,
+                      resample: Callable[[int], nn.Module]) -> list[nn.Module]:
+    """Per resolution ``blocks`` residual blocks (each followed by attention at
+    :data:`ATTENTION_RESOLUTIONS`), and ``resample(channels)`` between resolutions: the body
+    of the encoder (downsampling) and, mirrored, of the decoder (upsampling)."""
+    layers: list[nn.Module] = []
+    for i, resolution in enumerate(resolutions):
+        for _ in range(blocks):
+            layers.append(ResidualBlock(channels))
+            if resolution in ATTENTION_RESOLUTIONS:
+                layers.append(SelfAttentionBlock(channels))
+        if i + 1 < len(resolutions):
+            layers.append(resample(channels))
+    return layers
+
+
 def token_grid(frame_shape, tokens_per_frame: int) -> tuple[int, int]:
     """``(side, resamplings)``: the token grid's side and the number of 2x down/upsamplings
     from the frame to it; a clear ``ValueError`` when the two do not fit."""
@@ -108,15 +126,8 @@ class IRISEncoder(nn.Module):
         self.embedding_dim = embedding_dim
         ch = base_channels
         layers: list[nn.Module] = [nn.Conv2d(in_channels, ch, 3, padding=1)]
-        resolution = frame_shape[1]
-        for level in range(downsamplings + 1):
-            for _ in range(num_residual_blocks):
-                layers.append(ResidualBlock(ch))
-                if resolution in ATTENTION_RESOLUTIONS:
-                    layers.append(SelfAttentionBlock(ch))
-            if level < downsamplings:
-                layers.append(_Downsample(ch))
-                resolution //= 2
+        layers += resolution_levels(ch, [frame_shape[1] >> i for i in range(downsamplings + 1)],
+                                    num_residual_blocks, _Downsample)
         layers += [ResidualBlock(ch), SelfAttentionBlock(ch), ResidualBlock(ch),  # the middle
                    _norm(ch), nn.SiLU(), nn.Conv2d(ch, embedding_dim, 3, padding=1)]
         self.net = nn.Sequential(*layers)

@@ -48,10 +48,7 @@ class _Quantizer(nn.Module):
     vocab_size: int
     embedding_dim: int
     commitment_weight: float
-
-    @property
-    def codebook(self) -> Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
+    codebook: Tensor  # (vocab_size, embedding_dim): a property of each subclass
 
     def _flatten(self, z: Tensor) -> tuple[Tensor, tuple[int, ...]]:
         """``z`` -> ``(N, C)`` rows (channels last) and the shape of the index tensor."""

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from distwm.vision.vq_layer import check_indices
 from distwm.vision.iris_encoder import (IRISEncoder, ResidualBlock, SelfAttentionBlock, _norm,
                                         resolution_levels, token_grid)
 
@@ -55,10 +56,7 @@ class IRISDecoder(nn.Module):
                  out_channels: int = 3, frame_shape=(3, 64, 64), *, tokens_per_frame: int = 16,
                  num_residual_blocks: int = 2):
         super().__init__()
-        side, upsamplings = token_grid(frame_shape, tokens_per_frame)
-        if frame_shape[0] != out_channels:
-            raise ValueError(f"frame_shape {tuple(frame_shape)!r} has {frame_shape[0]} channels, "
-                             f"out_channels is {out_channels}")
+        side, upsamplings = token_grid(frame_shape, tokens_per_frame, out_channels, "out_channels")
         self.frame_shape, self.side, self.embedding_dim = tuple(frame_shape), side, embedding_dim
         self.embedding = nn.Embedding(vocab_size, embedding_dim)
         ch = base_channels
@@ -89,10 +87,7 @@ class IRISDecoder(nn.Module):
         indices = indices.reshape(indices.shape[0], -1)
         if indices.shape[1] != self.side * self.side:
             raise ValueError(f"expected {self.side * self.side} tokens per frame, got {indices.shape[1]}")
-        vocab = self.embedding.num_embeddings
-        if bool(((indices < 0) | (indices >= vocab)).any()):
-            raise ValueError(f"token indices must lie in [0, {vocab}), got values from "
-                             f"{int(indices.min())} to {int(indices.max())}")
+        check_indices(indices, self.embedding.num_embeddings)
         return self.decode_from_embeddings(self.embedding(indices.long()))
 
 

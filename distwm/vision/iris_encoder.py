@@ -91,10 +91,14 @@ def resolution_levels(channels: int, resolutions: list[int], blocks: int,
     return layers
 
 
-def token_grid(frame_shape, tokens_per_frame: int) -> tuple[int, int]:
+def token_grid(frame_shape, tokens_per_frame: int, channels: int, channels_name: str) -> tuple[int, int]:
     """``(side, resamplings)``: the token grid's side and the number of 2x down/upsamplings
-    from the frame to it; a clear ``ValueError`` when the two do not fit."""
+    from the frame to it; a clear ``ValueError`` when the two do not fit, or when the frame's
+    channels are not ``channels`` (the ``channels_name`` argument)."""
     frame_shape = tuple(frame_shape)
+    if frame_shape and frame_shape[0] != channels:
+        raise ValueError(f"frame_shape {frame_shape!r} has {frame_shape[0]} channels, "
+                         f"{channels_name} is {channels}")
     if len(frame_shape) != 3 or frame_shape[1] != frame_shape[2]:
         raise ValueError(f"frame_shape must be (C, H, W) with H == W, got {frame_shape!r}")
     side = math.isqrt(tokens_per_frame) if tokens_per_frame > 0 else 0
@@ -118,10 +122,7 @@ class IRISEncoder(nn.Module):
                  in_channels: int = 3, base_channels: int = 64, num_residual_blocks: int = 2,
                  frame_shape=(3, 64, 64)):
         super().__init__()
-        side, downsamplings = token_grid(frame_shape, tokens_per_frame)
-        if frame_shape[0] != in_channels:
-            raise ValueError(f"frame_shape {tuple(frame_shape)!r} has {frame_shape[0]} channels, "
-                             f"in_channels is {in_channels}")
+        side, downsamplings = token_grid(frame_shape, tokens_per_frame, in_channels, "in_channels")
         self.frame_shape, self.tokens_per_frame, self.side = tuple(frame_shape), tokens_per_frame, side
         self.embedding_dim = embedding_dim
         ch = base_channels

@@ -30,7 +30,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["VectorQuantizer", "VectorQuantizerEMA"]
+__all__ = ["VectorQuantizer", "VectorQuantizerEMA", "check_indices"]
+
+
+def check_indices(indices: Tensor, vocab_size: int) -> None:
+    """A ``ValueError`` naming the values unless ``indices`` are integers in ``[0, vocab_size)``."""
+    if indices.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
+        raise ValueError(f"indices must be an integer tensor, got dtype {indices.dtype}")
+    if indices.numel() and bool(((indices < 0) | (indices >= vocab_size)).any()):
+        raise ValueError(f"indices must lie in [0, {vocab_size}); got values from "
+                         f"{int(indices.min())} to {int(indices.max())}")
 
 
 def _check_args(vocab_size: int, embedding_dim: int, commitment_weight: float) -> None:
@@ -84,12 +93,7 @@ class _Quantizer(nn.Module):
     def decode_indices(self, indices: Tensor) -> Tensor:
         """Codebook entries of ``indices`` ``(B,)`` or ``(B, *spatial)``: ``(B, C)`` or
         ``(B, C, *spatial)``."""
-        if indices.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
-            raise ValueError(f"indices must be an integer tensor, got dtype {indices.dtype}")
-        bad = (indices < 0) | (indices >= self.vocab_size)
-        if bool(bad.any()):
-            raise ValueError(f"indices must lie in [0, {self.vocab_size}); got values from "
-                             f"{int(indices.min())} to {int(indices.max())}")
+        check_indices(indices, self.vocab_size)
         return F.embedding(indices.long(), self.codebook).movedim(-1, 1)
 
 

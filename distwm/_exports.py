@@ -18,6 +18,7 @@ _DREAMER_CONFIGS = "distwm.configs.dreamer_config"
 # The protocol class of Dreamer (the seed's name ``Dreamer`` is the same class).
 _DREAMER_CORE = "distwm.models.dreamer.core:DreamerCore"
 _PLANET_CORE = "distwm.models.planet.core:PlanetCore"
+_IRIS_CORE = "distwm.models.iris.core:IRISCore"
 _ALL_BACKENDS: tuple[str, ...] = ()  # empty: every backend
 _STATE_OR_PIXEL_BACKENDS = ("dmc", "gym", "mujoco")
 
@@ -43,6 +44,10 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
     ModelSpec("planet", "distwm.models.planet:Planet", "distwm.configs.planet_config:PlanetConfig",
               "PlaNet: latent planning with CEM over a recurrent state-space model", ("planet-agent",),
               protocol_path=_PLANET_CORE, kind="rl-agent", backends=_STATE_OR_PIXEL_BACKENDS),
+    ModelSpec("iris", "distwm.models.iris_agent:IRISAgent", "distwm.configs.iris_config:IRISConfig",
+              "IRIS: discrete autoencoder + transformer world model, actor-critic in imagination",
+              ("iris-agent", "irisagent"), protocol_path=_IRIS_CORE, kind="rl-agent",
+              backends=("atari", "gym", "dmc")),
     ModelSpec("modular-rssm", "distwm.models.modular_rssm:create_modular_rssm", None,
               "RSSM with swappable encoder, decoder and recurrent backbone", ("rssm", "modularrssm"),
               kind="component", backends=_STATE_OR_PIXEL_BACKENDS),
@@ -107,6 +112,25 @@ EXPORTS: dict[str, str] = {
     "RolloutGenerator": "distwm.controller.rollout_generator",
     "PlaNetOperator": "distwm.inference.operators.planet_operator",
     "OperatorABC": "distwm.inference.operators.base",
+    # IRIS
+    "IRISConfig": "distwm.configs.iris_config",
+    "IRISAgent": "distwm.models.iris_agent",
+    "IRISCore": "distwm.models.iris.core",
+    "IRISTransformer": "distwm.models.iris_transformer",
+    "IRISWorldModel": "distwm.models.iris_transformer",
+    "IRISEncoder": "distwm.vision.iris_encoder",
+    "IRISDecoder": "distwm.vision.iris_decoder",
+    "DiscreteAutoencoder": "distwm.vision.iris_decoder",
+    "VectorQuantizer": "distwm.vision.vq_layer",
+    "VectorQuantizerEMA": "distwm.vision.vq_layer",
+    "IRISActor": "distwm.controller.iris_policy",
+    "IRISCritic": "distwm.controller.iris_policy",
+    "IRISPolicy": "distwm.controller.iris_policy",
+    "CNNFeatureExtractor": "distwm.controller.iris_policy",
+    "IRISReplayBuffer": "distwm.memory.iris_memory",
+    "IRISOnPolicyBuffer": "distwm.memory.iris_memory",
+    "IrisOperator": "distwm.inference.operators.iris_operator",
+    "IRISTrainer": "distwm.training.train_iris",
     # the modular RSSM
     "ModularRSSM": "distwm.models.modular_rssm",
     "create_modular_rssm": "distwm.models.modular_rssm",

@@ -65,9 +65,22 @@ ENVS = {
     "image-box": (spaces.Dict({"image": spaces.Box(0, 255, (3, 64, 64), np.uint8),
                                "state": spaces.Box(-np.inf, np.inf, (4,), np.float32)}),
                   spaces.Box(-1.0, 1.0, (2,), np.float32)),
+    "image-onehot": (spaces.Dict({"image": spaces.Box(0, 255, (3, 64, 64), np.uint8)}), OneHotBox(3)),
 }
 
-CASES = [pytest.param(spec, env, id=f"{spec.name}-{env}") for spec in SPECS for env in ENVS]
+
+def _supports(spec, env: str) -> bool:
+    """A family that acts only on some spaces says so with ``supports(obs_space, act_space)``
+    (IRIS: pixels and discrete actions); the others take the first two cases (the third,
+    pixels with discrete actions, is there for the families that need it)."""
+    hook = getattr(import_object(spec.protocol_path), "supports", None)
+    return env != "image-onehot" if hook is None else bool(hook(*ENVS[env]))
+
+
+CASES = [pytest.param(spec, env, id=f"{spec.name}-{env}") for spec in SPECS for env in ENVS
+         if _supports(spec, env)]
+UNSUPPORTED = [pytest.param(spec, env, id=f"{spec.name}-{env}") for spec in SPECS for env in ENVS
+               if not _supports(spec, env)]
 
 
 @cache
@@ -159,7 +172,14 @@ def test_the_rl_families_are_cases():
     protocols = {spec.protocol_path.split(":")[0].split(".")[2] for spec in SPECS}
     assert {"dreamer", "planet"} <= protocols or {"dreamer", "planet_agent"} <= protocols, SPECS
     names = {spec.name for spec in SPECS}
-    assert {"dreamer-v1", "dreamer-v2", "planet"} <= names and names & {"dreamer", "dreamer-v3"}
+    assert {"dreamer-v1", "dreamer-v2", "planet", "iris"} <= names and names & {"dreamer", "dreamer-v3"}
+    assert all(any(p.values[0] is spec for p in CASES) for spec in SPECS), "a family with no env case"
+
+
+@pytest.mark.parametrize("spec, env", UNSUPPORTED)
+def test_unsupported_spaces_raise_a_clear_error(spec, env):
+    with pytest.raises(ValueError, match="discrete|pixels|image"):
+        _build(spec, env)
 
 
 @pytest.mark.parametrize("spec, env", CASES)

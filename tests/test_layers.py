@@ -26,7 +26,7 @@ FLAT_FAMILY_MODULES = {
     "rssm": "planet", "planet_agent": "planet", "planet_loss": "planet", "planet_env": "planet",
     "rssm_heads": "planet",
     "modular_rssm": "modular_rssm",
-    "iris_transformer": "iris",
+    "iris_transformer": "iris", "iris_agent": "iris",
 }
 #: flat modules under distwm/models that belong to no family (shared by several)
 SHARED_MODELS_MODULES = {"vit"}

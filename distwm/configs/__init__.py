@@ -9,6 +9,7 @@ _LAZY = {
     "RLConfig": "distwm.configs.rl_config",
     "DreamerConfig": "distwm.configs.dreamer_config",
     "PlanetConfig": "distwm.configs.planet_config",
+    "IRISConfig": "distwm.configs.iris_config",
     "RuntimeConfig": "distwm.configs.runtime_config",
 }
 

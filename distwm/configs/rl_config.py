@@ -26,12 +26,16 @@ class RLConfig(ConfigBase):
     * ``checkpoint_interval``: a checkpoint (``0``: never);
     * ``log_interval``: a metrics record (``>= 1``).
 
+    ``eval_env_kwargs`` go over ``env_kwargs`` for the evaluation envs (:meth:`for_evaluation`),
+    e.g. Atari 100k's whole games and single no-op start in evaluation.
+
     On Ray the runtime's config (``distwm.configs.runtime_config``) sets these instead.
     """
 
     env: str = "walker-walk"
     env_backend: str = "auto"
     env_kwargs: dict[str, Any] = field(default_factory=dict)
+    eval_env_kwargs: dict[str, Any] = field(default_factory=dict)
     obs_type: Literal["auto", "state", "pixels", "both"] = "auto"
     image_size: int = 64
     action_repeat: int = 2
@@ -54,3 +58,10 @@ class RLConfig(ConfigBase):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 what = "an integer >= 0 (env steps, 0: never)" if low == 0 else "a positive integer"
                 raise ValueError(f"{type(self).__name__}.{name} must be {what}, got {value!r}")
+
+    def for_evaluation(self) -> "RLConfig":
+        """This config with :attr:`eval_env_kwargs` over ``env_kwargs``: what evaluation envs
+        are built from (the runtime's evaluator and every family's single-process loop)."""
+        if not self.eval_env_kwargs:
+            return self
+        return self.replace(env_kwargs={**dict(self.env_kwargs or {}), **self.eval_env_kwargs})

@@ -107,7 +107,8 @@ def list_available_atari_envs() -> list[str]:
 def make_atari_env(env_id: str, obs_type: str = "rgb", frameskip: int = 4,
                    repeat_action_probability: float = 0.25, full_action_space: bool = False,
                    max_episode_steps: int | None = None, *, seed: int = 0,
-                   size: int | tuple[int, int] | None = (64, 64), **kwargs: Any):
+                   size: int | tuple[int, int] | None = (64, 64), preprocessing: str | None = None,
+                   max_noop: int = 30, terminate_on_life_loss: bool = True, **kwargs: Any):
     """Create an Atari game as a distwm env (the ``atari`` backend factory).
 
     ``obs_type``: ``rgb`` / ``pixels`` / ``auto`` (``image`` uint8 ``(3, H, W)``),
@@ -115,8 +116,17 @@ def make_atari_env(env_id: str, obs_type: str = "rgb", frameskip: int = 4,
     float32 ``state``). ``size``: ``(height, width)`` of ``image`` (``None``: native 210x160).
     Actions are one-hot vectors over the game's action set. Other ``kwargs`` (``mode``,
     ``difficulty``, ...) go to ``gymnasium.make``.
+
+    ``preprocessing="atari100k"``: the Atari 100k protocol of IRIS and DIAMOND
+    (:class:`~distwm.envs.diamond_atari.DiamondAtariWrapper`): ALE at frameskip 1 without sticky
+    actions, ``frameskip`` done by the wrapper with a max-pool over the last two frames,
+    1..``max_noop`` no-op starts, ``terminate_on_life_loss``, raw rewards, RGB only.
     """
     from distwm.envs.gym_env import GymImageEnv
+
+    if preprocessing is not None:
+        return _atari100k_env(env_id, preprocessing, obs_type, frameskip, size, max_noop,
+                              terminate_on_life_loss, seed, max_episode_steps, kwargs)
 
     if obs_type not in _OBS_TYPES:
         raise ValueError(f"Unknown Atari obs_type {obs_type!r}; valid: {', '.join(_OBS_TYPES)}")
@@ -130,3 +140,22 @@ def make_atari_env(env_id: str, obs_type: str = "rgb", frameskip: int = 4,
 
     env = gymnasium.make(gym_id, **options)
     return GymImageEnv(env, seed=seed, size=size, obs_type=distwm_obs)
+
+
+def _atari100k_env(env_id, preprocessing, obs_type, frameskip, size, max_noop, terminate_on_life_loss,
+                   seed, max_episode_steps, kwargs):
+    from distwm.envs.diamond_atari import make_diamond_atari_env
+
+    if preprocessing != "atari100k":
+        raise ValueError(f"Unknown Atari preprocessing {preprocessing!r}; valid: 'atari100k' (or None)")
+    if obs_type not in ("rgb", "pixels", "auto"):
+        raise ValueError(f"Atari preprocessing 'atari100k' observes RGB frames; obs_type {obs_type!r} "
+                         "is not supported with it (valid: rgb, pixels, auto)")
+    unused = sorted(set(kwargs) - {"repeat_action_probability", "full_action_space"})
+    if unused or max_episode_steps is not None:
+        raise ValueError(f"Atari preprocessing 'atari100k' takes no {unused or ['max_episode_steps']} "
+                         "(it fixes sticky actions off and the minimal action set; cap episodes with "
+                         "the config's time_limit)")
+    return make_diamond_atari_env(env_id, frameskip=int(frameskip), max_noop=int(max_noop),
+                                  terminate_on_life_loss=bool(terminate_on_life_loss), reward_clip=False,
+                                  resize=size, seed=seed)

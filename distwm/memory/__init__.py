@@ -11,6 +11,8 @@ _LAZY = {
     "SequenceReplay": "distwm.memory.replay",
     "Memory": "distwm.memory.planet_memory",
     "Episode": "distwm.memory.planet_memory",
+    "IRISReplayBuffer": "distwm.memory.iris_memory",
+    "IRISOnPolicyBuffer": "distwm.memory.iris_memory",
 }
 
 __all__ = sorted(_LAZY)

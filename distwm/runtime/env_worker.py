@@ -30,6 +30,9 @@ def stream_shards(worker_index: int, envs_per_worker: int, num_shards: int) -> l
 class _PolicyActor:
     """Shared setup of the acting actors: envs, a CPU agent, versioned weights."""
 
+    #: build the envs from the agent config's ``for_evaluation()`` (its evaluation envs)
+    EVALUATION = False
+
     def pid(self) -> int:
         import os
 
@@ -52,6 +55,8 @@ class _PolicyActor:
             limit_torch_threads(self._cpus)
             run = RunConfig.from_dict(self._run_config)
             agent_config = run.build_agent_config()
+            if self.EVALUATION and hasattr(agent_config, "for_evaluation"):
+                agent_config = agent_config.for_evaluation()
             seeds = [derive_seed(*self._seed_parts, e) for e in range(self._num_envs)]
             envs = make_envs(run.runtime.env_factory, agent_config, seeds)
             agent = build_agent(agent_config, envs[0].observation_space, envs[0].action_space, "cpu")
@@ -183,7 +188,10 @@ class EnvWorker(_PolicyActor):
 
 
 class Evaluator(_PolicyActor):
-    """Runs whole episodes with exploration off on its own envs."""
+    """Runs whole episodes with exploration off on its own envs (the agent config's
+    evaluation envs)."""
+
+    EVALUATION = True
 
     def __init__(self, run_config: Mapping[str, Any], num_envs: int = 1, epoch: int = 0,
                  seed: int = 0, cpus: float = 1.0, incarnation: int = 0):

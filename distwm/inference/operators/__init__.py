@@ -10,11 +10,12 @@ from distwm._names import normalize_name, unknown_name_error
 _LAZY = {
     "OperatorABC": "distwm.inference.operators.base",
     "DreamerOperator": "distwm.inference.operators.dreamer_operator",
+    "IrisOperator": "distwm.inference.operators.iris_operator",
     "PlaNetOperator": "distwm.inference.operators.planet_operator",
 }
 
 #: operator name -> class name in ``_LAZY``
-OPERATORS = {"dreamer": "DreamerOperator", "planet": "PlaNetOperator"}
+OPERATORS = {"dreamer": "DreamerOperator", "iris": "IrisOperator", "planet": "PlaNetOperator"}
 
 __all__ = ["get_operator", "OPERATORS", *sorted(_LAZY)]
 

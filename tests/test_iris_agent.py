@@ -1,0 +1,192 @@
+"""IRIS's agent: the replay -> IRIS step conversion, the lambda-returns of the reference code,
+the rollout / re-run equivalence of the actor-critic step, the epoch schedule, acting, files,
+the perceptual term's loading, and the single-process trainer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import distwm
+from distwm.envs.wrappers import OneHotBox
+
+
+def _config(**overrides):
+    from distwm.models.iris.core import IRISCore
+
+    return IRISCore.tiny_test_config(distwm.create_config("iris")).replace(**overrides)
+
+
+def _core(**overrides):
+    from gymnasium import spaces
+
+    from distwm.models.iris.core import IRISCore
+
+    torch.manual_seed(0)
+    obs = spaces.Dict({"image": spaces.Box(0, 255, (3, 64, 64), np.uint8)})
+    return IRISCore.from_config(_config(**overrides), obs, OneHotBox(4))
+
+
+def _batch(b, t, seed=0, actions=4):
+    rng = np.random.default_rng(seed)
+    return {"image": rng.integers(0, 256, (b, t, 3, 64, 64), dtype=np.uint8),
+            "action": np.eye(actions, dtype=np.float32)[rng.integers(0, actions, (b, t))],
+            "reward": rng.normal(size=(b, t)).astype(np.float32), "is_first": np.zeros((b, t), bool),
+            "is_terminal": np.zeros((b, t), bool), "is_last": np.zeros((b, t), bool)}
+
+
+def _batches(core, seed=0):
+    return {s.name: _batch(s.batch_size, s.seq_len, seed) for s in core.data_spec().samples}
+
+
+def _reference_lambda_returns(rewards, values, ends, gamma, lambda_):
+    """IRIS's ``compute_lambda_returns`` (src/models/actor_critic.py), verbatim in maths."""
+    t = rewards.size(1)
+    out = torch.empty_like(values)
+    out[:, -1] = values[:, -1]
+    out[:, :-1] = rewards[:, :-1] + ends[:, :-1].logical_not() * gamma * (1 - lambda_) * values[:, 1:]
+    last = values[:, -1]
+    for i in list(range(t - 1))[::-1]:
+        out[:, i] += ends[:, i].logical_not() * gamma * lambda_ * last
+        last = out[:, i]
+    return out
+
+
+def test_lambda_returns_are_the_reference_codes():
+    from distwm.models.iris_agent import compute_lambda_return
+
+    g = torch.Generator().manual_seed(0)
+    rewards, values = torch.randn(3, 20, generator=g), torch.randn(3, 20, generator=g)
+    ends = torch.rand(3, 20, generator=g) < 0.1
+    expected = _reference_lambda_returns(rewards, values, ends, 0.995, 0.95)[:, :-1]
+    got = compute_lambda_return(rewards[:, :-1], values, 0.995 * (~ends[:, :-1]).float(), 0.95)
+    torch.testing.assert_close(got, expected)
+
+
+def test_replay_batches_become_iris_steps():
+    from distwm.models.iris.batches import actor_critic_batch, iris_steps
+
+    batch = _batch(2, 5)
+    batch["is_first"][1, 3] = True  # row 1: a new episode at step 3
+    batch["is_terminal"][1, 2] = True
+    steps = iris_steps(batch, "cpu")
+    assert steps["frames"].shape == (2, 4, 3, 64, 64)
+    np.testing.assert_array_equal(steps["actions"].numpy(), batch["action"][:, 1:].argmax(-1))
+    np.testing.assert_array_equal(steps["rewards"].numpy(), batch["reward"][:, 1:])
+    np.testing.assert_array_equal(steps["ends"].numpy()[1], [0, 1, 0, 0])  # frame 1 -> terminal frame 2
+    np.testing.assert_array_equal(steps["valid"].numpy(), [[1, 1, 1, 1], [1, 1, 0, 0]])
+    start = actor_critic_batch(batch, "cpu")
+    assert start["burn_in"].shape == (2, 4, 3, 64, 64) and start["start"].shape == (2, 3, 64, 64)
+    assert start["burn_in_first"][1, 3] and not start["start_first"].any()
+
+
+def test_the_actor_critic_step_re_runs_what_the_rollout_acted_on():
+    core = _core(imagine_horizon=4)
+    agent = core.agent
+    frames = torch.rand(3, 3, 64, 64)
+    burn_in = torch.rand(3, 2, 3, 64, 64)
+    rollout = agent.imagine_rollout(frames, 4, burn_in_frames=burn_in)
+    assert rollout["frames"].shape == (3, 4, 3, 64, 64)
+    assert rollout["actions"].shape == rollout["rewards"].shape == rollout["ends"].shape == (3, 3)
+    assert set(rollout["rewards"].unique().tolist()) <= {-1.0, 0.0, 1.0}
+    logits, values, _ = agent.actor_critic.unroll(rollout["frames"], rollout["hidden"])
+    torch.testing.assert_close(logits, rollout["logits"], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(values, rollout["values"], atol=1e-5, rtol=1e-5)
+    # the burn-in mattered: from a zero state the same frames give other values
+    cold, _, _ = agent.actor_critic.unroll(rollout["frames"], agent.actor_critic.initial_state(3))
+    assert not torch.allclose(cold, logits)
+    before = [p.detach().clone() for p in agent.actor_critic.parameters()]
+    metrics = agent.update_actor_critic(rollout)
+    assert metrics["actor_critic/skipped"] == 0.0 and np.isfinite(metrics["actor_critic/loss"])
+    assert any(not torch.equal(a, p) for a, p in zip(before, agent.actor_critic.parameters()))
+
+
+def test_the_parts_start_on_their_epochs():
+    core = _core(tokenizer_start_epochs=0, world_model_start_epochs=1, actor_critic_start_epochs=2,
+                 updates_per_epoch=1, steps_per_epoch=4)
+    assert core.data_spec().updates_per_env_step == 0.25
+    parts = {name: getattr(core.agent, name) for name in ("tokenizer", "transformer", "actor_critic")}
+
+    def changed(batches):
+        before = {n: [p.detach().clone() for p in m.parameters()] for n, m in parts.items()}
+        core.update(batches)
+        return {n for n, m in parts.items() if any(not torch.equal(a, p) for a, p in zip(before[n], m.parameters()))}
+
+    assert changed(_batches(core, 0)) == {"tokenizer"}
+    assert changed(_batches(core, 1)) == {"tokenizer", "transformer"}
+    assert changed(_batches(core, 2)) == {"tokenizer", "transformer", "actor_critic"}
+    with pytest.raises(ValueError, match="missing \\['actor_critic'\\]"):
+        core.update({k: v for k, v in _batches(core).items() if k != "actor_critic"})
+
+
+def test_acting_explores_with_epsilon_and_evaluates_at_its_temperature():
+    core = _core(epsilon=1.0)
+    obs = {"image": np.zeros((400, 3, 64, 64), np.uint8), "is_first": np.ones(400, bool)}
+    with torch.no_grad():
+        core.agent.actor_critic.actor.bias.copy_(torch.tensor([20.0, 0.0, 0.0, 0.0]))
+    explored, _ = core.act(obs, None, explore=True)
+    greedy, _ = core.act(obs, None, explore=False)
+    assert (greedy.argmax(1) == 0).all()  # logit 20 at temperature 0.5: always action 0
+    counts = np.bincount(explored.argmax(1), minlength=4)
+    assert counts.min() > 60, counts  # epsilon 1: uniform
+
+
+def test_agent_files_round_trip(tmp_path):
+    core = _core()
+    core.update(_batches(core))
+    path = str(tmp_path / "iris.pt")
+    core.agent.save(path)
+    other = _core()
+    other.agent.load(path)
+    for (k, a), (_, b) in zip(core.agent.state_dict().items(), other.agent.state_dict().items()):
+        assert torch.equal(a, b), k
+    torch.save({"format": "other"}, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="not an IRISAgent.save file"):
+        other.agent.load(str(tmp_path / "bad.pt"))
+
+
+def test_bad_configs_and_spaces_are_named():
+    from gymnasium import spaces
+
+    from distwm.models.iris.core import IRISCore
+
+    with pytest.raises(ValueError, match="tokens_per_frame must be a square"):
+        _config(tokens_per_frame=5)
+    with pytest.raises(ValueError, match="actor_critic_start_epochs"):
+        _config(world_model_start_epochs=60)
+    obs = spaces.Dict({"image": spaces.Box(0, 255, (3, 32, 32), np.uint8)})
+    with pytest.raises(ValueError, match="image_size 64"):
+        IRISCore.from_config(_config(), obs, OneHotBox(3))
+
+
+def test_perceptual_term_needs_weights_on_disk(tmp_path, caplog):
+    from distwm.vision import perceptual
+
+    perceptual._SAID_ABSENT = False
+    with caplog.at_level("WARNING"):
+        assert perceptual.load_perceptual(None) is None
+    assert "without the LPIPS term" in caplog.text
+    with pytest.raises(ValueError, match="lpips|no file"):
+        perceptual.load_perceptual(str(tmp_path / "missing.pth"))
+
+
+def test_the_trainer_trains_and_evaluates_on_atari(tmp_path):
+    from distwm.training.train_iris import IRISTrainer
+
+    config = _config(time_limit=30, steps_per_epoch=10, updates_per_epoch=2, tokenizer_start_epochs=1,
+                     world_model_start_epochs=1, actor_critic_start_epochs=2, buffer_size=500,
+                     eval_episodes=1, log_interval=10)
+    trainer = IRISTrainer("ALE/Pong-v5", device="cpu", seed=1, config=config)
+    assert trainer.core is None  # nothing built yet
+    mean = trainer.collect_experience(12)
+    assert len(trainer.replay) >= 12 and (np.isnan(mean) or np.isfinite(mean))
+    metrics = trainer.train_epoch(1)
+    assert metrics["tokenizer/training"] == 1.0 and "world_model/loss" in metrics
+    returns, videos, latents = trainer.evaluate(1, render=True)
+    assert len(returns) == 1 and videos[0].shape[1:] == (64, 64, 3) and latents.shape[1] == 16
+    summary = trainer.train(total_epochs=3, eval_interval=3, save_dir=str(tmp_path / "ckpt"))
+    assert (tmp_path / "ckpt" / "latest.pt").exists()
+    assert summary["env_steps"] >= 30 and summary["updates"] > 0 and summary["eval_history"]
+    frame = trainer.preprocess_frame(np.zeros((210, 160, 3), np.uint8))
+    assert frame.shape == (3, 64, 64) and frame.dtype == np.float32

@@ -67,6 +67,7 @@ class IRISConfig(RLConfig):
     embed_dim: int = 512
     tokens_per_frame: int = 16
     encoder_channels: int = 64
+    residual_blocks: int = 2
     perceptual_weights: str | None = None
     perceptual_weight: float = 1.0
 
@@ -112,7 +113,7 @@ class IRISConfig(RLConfig):
         super().__post_init__()
         for name in ("vocab_size", "embed_dim", "tokens_per_frame", "encoder_channels", "transformer_embed_dim",
                      "transformer_layers", "transformer_heads", "seq_len", "lstm_size", "imagine_horizon",
-                     "tokenizer_batch_size", "world_model_batch_size", "actor_critic_batch_size",
+                     "residual_blocks", "tokenizer_batch_size", "world_model_batch_size", "actor_critic_batch_size",
                      "steps_per_epoch", "updates_per_epoch", "max_nonfinite_updates", "buffer_size",
                      "num_epochs"):
             value = getattr(self, name)
@@ -165,7 +166,7 @@ class IRISConfig(RLConfig):
     def get_autoencoder_config(self) -> dict[str, Any]:
         return {"vocab_size": self.vocab_size, "tokens_per_frame": self.tokens_per_frame,
                 "embedding_dim": self.embed_dim, "base_channels": self.encoder_channels,
-                "frame_shape": self.get_frame_shape()}
+                "frame_shape": self.get_frame_shape(), "num_residual_blocks": self.residual_blocks}
 
     def get_transformer_config(self) -> dict[str, Any]:
         return {"vocab_size": self.vocab_size, "tokens_per_frame": self.tokens_per_frame,

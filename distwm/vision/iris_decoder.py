@@ -97,12 +97,13 @@ class DiscreteAutoencoder(nn.Module):
 
     def __init__(self, vocab_size: int = 512, tokens_per_frame: int = 16, embedding_dim: int = 512,
                  base_channels: int = 64, frame_shape=(3, 64, 64), *,
-                 perceptual: Callable[[Tensor, Tensor], Tensor] | None = None):
+                 perceptual: Callable[[Tensor, Tensor], Tensor] | None = None, num_residual_blocks: int = 2):
         super().__init__()
         self.encoder = IRISEncoder(vocab_size, tokens_per_frame, embedding_dim, frame_shape[0],
-                                   base_channels, frame_shape=frame_shape)
+                                   base_channels, num_residual_blocks, frame_shape=frame_shape)
         self.decoder = IRISDecoder(vocab_size, embedding_dim, base_channels, frame_shape[0],
-                                   frame_shape, tokens_per_frame=tokens_per_frame)
+                                   frame_shape, tokens_per_frame=tokens_per_frame,
+                                   num_residual_blocks=num_residual_blocks)
         self.decoder.embedding = self.encoder.quantizer.embedding  # one codebook
         self.perceptual = perceptual
 

@@ -32,7 +32,7 @@ __all__ = ["IRISCore", "COMPONENTS"]
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = checkpoint_format("iris", 1)
-ARCHITECTURE_FIELDS = ("vocab_size", "embed_dim", "tokens_per_frame", "encoder_channels", "image_size",
+ARCHITECTURE_FIELDS = ("vocab_size", "embed_dim", "tokens_per_frame", "encoder_channels", "residual_blocks", "image_size",
                        "transformer_embed_dim", "transformer_layers", "transformer_heads", "seq_len", "lstm_size")
 #: the three parts, in IRIS's start order, with their sample names
 COMPONENTS = ("tokenizer", "world_model", "actor_critic")
@@ -87,7 +87,7 @@ class IRISCore:
     @classmethod
     def tiny_test_config(cls, config):
         """A config small enough for the protocol suite (every part trains from update 0)."""
-        return config.replace(vocab_size=16, embed_dim=8, tokens_per_frame=4, encoder_channels=32,
+        return config.replace(vocab_size=16, embed_dim=8, tokens_per_frame=4, encoder_channels=32, residual_blocks=1,
                               transformer_embed_dim=16, transformer_layers=1, transformer_heads=2,
                               seq_len=3, lstm_size=16, burn_in=2, imagine_horizon=3, tokenizer_batch_size=4,
                               world_model_batch_size=2, actor_critic_batch_size=2,

@@ -45,7 +45,6 @@ import argparse
 import contextlib
 import json
 import logging
-import os
 import statistics
 import sys
 import time

@@ -48,3 +48,15 @@ def test_iris_trains_on_the_runtime(ray_session, tmp_path):
     actions, _ = agent.act({"image": np.zeros((2, 3, 64, 64), np.uint8), "is_first": np.ones(2, bool)},
                            agent.initial_state(2), explore=False)
     assert actions.shape == (2, 6) and (actions.sum(1) == 1).all()
+
+    # the benchmark adapter evaluates the run's checkpoint on IRIS's evaluation envs
+    from distwm.benchmarks import IRISAdapter
+
+    adapter = IRISAdapter("ALE/Pong-v5", seed=3, config=config.to_dict(), max_episode_steps=20)
+    from distwm.runtime.checkpoints import CHECKPOINT_FILE
+
+    adapter.load_checkpoint(str(latest_checkpoint(result.run_dir)) + "/" + CHECKPOINT_FILE)
+    assert adapter.agent.updates == result.updates
+    episodes = adapter.evaluate(1)
+    assert len(episodes["episode_returns"]) == 1 and 0 < episodes["episode_lengths"][0] <= 20
+    adapter.close()

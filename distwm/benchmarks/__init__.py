@@ -17,6 +17,7 @@ _LAZY = {
     "TrainingUnsupported": "distwm.benchmarks.adapters",
     "run_agent_episodes": "distwm.benchmarks.adapters",
     "DreamerAdapter": "distwm.benchmarks.dreamer_adapters",
+    "IRISAdapter": "distwm.benchmarks.iris_adapter",
     "DreamerV1Adapter": "distwm.benchmarks.dreamer_adapters",
     "DreamerV2Adapter": "distwm.benchmarks.dreamer_adapters",
     "DreamerV3Recipe2024Adapter": "distwm.benchmarks.dreamer_adapters",

@@ -22,7 +22,9 @@ class IRISAdapter(AgentAdapter):
         env_id = env_id_of(self.env_spec)
         if env_id is None:
             raise ValueError("IRISAdapter needs an env_spec naming a game, e.g. 'ALE/Breakout-v5'")
-        return distwm.create_config("iris", env=env_id, seed=self.seed, **dict(self.kwargs.get("config", {})))
+        # the adapter's game and seed win over a run's config (which names the game it trained on)
+        fields = {**dict(self.kwargs.get("config", {})), "env": env_id, "seed": self.seed}
+        return distwm.create_config("iris", **fields)
 
     def make_env(self):
         from distwm.envs.factory import make_env_from_config

@@ -20,6 +20,9 @@ through ``scripts/bench_iris_peer.py``; distwm never imports it. Neither side ha
 term (no pretrained weights here). Prints one JSON object.
 
     OMP_WAIT_POLICY=PASSIVE python scripts/bench_iris.py --threads 1 --repeats 1
+    OMP_WAIT_POLICY=PASSIVE python scripts/bench_iris.py --autocast bf16 --channels-last  # distwm's fast path
+
+``--autocast`` / ``--channels-last`` set distwm's speed switches (the peer has none; it runs float32).
 """
 
 from __future__ import annotations
@@ -55,13 +58,14 @@ def distwm_side(args) -> dict:
 
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
+    speed = {"autocast": args.autocast, "channels_last": args.channels_last}
     cfg = distwm.create_config("iris").replace(seq_len=args.seq_len, imagine_horizon=args.horizon,
-                                               burn_in=args.burn_in)
+                                               burn_in=args.burn_in, **speed)
     if args.size == "tiny":
         from distwm.models.iris.core import IRISCore
 
         cfg = IRISCore.tiny_test_config(cfg).replace(seq_len=args.seq_len, imagine_horizon=args.horizon,
-                                                     burn_in=args.burn_in)
+                                                     burn_in=args.burn_in, **speed)
     agent = IRISAgent(cfg, args.action_size, "cpu")
     rng = np.random.default_rng(0)
     frames = lambda *shape: torch.from_numpy(rng.integers(0, 256, (*shape, 3, 64, 64), dtype=np.uint8))  # noqa: E731
@@ -112,6 +116,9 @@ def main(argv=None) -> dict:
     p.add_argument("--burn-in", type=int, default=20)
     p.add_argument("--seq-len", type=int, default=20)
     p.add_argument("--size", choices=("default", "tiny"), default="default")
+    p.add_argument("--autocast", choices=("off", "bf16"), default="off",
+                   help="distwm's IRISConfig.autocast (bf16 needs a GPU or a CPU with native bf16)")
+    p.add_argument("--channels-last", action="store_true", help="distwm's IRISConfig.channels_last")
     p.add_argument("--peer-python", default=os.path.join(ROOT, ".peer-venv", "bin", "python"))
     p.add_argument("--skip-peer", action="store_true", help="time distwm only")
     p.add_argument("--out", default=None, help="also write the JSON here")
@@ -121,6 +128,7 @@ def main(argv=None) -> dict:
     result = {"threads": args.threads, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
               "shapes": {k: getattr(args, k) for k in ("tokenizer_batch", "wm_batch", "ac_batch", "imagine_batch",
                                                        "horizon", "burn_in", "seq_len", "size")},
+              "distwm_speed": {"autocast": args.autocast, "channels_last": args.channels_last},
               "distwm": ours}
     if not args.skip_peer:
         print("peer side (simulusion) ...", file=sys.stderr)

@@ -23,6 +23,7 @@ from distwm.blocks.dreamer_distributions import (
 from distwm.blocks.returns import TwoHotEncoder
 from distwm.configs.dreamer_config import DreamerConfig
 from distwm.models.dreamer import DreamerCore, acceleration
+from distwm.utils import precision
 from tests.dreamer_helpers import OBS_CASES, random_batch, tiny_config
 
 
@@ -112,7 +113,7 @@ def test_cuda_graph_mode_on_cpu_falls_back(caplog):
 
 
 def test_bf16_autocast_without_native_bf16_raises(monkeypatch):
-    monkeypatch.setattr(acceleration, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: False)
     agent = _agent("v3", autocast="bf16")
     with pytest.raises(ValueError, match=r"autocast='bf16'.*CUDA.*\('off',\)"):
         _run(agent, 1)

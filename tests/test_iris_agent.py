@@ -190,3 +190,46 @@ def test_the_trainer_trains_and_evaluates_on_atari(tmp_path):
     assert summary["env_steps"] >= 30 and summary["updates"] > 0 and summary["eval_history"]
     frame = trainer.preprocess_frame(np.zeros((210, 160, 3), np.uint8))
     assert frame.shape == (3, 64, 64) and frame.dtype == np.float32
+
+
+def test_categorical_sampling_follows_the_softmax_at_its_temperature():
+    from distwm.blocks.layers import sample_categorical
+
+    torch.manual_seed(0)
+    logits = torch.tensor([0.0, 1.0, 2.0]).expand(20000, 3)
+    for temperature in (1.0, 0.5):
+        counts = torch.bincount(sample_categorical(logits, temperature), minlength=3).float() / 20000
+        torch.testing.assert_close(counts, torch.softmax(logits[0] / temperature, -1), atol=0.015, rtol=0)
+    with pytest.raises(ValueError, match="temperature"):
+        sample_categorical(logits, 0.0)
+
+
+@pytest.mark.skip_ok_in_ci("hardware, not an installable dependency: CPUs without AMX / AVX512-BF16")
+@pytest.mark.skipif(not __import__("distwm.utils.precision", fromlist=["x"]).cpu_has_bf16(),
+                    reason="this CPU has no native bf16 matmuls")
+def test_bf16_autocast_and_channels_last_train_every_part_with_float32_codes():
+    plain, fast = _core(imagine_horizon=4).agent, _core(imagine_horizon=4, autocast="bf16", channels_last=True).agent
+    assert fast.tokenizer.encoder.net[0].weight.is_contiguous(memory_format=torch.channels_last)
+    frames = torch.rand(2, 3, 3, 64, 64)
+    # the nearest-code search runs in float32 under autocast: the same codes as without it
+    z = torch.randn(64, fast.config.embed_dim)
+    with fast.precision():
+        codes = fast.tokenizer.encoder.quantizer.nearest(z)
+    assert torch.equal(codes, fast.tokenizer.encoder.quantizer.nearest(z))
+    distances = torch.cdist(z, fast.tokenizer.encoder.quantizer.codebook)
+    assert torch.equal(codes, distances.argmin(1))
+    with fast.precision():
+        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    # bf16 latents may pick another code for a few tokens; the frames stay those of float32
+    assert float((fast.reconstruct(frames) - plain.reconstruct(frames)).abs().mean()) < 0.02
+    assert fast.reconstruct(frames).dtype == torch.float32
+    metrics = {**fast.update_autoencoder(frames[:, 0]),
+               **fast.update_transformer(frames, torch.zeros(2, 3, dtype=torch.long), torch.zeros(2, 3),
+                                         torch.zeros(2, 3))}
+    rollout = fast.imagine_rollout(frames[:, 0], 4, burn_in_frames=frames)
+    assert rollout["frames"].dtype == rollout["logits"].dtype == torch.float32
+    metrics.update(fast.update_actor_critic(rollout))
+    assert all(np.isfinite(v) for v in metrics.values()), metrics
+    assert all(metrics[f"{part}/skipped"] == 0.0 for part in ("tokenizer", "world_model", "actor_critic"))
+    with pytest.raises(ValueError, match=r"autocast 'fp8'.*\('off', 'bf16'\)"):
+        _config(autocast="fp8")

@@ -42,6 +42,15 @@ def test_outputs_are_causal_and_the_cache_gives_the_full_forward():
     pieces = [model.run(e, cache) for e in model.embed(tokens, actions).split([5, 1, 7, 2], dim=1)]
     torch.testing.assert_close(torch.cat(pieces, 1), full, rtol=1e-5, atol=1e-5)
     assert cache.size == 3 * (K + 1)
+    # a cache allocated once for the context gives the same, and refuses more than it holds
+    fixed = KVCache(len(model.blocks), 3 * (K + 1))
+    pieces = [model.run(e, fixed) for e in model.embed(tokens, actions).split([1] * 3 * (K + 1), dim=1)]
+    torch.testing.assert_close(torch.cat(pieces, 1), full, rtol=1e-5, atol=1e-5)
+    storage = fixed.keys[0].untyped_storage().data_ptr()
+    one = fixed.keys[0][:, :, :1].clone()
+    with pytest.raises(ValueError, match="holds"):
+        fixed.extend(0, one, one)
+    assert fixed.keys[0].untyped_storage().data_ptr() == storage  # written in place, never reallocated
 
 
 def test_heads_read_the_positions_iris_reads():

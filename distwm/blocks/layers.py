@@ -15,7 +15,7 @@ from torch.nn import functional as F
 
 from distwm.configs.activations import ACTIVATION_NAMES
 
-__all__ = ["ACTIVATIONS", "activation_module", "build_mlp", "gaussian_params"]
+__all__ = ["ACTIVATIONS", "activation_module", "build_mlp", "gaussian_params", "sample_categorical"]
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -62,3 +62,13 @@ def gaussian_params(raw: torch.Tensor, min_std: float) -> tuple[torch.Tensor, to
     """Split ``raw`` (..., 2 * D) into a mean and a positive std ``softplus(x) + min_std``."""
     mean, std_raw = torch.chunk(raw, 2, dim=-1)
     return mean, F.softplus(std_raw) + min_std
+
+
+def sample_categorical(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Indices sampled from ``softmax(logits / temperature)`` over the last axis, by the
+    Gumbel-max trick: the same distribution as ``Categorical(logits=...).sample()`` without the
+    distribution object (imagination samples 17 times per step)."""
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature!r}")
+    gumbel = -torch.empty_like(logits, dtype=torch.float32).exponential_().log()
+    return (logits.float() / temperature + gumbel).argmax(-1)

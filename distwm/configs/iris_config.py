@@ -99,6 +99,11 @@ class IRISConfig(RLConfig):
     world_model_start_epochs: int = 25
     actor_critic_start_epochs: int = 50
     max_nonfinite_updates: int = 10
+    #: ``bf16``: every update and the rollouts under bf16 autocast (a CUDA device or a CPU with
+    #: native bf16; the VQ's nearest-code search and the losses stay float32)
+    autocast: str = "off"
+    #: the tokenizer and the actor-critic's convolutions in channels-last memory format
+    channels_last: bool = False
 
     # -- acting -------------------------------------------------------------------------------
     epsilon: float = 0.01
@@ -140,6 +145,10 @@ class IRISConfig(RLConfig):
             value = float(getattr(self, name))
             if not low <= value <= high:
                 raise ValueError(f"IRISConfig.{name} must lie in [{low}, {high}], got {value!r}")
+        if self.autocast not in ("off", "bf16"):
+            raise ValueError(f"IRISConfig.autocast {self.autocast!r} is not one of ('off', 'bf16')")
+        if not isinstance(self.channels_last, bool):
+            raise ValueError(f"IRISConfig.channels_last must be True or False, got {self.channels_last!r}")
         for name in ("learning_rate", "grad_clip", "temperature", "eval_temperature"):
             if not float(getattr(self, name)) > 0:
                 raise ValueError(f"IRISConfig.{name} must be > 0, got {getattr(self, name)!r}")

@@ -75,9 +75,10 @@ class _Quantizer(nn.Module):
 
     def nearest(self, rows: Tensor) -> Tensor:
         """Index of the nearest codebook entry of each row of ``rows`` ``(N, C)``."""
-        codebook = self.codebook.to(rows.dtype)
-        distances = (rows.pow(2).sum(1, keepdim=True) - 2.0 * rows @ codebook.t()
-                     + codebook.pow(2).sum(1).unsqueeze(0))
+        with torch.autocast(rows.device.type, enabled=False):  # float32 distances under autocast
+            rows, codebook = rows.float(), self.codebook.float()
+            distances = (rows.pow(2).sum(1, keepdim=True) - 2.0 * rows @ codebook.t()
+                         + codebook.pow(2).sum(1).unsqueeze(0))
         return distances.argmin(1)
 
     def _losses(self, rows: Tensor, quantized: Tensor, indices: Tensor, learn_codebook: bool):

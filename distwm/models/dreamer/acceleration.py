@@ -39,7 +39,9 @@ import torch
 from torch import Tensor, nn
 
 from distwm.blocks.dreamer_blocks import OneHotFeatures
+from distwm.utils import precision
 from distwm.utils.allocator import keep_freed_memory
+from distwm.utils.precision import AUTOCAST_DTYPES, cpu_has_bf16
 
 __all__ = ["COMPILE_MODES", "AUTOCAST_DTYPES", "prepare_world_model", "prepare_behavior",
            "autocast_context", "observe_on_threads", "restore_threads", "mark_step", "compile_mode_for", "compiled", "cpu_has_bf16"]
@@ -48,8 +50,6 @@ _log = logging.getLogger(__name__)
 
 #: values of ``DreamerConfig.compile`` (``"off"``: eager PyTorch)
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-#: values of ``DreamerConfig.autocast``
-AUTOCAST_DTYPES = ("off", "bf16")
 _CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 _KEY = "_distwm_compiled"
 
@@ -91,32 +91,15 @@ def compile_mode_for(mode: str, device_type: str) -> str | None:
     return mode
 
 
-def cpu_has_bf16() -> bool:
-    """Whether this CPU computes bf16 matmuls natively (oneDNN: AVX512-BF16 or AMX)."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
 def _check_autocast(cfg, device_type: str) -> None:
-    value = getattr(cfg, "autocast", "off")
-    if value not in AUTOCAST_DTYPES:
-        raise ValueError(f"DreamerConfig.autocast {value!r} is not one of {AUTOCAST_DTYPES}")
-    if value == "off" or device_type == "cuda" or (device_type == "cpu" and cpu_has_bf16()):
-        return
-    raise ValueError(f"DreamerConfig.autocast={value!r} needs a CUDA device or a CPU with native "
-                     f"bf16 matmuls (AVX512-BF16 / AMX); on this {device_type} the valid choices "
-                     "are ('off',)")
+    precision.check_autocast(getattr(cfg, "autocast", "off"), device_type, "DreamerConfig.autocast")
 
 
 def autocast_context(cfg, module: nn.Module):
     """``torch.autocast(device, bfloat16)`` when ``cfg.autocast == "bf16"``, else a no-op."""
     if getattr(cfg, "autocast", "off") == "off":
         return contextlib.nullcontext()
-    device_type = _device_type(module)
-    _check_autocast(cfg, device_type)
-    return torch.autocast(device_type, dtype=torch.bfloat16)
+    return precision.autocast(cfg.autocast, _device_type(module), "DreamerConfig.autocast")
 
 
 class _ThreadsInBackward(torch.autograd.Function):

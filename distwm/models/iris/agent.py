@@ -28,6 +28,7 @@ from distwm.blocks.returns import compute_lambda_return
 from distwm.controller.iris_policy import IRISActorCritic
 from distwm.models.iris.transformer import IRISTransformer
 from distwm.models.iris.world_model import IRISWorldModel
+from distwm.utils import precision
 from distwm.vision.iris_decoder import DiscreteAutoencoder
 from distwm.vision.perceptual import load_perceptual
 
@@ -71,6 +72,9 @@ class IRISAgent(nn.Module):
         self.transformer = IRISTransformer(action_size=self.action_size, **config.get_transformer_config())
         self.actor_critic = IRISActorCritic(self.action_size, frame_shape, config.lstm_size)
         self.to(self.device)
+        if config.channels_last:
+            self.tokenizer.to(memory_format=torch.channels_last)
+            self.actor_critic.to(memory_format=torch.channels_last)
         # the world model holds the tokenizer's and the transformer's modules: not registered
         # a second time (one copy of each weight in state_dict)
         object.__setattr__(self, "world_model",
@@ -80,6 +84,10 @@ class IRISAgent(nn.Module):
         self.world_model_optimizer = _world_model_optimizer(self.transformer, lr, config.world_model_weight_decay)
         self.actor_critic_optimizer = torch.optim.Adam(self.actor_critic.parameters(), lr=lr)
         self.hidden: tuple[Tensor, Tensor] | None = None
+
+    def precision(self):
+        """The autocast context of ``config.autocast`` (a no-op for ``"off"``)."""
+        return precision.autocast(self.config.autocast, self.device.type, "IRISConfig.autocast")
 
     @staticmethod
     def _trainable(module: nn.Module) -> list[nn.Parameter]:
@@ -108,15 +116,16 @@ class IRISAgent(nn.Module):
     def reconstruct(self, frames: Tensor) -> Tensor:
         """Frames ``(..., C, H, W)`` -> their tokenizer reconstructions in ``[0, 1]`` (no grad)."""
         frames = _as_frames(frames, self.device)
-        with torch.no_grad():
+        with torch.no_grad(), self.precision():
             flat = frames.flatten(0, -4)
             out = self.tokenizer.decode(self.tokenizer.encode(flat))
-        return out.reshape(frames.shape)
+        return out.float().reshape(frames.shape)
 
     def update_autoencoder(self, frames: Tensor) -> dict[str, float]:
         """One tokenizer step on frames ``(B, C, H, W)``."""
         self.tokenizer.train()
-        _, _, losses = self.tokenizer(_as_frames(frames, self.device))
+        with self.precision():
+            _, _, losses = self.tokenizer(_as_frames(frames, self.device))
         norm, ok = self._step(self.tokenizer_optimizer, losses["loss"], self._trainable(self.tokenizer))
         self.tokenizer.eval()
         return self._metrics("tokenizer", losses, norm, ok)
@@ -132,11 +141,13 @@ class IRISAgent(nn.Module):
         if actions.dim() == 3:
             actions = actions.argmax(-1)
         self.tokenizer.eval()
-        tokens = self.world_model.tokenize(frames)
-        self.transformer.train()
-        losses = self.transformer.loss(tokens, actions.long(), torch.as_tensor(rewards, device=self.device).float(),
-                                       torch.as_tensor(terminals, device=self.device),
-                                       None if valid is None else torch.as_tensor(valid, device=self.device))
+        with self.precision():
+            tokens = self.world_model.tokenize(frames)
+            self.transformer.train()
+            losses = self.transformer.loss(tokens, actions.long(),
+                                           torch.as_tensor(rewards, device=self.device).float(),
+                                           torch.as_tensor(terminals, device=self.device),
+                                           None if valid is None else torch.as_tensor(valid, device=self.device))
         losses["loss"] = losses["loss_obs"] + losses["loss_rewards"] + losses["loss_ends"]
         norm, ok = self._step(self.world_model_optimizer, losses["loss"], self.transformer.parameters())
         self.transformer.eval()
@@ -157,7 +168,8 @@ class IRISAgent(nn.Module):
         frames = self.reconstruct(frame)
         if self.hidden is None or self.hidden[0].shape[0] != frames.shape[0]:
             self.reset_hidden(frames.shape[0])
-        logits, _, self.hidden = self.actor_critic.step(frames, self.hidden)
+        with self.precision():
+            logits, _, self.hidden = self.actor_critic.step(frames, self.hidden)
         return self.choose(logits, epsilon, temperature)
 
     def reset_hidden(self, batch_size: int) -> None:
@@ -187,7 +199,11 @@ class IRISAgent(nn.Module):
         and the ``logits`` / ``values`` the rollout acted on ``(B, horizon, ...)``."""
         if int(horizon) < 2:
             raise ValueError(f"horizon must be >= 2 policy steps (the last bootstraps), got {horizon!r}")
-        start = _as_frames(initial_frame, self.device)
+        with self.precision():
+            return self._imagine_rollout(_as_frames(initial_frame, self.device), int(horizon), burn_in_frames,
+                                         burn_in_first, start_first)
+
+    def _imagine_rollout(self, start: Tensor, horizon: int, burn_in_frames, burn_in_first, start_first):
         b = start.shape[0]
         state = self.actor_critic.initial_state(b, self.device)
         if burn_in_frames is not None and burn_in_frames.shape[1] > 0:
@@ -208,18 +224,20 @@ class IRISAgent(nn.Module):
 
         self.transformer.eval()
         tokens = self.world_model.tokenize(start.unsqueeze(1))[:, 0]
-        out = self.world_model.imagine(tokens, policy, int(horizon) - 1)
+        out = self.world_model.imagine(tokens, policy, horizon - 1)
         policy(out["frames"][:, -1])  # the last frame's value bootstraps
-        return {"frames": out["frames"], "actions": out["actions"], "rewards": out["rewards"],
-                "ends": out["ends"], "hidden": hidden, "logits": torch.stack(logits, 1),
-                "values": torch.stack(values, 1)}
+        return {"frames": out["frames"].float(), "actions": out["actions"], "rewards": out["rewards"],
+                "ends": out["ends"], "hidden": hidden, "logits": torch.stack(logits, 1).float(),
+                "values": torch.stack(values, 1).float()}
 
     def update_actor_critic(self, imagined_trajectory: Mapping[str, Tensor]) -> dict[str, float]:
         """One actor-critic step on a rollout from :meth:`imagine_rollout`."""
         traj = imagined_trajectory
         cfg = self.config
         self.actor_critic.train()
-        logits, values, _ = self.actor_critic.unroll(traj["frames"], traj["hidden"])
+        with self.precision():
+            logits, values, _ = self.actor_critic.unroll(traj["frames"], traj["hidden"])
+        logits, values = logits.float(), values.float()
         with torch.no_grad():
             discounts = cfg.gamma * (1.0 - traj["ends"].float())
             returns = compute_lambda_return(traj["rewards"], values.detach(), discounts, cfg.lambda_)

@@ -20,25 +20,44 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from distwm.blocks.layers import sample_categorical
+
 __all__ = ["IRISTransformer", "KVCache"]
 
 
 class KVCache:
-    """Keys and values of every layer for the tokens seen so far (one per layer)."""
+    """Keys and values of every layer for the tokens seen so far, in buffers allocated once for
+    ``capacity`` tokens (the first :meth:`extend` sizes them) and written in place: a step of
+    imagination appends one token without copying the context. Without ``capacity`` the
+    buffers double when full."""
 
-    def __init__(self, num_layers: int):
+    def __init__(self, num_layers: int, capacity: int | None = None):
+        self.num_layers, self.capacity = num_layers, capacity
         self.keys: list[Tensor | None] = [None] * num_layers
         self.values: list[Tensor | None] = [None] * num_layers
+        self.lengths = [0] * num_layers
 
     @property
     def size(self) -> int:
-        return 0 if self.keys[0] is None else self.keys[0].shape[2]
+        return self.lengths[0]
 
     def extend(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        if self.keys[layer] is not None:
-            k, v = torch.cat([self.keys[layer], k], 2), torch.cat([self.values[layer], v], 2)
-        self.keys[layer], self.values[layer] = k, v
-        return k, v
+        """Append ``k``, ``v`` ``(B, heads, T, D)``; the layer's keys and values so far."""
+        start, end = self.lengths[layer], self.lengths[layer] + k.shape[2]
+        if self.keys[layer] is None:
+            capacity = max(self.capacity or end, end)
+            self.keys[layer] = k.new_empty(*k.shape[:2], capacity, k.shape[3])
+            self.values[layer] = v.new_empty(*v.shape[:2], capacity, v.shape[3])
+        elif end > self.keys[layer].shape[2]:
+            if self.capacity is not None:
+                raise ValueError(f"the cache holds {self.capacity} tokens; got {start} + {k.shape[2]}")
+            grow = lambda buf: torch.cat([buf, buf.new_empty(*buf.shape[:2], max(end, 2 * start) - buf.shape[2],  # noqa: E731
+                                                            buf.shape[3])], 2)
+            self.keys[layer], self.values[layer] = grow(self.keys[layer]), grow(self.values[layer])
+        self.keys[layer][:, :, start:end] = k
+        self.values[layer][:, :, start:end] = v
+        self.lengths[layer] = end
+        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
 
 
 class _Block(nn.Module):
@@ -59,11 +78,14 @@ class _Block(nn.Module):
         if cache is not None:
             k, v = cache.extend(layer, k, v)
         past = k.shape[2] - t  # query i is token past + i: it sees keys 0 .. past + i
-        allowed = torch.ones(t, k.shape[2], dtype=torch.bool, device=x.device).tril(diagonal=past)
-        if mask is not None:
-            allowed = allowed & mask
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed,
-                                           dropout_p=self.dropout if self.training else 0.0)
+        dropout = self.dropout if self.training else 0.0
+        if mask is None and (t == 1 or past == 0):  # one new token sees everything; or plain causal
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=t > 1)
+        else:
+            allowed = torch.ones(t, k.shape[2], dtype=torch.bool, device=x.device).tril(diagonal=past)
+            if mask is not None:
+                allowed = allowed & mask
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout)
         x = x + self.resid_drop(self.proj(y.transpose(1, 2).reshape(b, t, c)))
         return x + self.mlp(self.ln2(x))
 
@@ -169,7 +191,7 @@ class IRISTransformer(nn.Module):
         if tokens.dim() != 2 or actions.dim() != 1:
             raise ValueError(f"expected tokens (B, K) and actions (B,), got {tuple(tokens.shape)} "
                              f"and {tuple(actions.shape)}")
-        cache = KVCache(len(self.blocks))
+        cache = KVCache(len(self.blocks), self.block_size + self.tokens_per_frame)
         x = self.run(self.embed(tokens.unsqueeze(1), actions.unsqueeze(1)), cache)
         hidden = x[:, -1]
         logits, chosen = [], []
@@ -178,7 +200,7 @@ class IRISTransformer(nn.Module):
             if temperature is None:
                 token = step_logits.argmax(-1)
             else:
-                token = torch.distributions.Categorical(logits=step_logits / temperature).sample()
+                token = sample_categorical(step_logits, temperature)
             logits.append(step_logits)
             chosen.append(token)
             if i + 1 < self.tokens_per_frame:

@@ -13,6 +13,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from distwm.blocks.layers import sample_categorical
 from distwm.models.iris.transformer import IRISTransformer, KVCache
 
 __all__ = ["IRISWorldModel"]
@@ -83,22 +84,21 @@ class IRISWorldModel(nn.Module):
         model = self.transformer
         tokens = initial_tokens
         all_tokens, all_frames, actions, rewards, ends = [tokens], [self.frames(tokens)], [], [], []
-        cache = KVCache(len(model.blocks))
+        cache = KVCache(len(model.blocks), model.max_tokens)
         x = model.run(model.obs_embedding(tokens), cache)
         for _ in range(horizon):
             action = self._act(policy, all_frames[-1])
             x = model.run(model.act_embedding(action).unsqueeze(1), cache)
-            rewards.append(torch.distributions.Categorical(logits=model.head_rewards(x[:, -1])).sample() - 1)
-            ends.append(torch.distributions.Categorical(logits=model.head_ends(x[:, -1])).sample())
+            rewards.append(sample_categorical(model.head_rewards(x[:, -1])) - 1)
+            ends.append(sample_categorical(model.head_ends(x[:, -1])))
             chosen = []
             for i in range(model.tokens_per_frame):
-                logits = model.head_observations(x[:, -1]) / temperature
-                chosen.append(torch.distributions.Categorical(logits=logits).sample())
+                chosen.append(sample_categorical(model.head_observations(x[:, -1]), temperature))
                 if i + 1 < model.tokens_per_frame:
                     x = model.run(model.obs_embedding(chosen[-1]).unsqueeze(1), cache)
             tokens = torch.stack(chosen, 1)
             if cache.size + 1 + model.block_size > model.max_tokens:  # the next step would not fit
-                cache = KVCache(len(model.blocks))
+                cache = KVCache(len(model.blocks), model.max_tokens)
                 x = model.run(model.obs_embedding(tokens), cache)
             else:
                 x = model.run(model.obs_embedding(tokens[:, -1:]), cache)
@@ -115,7 +115,7 @@ class IRISWorldModel(nn.Module):
         if out.is_floating_point():
             if out.shape != (frames.shape[0], n):
                 raise ValueError(f"policy logits must be (B, {n}), got {tuple(out.shape)}")
-            return torch.distributions.Categorical(logits=out).sample()
+            return sample_categorical(out)
         if out.shape != (frames.shape[0],) or int(out.min()) < 0 or int(out.max()) >= n:
             raise ValueError(f"policy actions must be (B,) integers in [0, {n}), got shape "
                              f"{tuple(out.shape)}")

@@ -63,6 +63,8 @@ BUILTIN_ENV_BACKENDS: tuple[EnvBackendSpec, ...] = (
                    ("dm-control", "dmcontrol", "deepmind-control", "dm-control-suite")),
     EnvBackendSpec("atari", "distwm.envs.ale_atari_env:make_atari_env",
                    "Arcade Learning Environment via ale-py (ROMs included)", ("ale", "ale-py")),
+    EnvBackendSpec("minatar", "distwm.envs.minatar_env:make_minatar_env",
+                   "MinAtar's five miniature Atari games, state and RGB (extra: minatar)", ("min-atar",)),
     EnvBackendSpec("mujoco", "distwm.envs.mujoco_env:make_mujoco_env",
                    "Native MuJoCo from an MJCF .xml or .mjb file", ("mj", "native-mujoco")),
     EnvBackendSpec("robotics", "distwm.envs.robotics_env:make_robotics_env",

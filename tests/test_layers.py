@@ -28,8 +28,12 @@ FLAT_FAMILY_MODULES = {
     "modular_rssm": "modular_rssm",
     "iris_transformer": "iris", "iris_agent": "iris",
 }
+#: the seed's re-export packages under distwm/models: each module's family (the package itself
+#: belongs to none)
+SEED_PACKAGES = {"diffusion": {"diamond_diffusion": "diamond", "reward_termination": "diamond",
+                               "actor_critic": "diamond", "DiT": "dit"}}
 #: flat modules under distwm/models that belong to no family (shared by several)
-SHARED_MODELS_MODULES = {"vit"}
+SHARED_MODELS_MODULES = {"vit", "scheduled_parts"}
 #: packages that import no model family (distwm.models.*, distwm.training.*)
 LOW_LAYERS = ("blocks", "vision", "utils", "memory", "envs", "loop")
 #: config modules that are not a family's (every other ``distwm.configs.*_config`` is)
@@ -135,6 +139,8 @@ def _family(module: str) -> str | None:
     if len(parts) < 3 or parts[:2] != ["distwm", "models"]:
         return None
     head = parts[2]
+    if head in SEED_PACKAGES:
+        return SEED_PACKAGES[head].get(parts[3]) if len(parts) > 3 else None
     if head in FLAT_FAMILY_MODULES:
         return FLAT_FAMILY_MODULES[head]
     if f"distwm.models.{head}" in _modules() and _is_package(f"distwm.models.{head}"):

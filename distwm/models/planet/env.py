@@ -16,16 +16,10 @@ import numpy as np
 import torch
 
 from distwm.models.planet.losses import prepare_observation
+from distwm.utils.devices import resolve_device
 from distwm.utils.utils import postprocess_img
 
 __all__ = ["PlanetEnv", "TorchImageEnvWrapper", "resolve_device", "planet_observation_key", "action_space_info"]
-
-
-def resolve_device(device: Any) -> torch.device:
-    """``"auto"`` (or ``None``) -> CUDA when available, else CPU."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def planet_observation_key(observation_space: Any) -> str:

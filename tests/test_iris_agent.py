@@ -65,12 +65,12 @@ def test_lambda_returns_are_the_reference_codes():
 
 
 def test_replay_batches_become_iris_steps():
-    from distwm.models.iris.batches import actor_critic_batch, iris_steps
+    from distwm.models.step_batches import actor_critic_batch, frame_steps
 
     batch = _batch(2, 5)
     batch["is_first"][1, 3] = True  # row 1: a new episode at step 3
     batch["is_terminal"][1, 2] = True
-    steps = iris_steps(batch, "cpu")
+    steps = frame_steps(batch, "cpu")
     assert steps["frames"].shape == (2, 4, 3, 64, 64)
     np.testing.assert_array_equal(steps["actions"].numpy(), batch["action"][:, 1:].argmax(-1))
     np.testing.assert_array_equal(steps["rewards"].numpy(), batch["reward"][:, 1:])

@@ -23,7 +23,7 @@ import torch
 
 from distwm.agent import DataSpec, SampleSpec
 from distwm.models.iris.agent import IRISAgent
-from distwm.models.iris.batches import actor_critic_batch, iris_steps
+from distwm.models.step_batches import actor_critic_batch, frame_steps
 from distwm.models.scheduled_parts import ScheduledPartsCore, discrete_action_count
 from distwm.utils.checkpoint import checkpoint_format
 
@@ -109,7 +109,7 @@ class IRISCore(ScheduledPartsCore):
             frames = np.asarray(batches["tokenizer"]["image"])
             metrics.update(self.agent.update_autoencoder(frames.reshape(-1, *frames.shape[2:])))
         if self.started("world_model"):
-            steps = iris_steps(batches["world_model"], self.device)
+            steps = frame_steps(batches["world_model"], self.device)
             metrics.update(self.agent.update_transformer(steps["frames"], steps["actions"], steps["rewards"],
                                                          steps["ends"], steps["valid"]))
         if self.started("actor_critic"):

@@ -19,7 +19,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from distwm.models.iris.batches import iris_steps
+from distwm.models.step_batches import frame_steps
 from distwm.utils.media import open_loop_outputs, open_loop_strip
 from distwm.utils.report_context import eval_mode, seeded
 
@@ -35,7 +35,7 @@ def iris_report(core, batch: Mapping[str, Any], rows: int = 4, seed: int | None 
     """The report of an :class:`~distwm.models.iris.core.IRISCore` on a world-model batch
     (``(B, T, ...)``, ``T >= 2``; module docstring)."""
     agent = core.agent
-    steps = iris_steps(batch, agent.device)
+    steps = frame_steps(batch, agent.device)
     frames = steps["frames"][:rows].float() / 255.0
     actions = steps["actions"][:rows].long()
     horizon = frames.shape[1] - 1

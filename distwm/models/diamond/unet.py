@@ -312,6 +312,9 @@ class DiffusionUNet(nn.Module):
     def forward(self, x: Tensor, t: Tensor, obs_history: Tensor, actions: Tensor,
                 history_noise: Optional[Tensor] = None) -> Tensor:
         b, c, h, w = x.shape
+        if c != self.obs_channels:
+            raise ValueError(f"DiffusionUNet: x must have {self.obs_channels} channels (B, C, H, W), "
+                             f"got shape {tuple(x.shape)}")
         expected = (b, self.num_conditioning_frames, self.obs_channels, h, w)
         if tuple(obs_history.shape) != expected:
             raise ValueError(f"DiffusionUNet: obs_history must have shape {expected} (B, L, C, H, W), "

@@ -195,8 +195,9 @@ class RLLoss(nn.Module):
         return returns
 
     def _policy_terms(self, policy_logits: Tensor, actions: Tensor, lambda_returns: Tensor,
-                      values: Tensor) -> tuple[Tensor, Tensor]:
-        """``(REINFORCE loss, mean entropy)`` with the advantage ``R_t - V_t`` (detached)."""
+                      values: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``(REINFORCE loss, mean entropy)`` with the advantage ``R_t - V_t`` (detached),
+        means over the steps where ``mask`` ``(B, T)`` is true (all when ``None``)."""
         if policy_logits.dim() != 3 or tuple(policy_logits.shape[:2]) != tuple(lambda_returns.shape):
             raise ValueError(f"policy_logits must be (B, T, A) with (B, T) = {tuple(lambda_returns.shape)}, "
                              f"got {tuple(policy_logits.shape)}")
@@ -205,7 +206,8 @@ class RLLoss(nn.Module):
         baseline = _as_steps(values, lambda_returns.shape[1], "policy_loss")[:, : lambda_returns.shape[1]]
         policy = Categorical(logits=policy_logits)
         advantages = (lambda_returns - baseline).detach()
-        return -(policy.log_prob(actions.long()) * advantages).mean(), policy.entropy().mean()
+        return (_masked_mean(-(policy.log_prob(actions.long()) * advantages), mask),
+                _masked_mean(policy.entropy(), mask))
 
     def policy_loss(self, policy_logits: Tensor, actions: Tensor, lambda_returns: Tensor, values: Tensor) -> Tensor:
         """REINFORCE with the lambda-return advantage minus ``entropy_weight`` times the entropy:
@@ -214,20 +216,22 @@ class RLLoss(nn.Module):
         actions_loss, entropy = self._policy_terms(policy_logits, actions, lambda_returns, values)
         return actions_loss - self.entropy_weight * entropy
 
-    def value_loss(self, values: Tensor, lambda_returns: Tensor) -> Tensor:
-        """``value_weight * MSE(values[:, :T], lambda_returns)``."""
+    def value_loss(self, values: Tensor, lambda_returns: Tensor, mask: Tensor | None = None) -> Tensor:
+        """``value_weight * MSE(values[:, :T], lambda_returns)`` (over the ``mask``ed steps)."""
         horizon = lambda_returns.shape[-1]
-        return self.value_weight * F.mse_loss(_as_steps(values, horizon, "value_loss")[:, :horizon],
-                                              lambda_returns.detach())
+        errors = (_as_steps(values, horizon, "value_loss")[:, :horizon] - lambda_returns.detach()).pow(2)
+        return self.value_weight * _masked_mean(errors, mask)
 
     def forward(self, policy_logits: Tensor, actions: Tensor, rewards: Tensor, values: Tensor, dones: Tensor,
-                truncated: Tensor | None = None, bootstrap_values: Tensor | None = None) -> dict[str, Tensor]:
+                truncated: Tensor | None = None, bootstrap_values: Tensor | None = None,
+                mask: Tensor | None = None) -> dict[str, Tensor]:
         """The whole loss of one imagined segment (the reference's ``ActorCritic.forward``).
 
         ``values``: the values the policy saw, with gradient, ``(B, T)`` or ``(B, T + 1)``;
         the lambda-returns bootstrap from ``bootstrap_values`` ``(B, T)`` (the reference's
         ``val_bootstrap``) where given, else from ``values[:, 1:]`` (which must then be
-        ``(B, T + 1)``). Returns ``loss``, ``loss_actions``, ``loss_values``, ``loss_entropy``,
+        ``(B, T + 1)``). ``mask`` ``(B, T)``: the steps that count (an imagined episode that ended
+        leaves the rest of the segment out). Returns ``loss``, ``loss_actions``, ``loss_values``, ``loss_entropy``,
         ``entropy`` and the ``lambda_returns``.
         """
         horizon = rewards.shape[-1]
@@ -237,8 +241,17 @@ class RLLoss(nn.Module):
                              f"(B, T + 1) or bootstrap_values (B, T) with T = {horizon}")
         targets = values if bootstrap_values is None else bootstrap_values
         lambda_returns = self.compute_lambda_returns(rewards, targets.detach(), dones, truncated)
-        actions_loss, entropy = self._policy_terms(policy_logits, actions, lambda_returns, values)
+        actions_loss, entropy = self._policy_terms(policy_logits, actions, lambda_returns, values, mask)
         losses = {"loss_actions": actions_loss, "loss_entropy": -self.entropy_weight * entropy,
-                  "loss_values": self.value_loss(values, lambda_returns)}
+                  "loss_values": self.value_loss(values, lambda_returns, mask)}
         losses["loss"] = losses["loss_actions"] + losses["loss_entropy"] + losses["loss_values"]
         return {**losses, "entropy": entropy.detach(), "lambda_returns": lambda_returns}
+
+
+def _masked_mean(values: Tensor, mask: Tensor | None) -> Tensor:
+    if mask is None:
+        return values.mean()
+    if tuple(mask.shape) != tuple(values.shape):
+        raise ValueError(f"mask must be (B, T) = {tuple(values.shape)}, got {tuple(mask.shape)}")
+    weights = mask.to(values.dtype)
+    return (values * weights).sum() / weights.sum().clamp(min=1.0)

@@ -19,6 +19,7 @@ _DREAMER_CONFIGS = "distwm.configs.dreamer_config"
 _DREAMER_CORE = "distwm.models.dreamer.core:DreamerCore"
 _PLANET_CORE = "distwm.models.planet.core:PlanetCore"
 _IRIS_CORE = "distwm.models.iris.core:IRISCore"
+_DIAMOND_CORE = "distwm.models.diamond.core:DiamondCore"
 _ALL_BACKENDS: tuple[str, ...] = ()  # empty: every backend
 _STATE_OR_PIXEL_BACKENDS = ("dmc", "gym", "mujoco")
 
@@ -48,6 +49,10 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
               "IRIS: discrete autoencoder + transformer world model, actor-critic in imagination",
               ("iris-agent", "irisagent"), protocol_path=_IRIS_CORE, kind="rl-agent",
               backends=("atari", "gym", "dmc")),
+    ModelSpec("diamond", "distwm.training.train_diamond:DiamondAgent", "distwm.configs.diamond_config:DiamondConfig",
+              "DIAMOND: EDM diffusion world model over frames, reward/end model, actor-critic in imagination",
+              ("diamond-agent", "diamondagent"), protocol_path=_DIAMOND_CORE, kind="rl-agent",
+              backends=("atari", "minatar", "gym", "dmc")),
     ModelSpec("modular-rssm", "distwm.models.modular_rssm:create_modular_rssm", None,
               "RSSM with swappable encoder, decoder and recurrent backbone", ("rssm", "modularrssm"),
               kind="component", backends=_STATE_OR_PIXEL_BACKENDS),
@@ -133,6 +138,17 @@ EXPORTS: dict[str, str] = {
     "IRISOnPolicyBuffer": "distwm.memory.iris_memory",
     "IrisOperator": "distwm.inference.operators.iris_operator",
     "IRISTrainer": "distwm.training.train_iris",
+    # DIAMOND
+    "DiamondConfig": "distwm.configs.diamond_config",
+    "DiamondAgent": "distwm.training.train_diamond",
+    "DiamondCore": "distwm.models.diamond.core",
+    "DiamondModel": "distwm.models.diamond.model",
+    "DiffusionUNet": "distwm.models.diffusion.diamond_diffusion",
+    "EDMPreconditioner": "distwm.models.diffusion.diamond_diffusion",
+    "EulerSampler": "distwm.models.diffusion.diamond_diffusion",
+    "RewardTerminationModel": "distwm.models.diffusion.reward_termination",
+    "ActorCriticNetwork": "distwm.models.diffusion.actor_critic",
+    "train_diamond": "distwm.training.train_diamond",
     # the modular RSSM
     "ModularRSSM": "distwm.models.modular_rssm",
     "create_modular_rssm": "distwm.models.modular_rssm",

@@ -10,6 +10,7 @@ _LAZY = {
     "DreamerConfig": "distwm.configs.dreamer_config",
     "PlanetConfig": "distwm.configs.planet_config",
     "IRISConfig": "distwm.configs.iris_config",
+    "DiamondConfig": "distwm.configs.diamond_config",
     "RuntimeConfig": "distwm.configs.runtime_config",
 }
 

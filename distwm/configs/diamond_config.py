@@ -210,6 +210,8 @@ class DiamondConfig(RLConfig):
     eval_epsilon: float = 0.0
     final_eval_episodes: int = 100
     buffer_size: int = 100_000
+    #: consecutive updates skipped for a non-finite input, loss or gradient before the run stops
+    max_nonfinite_updates: int = 10
 
     def __post_init__(self) -> None:
         self.env_kwargs, self.eval_env_kwargs = dict(self.env_kwargs or {}), dict(self.eval_env_kwargs or {})

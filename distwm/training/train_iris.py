@@ -128,29 +128,14 @@ class IRISTrainer:
         """``num_episodes`` whole games on the evaluation envs (1 no-op start, no life-loss
         ends) at ``eval_temperature``. Returns ``{"mean_return", "std_return", "returns"}``, or
         with ``render`` ``(returns, videos (T, H, W, 3) uint8 per episode, latents (steps, lstm))``."""
+        from distwm.loop.evaluation import play_episodes
+
         core = self._build()
         env = self._env(evaluation=True, seed=self.seed + 10_000)
-        returns, videos, latents = [], [], []
         try:
-            for episode in range(int(num_episodes)):
-                obs, _ = env.reset(seed=self.seed + 10_000 + episode)
-                state, first, total, frames = core.initial_state(1), True, 0.0, []
-                while True:
-                    batch = {"image": obs["image"][None], "is_first": np.array([first])}
-                    action, state = core.act(batch, state, explore=False)
-                    if render:
-                        frames.append(obs["image"].transpose(1, 2, 0))
-                        latents.append(state[0][0].cpu().numpy())
-                    obs, reward, terminated, truncated, _ = env.step(action[0])
-                    total, first = total + float(reward), False
-                    if terminated or truncated:
-                        break
-                returns.append(total)
-                if render:
-                    videos.append(np.stack(frames))
+            returns, videos, latents = play_episodes(core, env, num_episodes, self.seed + 10_000, render)
         finally:
             env.close()
-        returns = np.asarray(returns, np.float64)
         if render:
             return returns, videos, np.stack(latents) if latents else np.zeros((0, core.config.lstm_size))
         return {"mean_return": float(returns.mean()), "std_return": float(returns.std()),

@@ -1,0 +1,128 @@
+"""DiamondCore: DIAMOND as a :class:`distwm.agent.Agent`, what the Ray runtime and the seed's
+``DiamondAgent`` trainer both drive.
+
+Its :meth:`~DiamondCore.data_spec` names three samples, as DIAMOND trains its three parts on
+three segment shapes: ``diffusion`` (``num_conditioning_frames + 1`` = 5 frames: 4 to
+condition on, 1 to denoise), ``reward`` (``num_conditioning_frames + imagination_horizon`` =
+19 steps: 18 transitions for the reward/end LSTM) and ``actor`` (4 frames: the start of an
+imagined rollout). Every update carries all three; the replay ratio is DIAMOND's 400 updates
+per 100-step epoch, and the schedule (the actor-critic joins after 5,000 of the first epoch's
+10,000 updates) is the update counter (:meth:`~distwm.configs.diamond_config.DiamondConfig.start_update`).
+
+Acting (CPU, in env workers): the actor-critic on the real frame (reset where ``is_first``),
+sampling its policy, with ``epsilon_greedy`` random actions when exploring and
+``eval_epsilon`` when evaluating (the reference's collectors: 0.01 and 0).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from distwm.agent import DataSpec, SampleSpec
+from distwm.blocks.layers import sample_categorical
+from distwm.models.diamond.batches import actor_critic_start, denoiser_windows, reward_end_steps
+from distwm.models.diamond.model import DiamondModel, as_model_frames
+from distwm.models.scheduled_parts import ScheduledPartsCore, discrete_action_count
+from distwm.utils.checkpoint import checkpoint_format
+
+__all__ = ["DiamondCore", "COMPONENTS"]
+
+#: the three parts, with their sample names (DiamondConfig's component names)
+COMPONENTS = ("diffusion", "reward", "actor")
+
+
+class DiamondCore(ScheduledPartsCore):
+    """DIAMOND agent (module docstring): a :class:`DiamondModel` and the update counter."""
+
+    FAMILY = "DIAMOND"
+    COMPONENTS = COMPONENTS
+    ACTING = ("actor_critic",)  # env workers act with the actor-critic on real frames
+    CHECKPOINT_FORMAT = checkpoint_format("diamond", 1)
+    ARCHITECTURE_FIELDS = ("obs_size", "num_conditioning_frames", "diffusion_channels", "diffusion_res_blocks",
+                           "diffusion_cond_dim", "reward_channels", "reward_res_blocks", "reward_cond_dim",
+                           "reward_lstm_dim", "actor_channels", "actor_lstm_dim")
+
+    def __init__(self, config, obs_shape, action_size: int, device: Any = "cpu"):
+        expected = config.get_frame_shape()
+        if tuple(obs_shape) != tuple(expected):
+            raise ValueError(f"DIAMOND observes {tuple(expected)} RGB frames (obs_size {config.obs_size}), got "
+                             f"observations of shape {tuple(obs_shape)}")
+        super().__init__(config, device)
+        self.agent = DiamondModel(config, action_size, self.device)
+
+    @classmethod
+    def from_config(cls, config, observation_space, action_space, device: Any = "cpu") -> "DiamondCore":
+        spaces = getattr(observation_space, "spaces", {})
+        if "image" not in spaces:
+            raise ValueError(f"DIAMOND learns from pixels: the observation space needs an 'image' "
+                             f"(uint8 C, H, W), got keys {sorted(spaces)} (set obs_type: pixels)")
+        return cls(config, tuple(spaces["image"].shape), discrete_action_count(action_space, cls.FAMILY), device)
+
+    @classmethod
+    def tiny_test_config(cls, config):
+        """A config small enough for the protocol suite (every part trains from update 0)."""
+        return config.replace(diffusion_channels=[32, 32], diffusion_res_blocks=1, diffusion_cond_dim=32,
+                              reward_channels=[32, 32], reward_res_blocks=1, reward_cond_dim=16, reward_lstm_dim=16,
+                              actor_channels=[8, 8], actor_lstm_dim=16, num_conditioning_frames=2,
+                              imagination_horizon=2, batch_size=2, actor_steps_first_epoch=10_000,
+                              max_nonfinite_updates=3)
+
+    # -- data ---------------------------------------------------------------------------------
+    def data_spec(self) -> DataSpec:
+        cfg = self.config
+        # reward first: the runtime's report(batch) gets the first sample's batch (the longest)
+        samples = (SampleSpec("reward", cfg.batch_size, cfg.reward_sequence_length),
+                   SampleSpec("diffusion", cfg.batch_size, cfg.diffusion_sequence_length),
+                   SampleSpec("actor", cfg.batch_size, cfg.num_conditioning_frames))
+        steps = sum(s.steps for s in samples)
+        return DataSpec(train_ratio=steps * cfg.updates_per_env_step, samples=samples)
+
+    # -- acting -------------------------------------------------------------------------------
+    def initial_state(self, num_envs: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.agent.actor_critic.initial_state(int(num_envs), self.device)
+
+    @torch.no_grad()
+    def act(self, obs: Mapping[str, Any], state: Any, explore: bool) -> tuple[np.ndarray, Any]:
+        if "image" not in obs:
+            raise ValueError(f"DiamondCore.act: observation has no 'image' (keys: {sorted(obs)})")
+        frames = as_model_frames(np.asarray(obs["image"]), self.device)
+        n = frames.shape[0]
+        h, c = self.initial_state(n) if state is None else state
+        is_first = obs.get("is_first")
+        if is_first is not None:
+            keep = 1.0 - torch.as_tensor(np.asarray(is_first), dtype=torch.float32, device=self.device)
+            h, c = h * keep.unsqueeze(-1), c * keep.unsqueeze(-1)
+        self.agent.actor_critic.eval()
+        logits, _, state = self.agent.actor_critic.step(frames, (h, c))
+        actions = sample_categorical(logits)
+        epsilon = self.config.epsilon_greedy if explore else self.config.eval_epsilon
+        if epsilon > 0:
+            uniform = torch.randint(0, logits.shape[-1], actions.shape, device=self.device)
+            actions = torch.where(torch.rand(actions.shape, device=self.device) < epsilon, uniform, actions)
+        one_hot = np.zeros((n, self.agent.action_size), np.float32)
+        one_hot[np.arange(n), actions.cpu().numpy()] = 1.0
+        return one_hot, state
+
+    # -- learning -----------------------------------------------------------------------------
+    def train_parts(self, batches: Mapping[str, Mapping[str, Any]], metrics: dict[str, float]) -> None:
+        if self.started("diffusion"):
+            window = denoiser_windows(batches["diffusion"], self.device)
+            metrics.update(self.agent.update_denoiser(window["frames"], window["actions"]))
+        if self.started("reward"):
+            steps = reward_end_steps(batches["reward"], self.device)
+            metrics.update(self.agent.update_reward_end(steps["frames"], steps["actions"], steps["next_frames"],
+                                                        steps["rewards"], steps["ends"], steps["valid"]))
+        if self.started("actor"):
+            start = actor_critic_start(batches["actor"], self.device)
+            rollout = self.agent.imagine(start["frames"], start["actions"], first=start["first"])
+            metrics.update(self.agent.update_actor_critic(rollout))
+
+    def report(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+        """Real frames beside the world model's open-loop prediction from the real actions, and
+        an imagined rollout under the policy (:mod:`.report`)."""
+        from distwm.models.diamond.report import diamond_report
+
+        return diamond_report(self, batch)

@@ -18,6 +18,7 @@ _LAZY = {
     "run_agent_episodes": "distwm.benchmarks.adapters",
     "DreamerAdapter": "distwm.benchmarks.dreamer_adapters",
     "IRISAdapter": "distwm.benchmarks.iris_adapter",
+    "DiamondAdapter": "distwm.benchmarks.iris_adapter",
     "DreamerV1Adapter": "distwm.benchmarks.dreamer_adapters",
     "DreamerV2Adapter": "distwm.benchmarks.dreamer_adapters",
     "DreamerV3Recipe2024Adapter": "distwm.benchmarks.dreamer_adapters",

@@ -260,4 +260,6 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     "DreamerV1Adapter": "distwm.benchmarks.dreamer_adapters",
     "DreamerV2Adapter": "distwm.benchmarks.dreamer_adapters",
     "DreamerV3Recipe2024Adapter": "distwm.benchmarks.dreamer_adapters",
+    "IRISAdapter": "distwm.benchmarks.iris_adapter",
+    "DiamondAdapter": "distwm.benchmarks.iris_adapter",
 })

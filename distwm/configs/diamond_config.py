@@ -242,7 +242,19 @@ class DiamondConfig(RLConfig):
         raise ValueError(f"DiamondConfig.{a} {a_value!r} and {b} {b_value!r} disagree; give one of them "
                          f"(the other follows) or both alike")
 
+    def _reconcile_size(self) -> None:
+        if self._follower("obs_size", self.obs_size, 64, "image_size", self.image_size, 64) == "image_size":
+            self.image_size = self.obs_size
+        else:
+            self.obs_size = self.image_size
+
     def _reconcile(self) -> None:
+        if self.env_backend not in ("atari", "ale", "auto"):  # another backend: env names the task
+            self.game = self.env or self.game
+            self.env = self.game
+            if self.image_size != self.obs_size:
+                self._reconcile_size()
+            return
         if _game_key(self.game) is None:
             raise ValueError(f"DiamondConfig.game must be an Atari id such as 'Breakout-v5', got {self.game!r}")
         if not self.env:
@@ -257,10 +269,7 @@ class DiamondConfig(RLConfig):
                     raise ValueError(f"DiamondConfig.env must be an Atari id such as 'ALE/Breakout-v5', "
                                      f"got {self.env!r}")
         if self.image_size != self.obs_size:
-            if self._follower("obs_size", self.obs_size, 64, "image_size", self.image_size, 64) == "image_size":
-                self.image_size = self.obs_size
-            else:
-                self.obs_size = self.image_size
+            self._reconcile_size()
         defaults = _atari100k_train()
         for name in _ENV_KWARG_FIELDS:
             mine = getattr(self, name)

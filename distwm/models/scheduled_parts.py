@@ -99,7 +99,7 @@ class ScheduledPartsCore:
         if missing:
             raise ValueError(f"{type(self).__name__}.update needs the samples {list(self.COMPONENTS)} (its "
                              f"data_spec's); got {sorted(batches)}, missing {missing}")
-        metrics: dict[str, float] = {}
+        metrics: dict[str, float] = {f"{name}/training": float(self.started(name)) for name in self.COMPONENTS}
         bad = [name for name in self.COMPONENTS if self.started(name) and not _finite(batches[name])]
         if bad:
             return self._skip(f"non-finite input in the {', '.join(bad)} batch", metrics)
@@ -112,9 +112,8 @@ class ScheduledPartsCore:
         return self._finish(metrics, skipped=0.0)
 
     def _finish(self, metrics: dict[str, float], skipped: float) -> dict[str, float]:
+        """``metrics`` with ``skipped``, the counters, and which parts this update trained."""
         metrics.update(skipped=skipped, updates=float(self.updates), nonfinite_updates=float(self.nonfinite_updates))
-        for name in self.COMPONENTS:
-            metrics[f"{name}/training"] = float(self.started(name))
         return {k: v for k, v in metrics.items() if np.isfinite(v)}
 
     def _skip(self, what: str, metrics: dict[str, float]) -> dict[str, float]:

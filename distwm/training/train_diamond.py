@@ -64,7 +64,7 @@ class DiamondAgent:
             torch.manual_seed(self.config.seed)
             env = self._env()
             self.core = DiamondCore.from_config(self.config, env.observation_space, env.action_space,
-                                                self.config.resolved_device())
+                                                self.config.resolved_device)
             spec = self.core.data_spec()
             self.replay = ReplayBuffer(self.config.buffer_size, tuple(env.observation_space["image"].shape),
                                        int(env.action_space.shape[0]), spec.max_seq_len, 1, seed=self.config.seed)

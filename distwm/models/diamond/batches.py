@@ -66,5 +66,5 @@ def actor_critic_start(batch: Mapping[str, Any], device) -> dict[str, torch.Tens
     first ``L - 1`` and ``first`` ``(B, L)`` (episode starts: the burn-in resets there)."""
     frames, taken, is_first = _sample(batch, device)
     frames, taken, real = pad_before_episode_start(frames, taken, is_first)
-    first = is_first.bool() | (real & ~torch.cat([torch.zeros_like(real[:, :1]), real[:, :-1]], 1))
+    first = is_first.bool() | (real & ~torch.cat([torch.ones_like(real[:, :1]), real[:, :-1]], 1))
     return {"frames": frames, "actions": taken, "first": first}

@@ -63,6 +63,15 @@ class ScheduledPartsCore:
         self._nonfinite_streak = 0
 
     @classmethod
+    def from_config(cls, config, observation_space, action_space, device: Any = "cpu"):
+        """The agent for an env's spaces: ``image`` frames and discrete actions."""
+        spaces = getattr(observation_space, "spaces", {})
+        if "image" not in spaces:
+            raise ValueError(f"{cls.FAMILY} learns from pixels: the observation space needs an 'image' "
+                             f"(uint8 C, H, W), got keys {sorted(spaces)} (set obs_type: pixels)")
+        return cls(config, tuple(spaces["image"].shape), discrete_action_count(action_space, cls.FAMILY), device)
+
+    @classmethod
     def supports(cls, observation_space, action_space) -> bool:
         """Whether ``from_config`` takes these spaces (pixels and discrete actions)."""
         try:
@@ -73,6 +82,15 @@ class ScheduledPartsCore:
 
     def started(self, component: str) -> bool:
         return self.updates >= self.config.start_update(component)
+
+    def carried_state(self, state: Any, num_envs: int, is_first: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """The acting LSTM state ``(h, c)`` to go on from: ``state`` (a fresh one for ``None``)
+        zeroed where ``is_first`` ``(num_envs,)`` marks a new episode."""
+        h, c = self.initial_state(num_envs) if state is None else state
+        if is_first is not None:
+            keep = 1.0 - torch.as_tensor(np.asarray(is_first), dtype=torch.float32, device=self.device)
+            h, c = h * keep.unsqueeze(-1), c * keep.unsqueeze(-1)
+        return h, c
 
     # -- weights for the env workers ----------------------------------------------------------
     def get_weights(self) -> dict[str, torch.Tensor]:

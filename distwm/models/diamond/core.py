@@ -25,7 +25,7 @@ from distwm.agent import DataSpec, SampleSpec
 from distwm.blocks.layers import sample_categorical
 from distwm.models.diamond.batches import actor_critic_start, denoiser_windows, reward_end_steps
 from distwm.models.diamond.model import DiamondModel, as_model_frames
-from distwm.models.scheduled_parts import ScheduledPartsCore, discrete_action_count
+from distwm.models.scheduled_parts import ScheduledPartsCore
 from distwm.utils.checkpoint import checkpoint_format
 
 __all__ = ["DiamondCore", "COMPONENTS"]
@@ -52,14 +52,6 @@ class DiamondCore(ScheduledPartsCore):
                              f"observations of shape {tuple(obs_shape)}")
         super().__init__(config, device)
         self.agent = DiamondModel(config, action_size, self.device)
-
-    @classmethod
-    def from_config(cls, config, observation_space, action_space, device: Any = "cpu") -> "DiamondCore":
-        spaces = getattr(observation_space, "spaces", {})
-        if "image" not in spaces:
-            raise ValueError(f"DIAMOND learns from pixels: the observation space needs an 'image' "
-                             f"(uint8 C, H, W), got keys {sorted(spaces)} (set obs_type: pixels)")
-        return cls(config, tuple(spaces["image"].shape), discrete_action_count(action_space, cls.FAMILY), device)
 
     @classmethod
     def tiny_test_config(cls, config):
@@ -90,11 +82,7 @@ class DiamondCore(ScheduledPartsCore):
             raise ValueError(f"DiamondCore.act: observation has no 'image' (keys: {sorted(obs)})")
         frames = as_model_frames(np.asarray(obs["image"]), self.device)
         n = frames.shape[0]
-        h, c = self.initial_state(n) if state is None else state
-        is_first = obs.get("is_first")
-        if is_first is not None:
-            keep = 1.0 - torch.as_tensor(np.asarray(is_first), dtype=torch.float32, device=self.device)
-            h, c = h * keep.unsqueeze(-1), c * keep.unsqueeze(-1)
+        h, c = self.carried_state(state, n, obs.get("is_first"))
         self.agent.actor_critic.eval()
         logits, _, state = self.agent.actor_critic.step(frames, (h, c))
         actions = sample_categorical(logits)

@@ -24,7 +24,7 @@ import torch
 from distwm.agent import DataSpec, SampleSpec
 from distwm.models.iris.agent import IRISAgent
 from distwm.models.step_batches import actor_critic_batch, frame_steps
-from distwm.models.scheduled_parts import ScheduledPartsCore, discrete_action_count
+from distwm.models.scheduled_parts import ScheduledPartsCore
 from distwm.utils.checkpoint import checkpoint_format
 
 __all__ = ["IRISCore", "COMPONENTS"]
@@ -50,14 +50,6 @@ class IRISCore(ScheduledPartsCore):
                              f"{config.image_size}), got observations of shape {tuple(obs_shape)}")
         super().__init__(config, device)
         self.agent = IRISAgent(config, action_size, self.device)
-
-    @classmethod
-    def from_config(cls, config, observation_space, action_space, device: Any = "cpu") -> "IRISCore":
-        spaces = getattr(observation_space, "spaces", {})
-        if "image" not in spaces:
-            raise ValueError(f"IRIS learns from pixels: the observation space needs an 'image' "
-                             f"(uint8 C, H, W), got keys {sorted(spaces)} (set obs_type: pixels)")
-        return cls(config, tuple(spaces["image"].shape), discrete_action_count(action_space, cls.FAMILY), device)
 
     @classmethod
     def tiny_test_config(cls, config):
@@ -89,11 +81,7 @@ class IRISCore(ScheduledPartsCore):
             raise ValueError(f"IRISCore.act: observation has no 'image' (keys: {sorted(obs)})")
         frames = self.agent.reconstruct(np.asarray(obs["image"]))
         n = frames.shape[0]
-        h, c = self.initial_state(n) if state is None else state
-        is_first = obs.get("is_first")
-        if is_first is not None:
-            keep = 1.0 - torch.as_tensor(np.asarray(is_first), dtype=torch.float32, device=self.device)
-            h, c = h * keep.unsqueeze(-1), c * keep.unsqueeze(-1)
+        h, c = self.carried_state(state, n, obs.get("is_first"))
         self.agent.actor_critic.eval()
         logits, _, state = self.agent.actor_critic.step(frames, (h, c))
         cfg = self.config

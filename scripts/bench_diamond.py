@@ -74,8 +74,8 @@ def distwm_side(args) -> tuple[dict, dict]:
     model = DiamondModel(cfg, args.action_size, "cpu")
     L, H, A = cfg.num_conditioning_frames, args.horizon, args.action_size
     rng = np.random.default_rng(0)
-    frames = lambda *shape: torch.from_numpy(rng.integers(0, 256, (*shape, 3, 64, 64), dtype=np.uint8))  # noqa: E731
-    actions = lambda *shape: torch.from_numpy(rng.integers(0, A, shape))  # noqa: E731
+    frames = lambda *shape: torch.from_numpy(rng.integers(0, 256, (*shape, 3, 64, 64), dtype=np.uint8))
+    actions = lambda *shape: torch.from_numpy(rng.integers(0, A, shape))
 
     # denoiser: L conditioning frames + the target, the actions taken in the first L
     den_frames, den_actions = frames(args.denoiser_batch, L + 1), actions(args.denoiser_batch, L)
@@ -144,17 +144,20 @@ def main(argv=None) -> dict:
     p.add_argument("--out", default=None, help="also write the JSON here")
     args = p.parse_args(argv)
     print(f"distwm side ({args.size}, {args.threads} threads) ...", file=sys.stderr)
+    load = {"start": os.getloadavg()[0]}
     ours, info = distwm_side(args)
+    load["after_distwm"] = os.getloadavg()[0]
     L = info["conditioning_frames"]
     result = {"threads": args.threads, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
               "shapes": {**{k: getattr(args, k) for k in ("denoiser_batch", "reward_batch", "ac_batch",
                                                            "imagine_batch", "horizon", "size", "action_size")},
                          "conditioning_frames": L, "reward_sequence_steps": L + args.horizon,
                          "denoising_steps": info["sampling"]["steps"]},
-              "distwm": ours, "distwm_info": info}
+              "load_average_1min": load, "distwm": ours, "distwm_info": info}
     if not args.skip_peer:
         print("peer side (simulusion) ...", file=sys.stderr)
         peer = peer_side(args, L)
+        load["after_peer"] = os.getloadavg()[0]
         result["peer"] = {k: peer[k] for k in ours}
         result["ratios"] = {k: (ours[k] / peer[k] if k == "imagined_steps_per_s" else peer[k] / ours[k])
                             for k in ours}

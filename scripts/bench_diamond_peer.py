@@ -136,7 +136,7 @@ def ensure_gymnasium_spaces() -> str:
 
 def torchvision_status() -> str:
     try:
-        import torchvision  # noqa: F401
+        import torchvision
         return f"importable ({torchvision.__version__})"
     except Exception as exc:  # noqa: BLE001
         return f"import fails: {type(exc).__name__}: {str(exc)[:120]}"
@@ -166,9 +166,8 @@ def main(argv=None) -> dict:
     gym_status = ensure_gymnasium_spaces()
 
     import numpy as np
-    import torch
-
     import simulusion
+    import torch
     from gymnasium.spaces import Discrete
     from simulusion.configs.diamond_config import DiamondConfig
     from simulusion.datasets.diamond_dataset import to_model_domain
@@ -352,9 +351,11 @@ def main(argv=None) -> dict:
             f"and reward-model steps); imagined steps/s = {Bi} * {H} / seconds"),
         "deviations_from_reference": (
             f"sampler sigma_max {s.sigma_max:g} (paper and reference Atari config: 5; sigmas {[round(float(x), 4) for x in s.t_steps]}), "
-            "initial noise std = sigma_max; training sigma not clipped to [2e-3, 20]; no offset noise (paper 0.3); "
+            "initial noise std = sigma_max; U-Net avg-pools after every level (64 -> 4, middle attention at 4x4; the "
+            "reference downsamples between levels only, 64 -> 8); training sigma not clipped to [2e-3, 20]; no offset noise (paper 0.3); "
             "no 8-bit quantisation of denoised frames; reward model without the next frame, attention or the "
-            "MLP head; no gradient clipping (the reference config, as distwm's DiamondConfig: 1 / 100 / 100) and no lr warm-up; "
+            f"MLP head, max-pooling after every stage (LSTM input {agent.reward_model.feature_size}; distwm 2048); "
+            "no gradient clipping (the reference config, as distwm's DiamondConfig: 1 / 100 / 100) and no lr warm-up; "
             f"its trainer feeds all three updates one {T}-frame batch, so the denoiser learns one target frame "
             f"per {T}-frame sequence. Conditioning-frame noise is absent from the Atari reference as well "
             "(distwm's noise_conditioning_frames defaults to off), so it is not a deviation here"),

@@ -60,7 +60,7 @@ def _config(args):
         from distwm.models.diamond.core import DiamondCore
 
         cfg = DiamondCore.tiny_test_config(cfg)
-    return cfg.replace(imagination_horizon=args.horizon)
+    return cfg.replace(imagination_horizon=args.horizon, autocast=args.autocast)
 
 
 def distwm_side(args) -> tuple[dict, dict]:
@@ -139,6 +139,8 @@ def main(argv=None) -> dict:
     p.add_argument("--imagine-batch", type=int, default=8)
     p.add_argument("--horizon", type=int, default=15)
     p.add_argument("--size", choices=("default", "tiny"), default="default")
+    p.add_argument("--autocast", choices=("off", "bf16"), default="off",
+                   help="distwm's DiamondConfig.autocast (bf16 needs a GPU or a CPU with native bf16; the peer runs float32)")
     p.add_argument("--peer-python", default=os.path.join(ROOT, ".peer-venv", "bin", "python"))
     p.add_argument("--skip-peer", action="store_true", help="time distwm only")
     p.add_argument("--out", default=None, help="also write the JSON here")
@@ -153,7 +155,8 @@ def main(argv=None) -> dict:
                                                            "imagine_batch", "horizon", "size", "action_size")},
                          "conditioning_frames": L, "reward_sequence_steps": L + args.horizon,
                          "denoising_steps": info["sampling"]["steps"]},
-              "load_average_1min": load, "distwm": ours, "distwm_info": info}
+              "load_average_1min": load, "distwm_speed": {"autocast": args.autocast}, "distwm": ours,
+              "distwm_info": info}
     if not args.skip_peer:
         print("peer side (simulusion) ...", file=sys.stderr)
         peer = peer_side(args, L)

@@ -180,3 +180,20 @@ def test_the_seed_trainer_trains_evaluates_and_checkpoints_on_minatar(tmp_path, 
     assert fresh.core.updates == agent.core.updates
     with pytest.raises(FileNotFoundError, match="missing.pt"):
         fresh.load_checkpoint(str(tmp_path / "missing.pt"))
+
+
+@pytest.mark.skip_ok_in_ci("hardware, not an installable dependency: CPUs without AMX / AVX512-BF16")
+@pytest.mark.skipif(not __import__("distwm.utils.precision", fromlist=["x"]).cpu_has_bf16(),
+                    reason="this CPU has no native bf16 matmuls")
+def test_bf16_autocast_trains_every_part_with_float32_outputs():
+    core = _core(autocast="bf16", actor_steps_first_epoch=10_000)
+    with core.agent.precision():
+        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    spec = core.data_spec()
+    metrics = core.update({s.name: _batch(s.batch_size, s.seq_len, seed=i) for i, s in enumerate(spec.samples)})
+    assert metrics["skipped"] == 0.0 and all(np.isfinite(v) for v in metrics.values())
+    assert all(metrics[f"{part}/training"] == 1.0 for part in ("diffusion", "reward", "actor"))
+    rollout = core.agent.imagine(torch.from_numpy(_batch(2, 2)["image"]), torch.zeros(2, 1, dtype=torch.long))
+    assert rollout["frames"].dtype == rollout["logits"].dtype == rollout["values"].dtype == torch.float32
+    with pytest.raises(ValueError, match=r"autocast 'fp8'.*\('off', 'bf16'\)"):
+        _config(autocast="fp8")

@@ -212,6 +212,9 @@ class DiamondConfig(RLConfig):
     buffer_size: int = 100_000
     #: consecutive updates skipped for a non-finite input, loss or gradient before the run stops
     max_nonfinite_updates: int = 10
+    #: ``bf16``: every update and the rollouts under bf16 autocast (a CUDA device or a CPU with
+    #: native bf16; losses stay float32)
+    autocast: str = "off"
 
     def __post_init__(self) -> None:
         self.env_kwargs, self.eval_env_kwargs = dict(self.env_kwargs or {}), dict(self.eval_env_kwargs or {})
@@ -316,6 +319,8 @@ class DiamondConfig(RLConfig):
         def number(value: Any) -> float:
             return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else float("nan")
 
+        if self.autocast not in ("off", "bf16"):
+            raise ValueError(f"DiamondConfig.autocast {self.autocast!r} is not one of ('off', 'bf16')")
         checks = (
             ("a positive integer", lambda v: is_int(v) and v >= 1,
              ("obs_size frameskip num_conditioning_frames diffusion_res_blocks diffusion_cond_dim rho "

@@ -32,6 +32,7 @@ from distwm.models.diamond.actor_critic import ActorCriticNetwork, RLLoss
 from distwm.models.diamond.denoiser import DiamondDenoiser
 from distwm.models.diamond.reward_termination import RewardTerminationLoss, RewardTerminationModel
 from distwm.models.diamond.unet import DiffusionUNet
+from distwm.utils import precision
 
 __all__ = ["DiamondModel", "as_model_frames", "PARTS"]
 
@@ -82,6 +83,10 @@ class DiamondModel(nn.Module):
                                           eps=cfg.adam_epsilon, weight_decay=getattr(cfg, f"weight_decay_{prefix}"))
             self.optimizers[part], self.schedulers[part] = optimizer, _warmup(optimizer, cfg.lr_warmup_steps)
 
+    def precision(self):
+        """The autocast context of ``config.autocast`` (a no-op for ``"off"``)."""
+        return precision.autocast(self.config.autocast, self.device.type, "DiamondConfig.autocast")
+
     def _step(self, part: str, loss: Tensor) -> tuple[float, bool]:
         """Backward, clip to the part's ``max_grad_norm``, step; no step when not finite."""
         optimizer = self.optimizers[part]
@@ -111,7 +116,8 @@ class DiamondModel(nn.Module):
         frames = as_model_frames(frames, self.device)
         actions = torch.as_tensor(actions, device=self.device).long()
         self.denoiser.train()
-        loss = self.denoiser.loss(frames[:, -1], frames[:, :-1], actions)
+        with self.precision():
+            loss = self.denoiser.loss(frames[:, -1], frames[:, :-1], actions).float()
         norm, ok = self._step("denoiser", loss)
         self.denoiser.eval()
         return self._metrics("diffusion", {"loss": loss}, norm, ok)
@@ -125,7 +131,9 @@ class DiamondModel(nn.Module):
         args = [as_model_frames(frames, self.device), torch.as_tensor(actions, device=self.device).long(),
                 as_model_frames(next_frames, self.device)]
         self.reward_end.train()
-        reward_logits, end_logits, _ = self.reward_end(args[0], args[1], None, args[2])
+        with self.precision():
+            reward_logits, end_logits, _ = self.reward_end(args[0], args[1], None, args[2])
+        reward_logits, end_logits = reward_logits.float(), end_logits.float()
         total, reward_loss, end_loss = self.reward_end_loss(
             reward_logits, end_logits, torch.as_tensor(rewards, device=self.device).float(),
             torch.as_tensor(ends, device=self.device), None if valid is None else torch.as_tensor(valid, device=self.device))
@@ -142,6 +150,13 @@ class DiamondModel(nn.Module):
         ``frames`` ``(B, H + 1, ...)`` (the start, then imagined), ``actions``, ``rewards``,
         ``ends`` ``(B, H)``, ``logits`` ``(B, H, A)`` and ``values`` ``(B, H + 1)`` (with the
         policy's graph; the last bootstraps), ``mask`` ``(B, H)`` (steps before an end)."""
+        with self.precision():
+            rollout = self._imagine(frames, actions, horizon, first)
+        for key in ("frames", "logits", "values"):
+            rollout[key] = rollout[key].float()
+        return rollout
+
+    def _imagine(self, frames: Tensor, actions: Tensor, horizon: int | None, first: Tensor | None):
         horizon = int(self.config.imagination_horizon if horizon is None else horizon)
         if horizon < 1:
             raise ValueError(f"horizon must be >= 1, got {horizon!r}")
@@ -165,7 +180,7 @@ class DiamondModel(nn.Module):
             action = sample_categorical(logits.detach())
             with torch.no_grad():
                 act = torch.cat([act[:, :-1], action.unsqueeze(1)], 1)
-                next_frame = self.denoiser.sample(obs, act)
+                next_frame = self.denoiser.sample(obs, act).to(obs.dtype)
                 reward, end, reward_state = self.reward_end.predict(obs[:, -1], action, reward_state, next_frame)
             obs = torch.cat([obs[:, 1:], next_frame.unsqueeze(1)], 1)
             act = torch.cat([act[:, 1:], torch.zeros_like(act[:, :1])], 1)

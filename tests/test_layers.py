@@ -177,6 +177,11 @@ def test_every_flat_models_module_is_classified():
     unknown = sorted(flat - set(FLAT_FAMILY_MODULES) - SHARED_MODELS_MODULES)
     assert not unknown, (f"distwm/models/{{{','.join(unknown)}}}.py: add to FLAT_FAMILY_MODULES "
                          "(its family) or SHARED_MODELS_MODULES in tests/test_layers.py")
+    for package, families in SEED_PACKAGES.items():
+        inside = {name.split(".")[3] for name, path in _modules().items()
+                  if name.startswith(f"distwm.models.{package}.") and name.count(".") == 3}
+        assert not inside - set(families), (f"distwm/models/{package}/{sorted(inside - set(families))}: add each "
+                                            f"module's family to SEED_PACKAGES in tests/test_layers.py")
 
 
 def test_low_layers_import_no_model_family():

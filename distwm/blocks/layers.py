@@ -15,7 +15,7 @@ from torch.nn import functional as F
 
 from distwm.configs.activations import ACTIVATION_NAMES
 
-__all__ = ["ACTIVATIONS", "activation_module", "build_mlp", "gaussian_params", "sample_categorical"]
+__all__ = ["ACTIVATIONS", "activation_module", "build_mlp", "gaussian_params", "sample_categorical", "epsilon_greedy"]
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -72,3 +72,11 @@ def sample_categorical(logits: torch.Tensor, temperature: float = 1.0) -> torch.
         raise ValueError(f"temperature must be > 0, got {temperature!r}")
     gumbel = -torch.empty_like(logits, dtype=torch.float32).exponential_().log()
     return (logits.float() / temperature + gumbel).argmax(-1)
+
+
+def epsilon_greedy(actions: torch.Tensor, num_actions: int, epsilon: float) -> torch.Tensor:
+    """``actions`` with each replaced, with probability ``epsilon``, by a uniform one."""
+    if epsilon <= 0:
+        return actions
+    uniform = torch.randint(0, num_actions, actions.shape, device=actions.device)
+    return torch.where(torch.rand(actions.shape, device=actions.device) < epsilon, uniform, actions)

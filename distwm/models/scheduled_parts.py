@@ -6,8 +6,9 @@ A subclass sets ``FAMILY`` (its name in messages), ``COMPONENTS`` (the parts, in
 each also the name of its sample), ``ACTING`` (the parts env workers need: what
 :meth:`get_weights` sends), ``CHECKPOINT_FORMAT`` / ``ARCHITECTURE_FIELDS``, keeps its networks
 and optimisers in ``self.agent`` (an ``nn.Module`` with ``optimizer_states`` /
-``load_optimizer_states``), and implements :meth:`train_parts`. The config gives
-``start_update(part)`` and ``max_nonfinite_updates``.
+``load_optimizer_states``, and an ``actor_critic`` with ``initial_state`` / ``step``), and
+implements :meth:`train_parts`, :meth:`acting_frames` and :meth:`choose_actions`. The config
+gives ``start_update(part)`` and ``max_nonfinite_updates``.
 
 :meth:`update` checks the samples, skips the update (and counts it) on a non-finite input,
 loss or gradient, raises :class:`~distwm.agent.NonFiniteLossError` after
@@ -17,6 +18,7 @@ reads.
 
 from __future__ import annotations
 
+import abc
 import logging
 from typing import Any, Mapping
 
@@ -45,7 +47,7 @@ def discrete_action_count(action_space, family: str) -> int:
                      "Use a game with discrete actions (Atari, MinAtar, Crafter, CartPole from pixels)")
 
 
-class ScheduledPartsCore:
+class ScheduledPartsCore(abc.ABC):
     """Base class (module docstring); ``self.updates`` counts the updates that trained."""
 
     FAMILY = "agent"
@@ -83,14 +85,36 @@ class ScheduledPartsCore:
     def started(self, component: str) -> bool:
         return self.updates >= self.config.start_update(component)
 
-    def carried_state(self, state: Any, num_envs: int, is_first: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        """The acting LSTM state ``(h, c)`` to go on from: ``state`` (a fresh one for ``None``)
-        zeroed where ``is_first`` ``(num_envs,)`` marks a new episode."""
-        h, c = self.initial_state(num_envs) if state is None else state
-        if is_first is not None:
-            keep = 1.0 - torch.as_tensor(np.asarray(is_first), dtype=torch.float32, device=self.device)
+    # -- acting -------------------------------------------------------------------------------
+    def initial_state(self, num_envs: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.agent.actor_critic.initial_state(int(num_envs), self.device)
+
+    @abc.abstractmethod
+    def acting_frames(self, images: np.ndarray) -> torch.Tensor:
+        """uint8 frames ``(B, C, H, W)`` -> what the actor-critic sees."""
+
+    @abc.abstractmethod
+    def choose_actions(self, logits: torch.Tensor, explore: bool) -> torch.Tensor:
+        """Action indices ``(B,)`` from the policy's logits, exploring or evaluating."""
+
+    @torch.no_grad()
+    def act(self, obs: Mapping[str, Any], state: Any, explore: bool) -> tuple[np.ndarray, Any]:
+        """One-hot actions for ``obs["image"]``; the LSTM state goes on between calls and is
+        zeroed where ``obs["is_first"]`` marks a new episode."""
+        if "image" not in obs:
+            raise ValueError(f"{type(self).__name__}.act: observation has no 'image' (keys: {sorted(obs)})")
+        frames = self.acting_frames(np.asarray(obs["image"]))
+        n = frames.shape[0]
+        h, c = self.initial_state(n) if state is None else state
+        if obs.get("is_first") is not None:
+            keep = 1.0 - torch.as_tensor(np.asarray(obs["is_first"]), dtype=torch.float32, device=self.device)
             h, c = h * keep.unsqueeze(-1), c * keep.unsqueeze(-1)
-        return h, c
+        self.agent.actor_critic.eval()
+        logits, _, state = self.agent.actor_critic.step(frames, (h, c))
+        actions = self.choose_actions(logits, explore)
+        one_hot = np.zeros((n, self.agent.action_size), np.float32)
+        one_hot[np.arange(n), actions.cpu().numpy()] = 1.0
+        return one_hot, state
 
     # -- weights for the env workers ----------------------------------------------------------
     def get_weights(self) -> dict[str, torch.Tensor]:
@@ -104,10 +128,10 @@ class ScheduledPartsCore:
                                                        if k.startswith(prefix)})
 
     # -- learning -----------------------------------------------------------------------------
+    @abc.abstractmethod
     def train_parts(self, batches: Mapping[str, Mapping[str, Any]], metrics: dict[str, float]) -> None:
         """One step of each started part on its sample, its losses into ``metrics`` (each part
         reports ``<part>/skipped``)."""
-        raise NotImplementedError
 
     def update(self, batches: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
         """One step of each started part on its sample. Returns every part's losses

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from distwm.agent import DataSpec, SampleSpec
-from distwm.blocks.layers import sample_categorical
+from distwm.blocks.layers import epsilon_greedy, sample_categorical
 from distwm.models.diamond.batches import actor_critic_start, denoiser_windows, reward_end_steps
 from distwm.models.diamond.model import DiamondModel, as_model_frames
 from distwm.models.scheduled_parts import ScheduledPartsCore
@@ -73,26 +73,12 @@ class DiamondCore(ScheduledPartsCore):
         return DataSpec(train_ratio=steps * cfg.updates_per_env_step, samples=samples)
 
     # -- acting -------------------------------------------------------------------------------
-    def initial_state(self, num_envs: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.agent.actor_critic.initial_state(int(num_envs), self.device)
+    def acting_frames(self, images: np.ndarray) -> torch.Tensor:
+        return as_model_frames(images, self.device)  # DIAMOND acts on the real frames
 
-    @torch.no_grad()
-    def act(self, obs: Mapping[str, Any], state: Any, explore: bool) -> tuple[np.ndarray, Any]:
-        if "image" not in obs:
-            raise ValueError(f"DiamondCore.act: observation has no 'image' (keys: {sorted(obs)})")
-        frames = as_model_frames(np.asarray(obs["image"]), self.device)
-        n = frames.shape[0]
-        h, c = self.carried_state(state, n, obs.get("is_first"))
-        self.agent.actor_critic.eval()
-        logits, _, state = self.agent.actor_critic.step(frames, (h, c))
-        actions = sample_categorical(logits)
+    def choose_actions(self, logits: torch.Tensor, explore: bool) -> torch.Tensor:
         epsilon = self.config.epsilon_greedy if explore else self.config.eval_epsilon
-        if epsilon > 0:
-            uniform = torch.randint(0, logits.shape[-1], actions.shape, device=self.device)
-            actions = torch.where(torch.rand(actions.shape, device=self.device) < epsilon, uniform, actions)
-        one_hot = np.zeros((n, self.agent.action_size), np.float32)
-        one_hot[np.arange(n), actions.cpu().numpy()] = 1.0
-        return one_hot, state
+        return epsilon_greedy(sample_categorical(logits), logits.shape[-1], epsilon)
 
     # -- learning -----------------------------------------------------------------------------
     def train_parts(self, batches: Mapping[str, Mapping[str, Any]], metrics: dict[str, float]) -> None:

@@ -24,6 +24,7 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor, nn
 
+from distwm.blocks.layers import epsilon_greedy
 from distwm.blocks.returns import compute_lambda_return
 from distwm.controller.iris_policy import IRISActorCritic
 from distwm.models.iris.transformer import IRISTransformer
@@ -180,11 +181,8 @@ class IRISAgent(nn.Module):
         """Sample at ``temperature``; with probability ``epsilon`` a uniform action instead."""
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature!r}")
-        actions = torch.distributions.Categorical(logits=logits / temperature).sample()
-        if epsilon > 0:
-            uniform = torch.randint(0, logits.shape[-1], actions.shape, device=logits.device)
-            actions = torch.where(torch.rand(actions.shape, device=logits.device) < epsilon, uniform, actions)
-        return actions
+        return epsilon_greedy(torch.distributions.Categorical(logits=logits / temperature).sample(),
+                              logits.shape[-1], epsilon)
 
     @torch.no_grad()
     def imagine_rollout(self, initial_frame: Tensor, horizon: int = 20, *, burn_in_frames: Tensor | None = None,

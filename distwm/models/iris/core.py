@@ -72,24 +72,13 @@ class IRISCore(ScheduledPartsCore):
         return DataSpec(train_ratio=steps * cfg.updates_per_env_step, samples=samples)
 
     # -- acting -------------------------------------------------------------------------------
-    def initial_state(self, num_envs: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.agent.actor_critic.initial_state(int(num_envs), self.device)
+    def acting_frames(self, images: np.ndarray) -> torch.Tensor:
+        return self.agent.reconstruct(images)  # IRIS acts on the tokenizer's reconstructions
 
-    @torch.no_grad()
-    def act(self, obs: Mapping[str, Any], state: Any, explore: bool) -> tuple[np.ndarray, Any]:
-        if "image" not in obs:
-            raise ValueError(f"IRISCore.act: observation has no 'image' (keys: {sorted(obs)})")
-        frames = self.agent.reconstruct(np.asarray(obs["image"]))
-        n = frames.shape[0]
-        h, c = self.carried_state(state, n, obs.get("is_first"))
-        self.agent.actor_critic.eval()
-        logits, _, state = self.agent.actor_critic.step(frames, (h, c))
+    def choose_actions(self, logits: torch.Tensor, explore: bool) -> torch.Tensor:
         cfg = self.config
-        actions = (self.agent.choose(logits, cfg.epsilon, cfg.temperature) if explore
-                   else self.agent.choose(logits, 0.0, cfg.eval_temperature))
-        one_hot = np.zeros((n, self.agent.action_size), np.float32)
-        one_hot[np.arange(n), actions.cpu().numpy()] = 1.0
-        return one_hot, state
+        return (self.agent.choose(logits, cfg.epsilon, cfg.temperature) if explore
+                else self.agent.choose(logits, 0.0, cfg.eval_temperature))
 
     # -- learning -----------------------------------------------------------------------------
     def train_parts(self, batches: Mapping[str, Mapping[str, Any]], metrics: dict[str, float]) -> None:

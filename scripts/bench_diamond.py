@@ -32,24 +32,14 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 
 import numpy as np
+from bench_timing import median_seconds, run_peer, speed_ratios
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIGURES = ("denoiser_update_s", "reward_end_update_s", "actor_critic_update_s", "imagine_s", "imagined_steps_per_s")
-
-
-def _median_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def _config(args):
@@ -99,11 +89,11 @@ def distwm_side(args) -> tuple[dict, dict]:
         parts["imagine"].append(t1 - t0)
         parts["update_actor_critic"].append(time.perf_counter() - t1)
 
-    out = {"denoiser_update_s": _median_seconds(lambda: model.update_denoiser(den_frames, den_actions), args.repeats),
-           "reward_end_update_s": _median_seconds(
+    out = {"denoiser_update_s": median_seconds(lambda: model.update_denoiser(den_frames, den_actions), args.repeats),
+           "reward_end_update_s": median_seconds(
                lambda: model.update_reward_end(seq[:, :-1], rew_actions, seq[:, 1:], rewards, ends), args.repeats),
-           "actor_critic_update_s": _median_seconds(actor_critic, args.repeats),
-           "imagine_s": _median_seconds(lambda: model.imagine(im_frames, im_actions, horizon=H), args.repeats)}
+           "actor_critic_update_s": median_seconds(actor_critic, args.repeats),
+           "imagine_s": median_seconds(lambda: model.imagine(im_frames, im_actions, horizon=H), args.repeats)}
     out["imagined_steps_per_s"] = args.imagine_batch * H / out["imagine_s"]
     nparams = {p: int(sum(x.numel() for x in getattr(model, p).parameters()))
                for p in ("denoiser", "reward_end", "actor_critic")}
@@ -122,10 +112,7 @@ def peer_side(args, conditioning_frames: int) -> dict:
            "--denoiser-batch", str(args.denoiser_batch), "--reward-batch", str(args.reward_batch),
            "--ac-batch", str(args.ac_batch), "--imagine-batch", str(args.imagine_batch),
            "--horizon", str(args.horizon), "--conditioning-frames", str(conditioning_frames)]
-    done = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ), check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"the peer benchmark failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout)
+    return run_peer(cmd)
 
 
 def main(argv=None) -> dict:
@@ -162,8 +149,7 @@ def main(argv=None) -> dict:
         peer = peer_side(args, L)
         load["after_peer"] = os.getloadavg()[0]
         result["peer"] = {k: peer[k] for k in ours}
-        result["ratios"] = {k: (ours[k] / peer[k] if k == "imagined_steps_per_s" else peer[k] / ours[k])
-                            for k in ours}
+        result["ratios"] = speed_ratios(ours, {k: peer[k] for k in ours})
         result["peer_info"] = {k: peer.get(k) for k in ("peer", "torch", "config", "cpu_s", "actor_critic_parts_s")}
         result["peer_notes"] = peer.get("notes")
     text = json.dumps(result, indent=2)

@@ -50,6 +50,8 @@ import sys
 import time
 import types
 
+from bench_timing import timed
+
 SIZES = ("default", "tiny")
 
 # Per-size defaults of the batch/length arguments (used when not given on the command line).
@@ -140,21 +142,6 @@ def torchvision_status() -> str:
         return f"importable ({torchvision.__version__})"
     except Exception as exc:  # noqa: BLE001
         return f"import fails: {type(exc).__name__}: {str(exc)[:120]}"
-
-
-def timed(fn, repeats: int, label: str):
-    """One warm-up call, then ``repeats`` timed calls; returns (wall list, cpu list, last out)."""
-    t0 = time.perf_counter()
-    out = fn()
-    log(f"{label}: warm-up {time.perf_counter() - t0:.3f}s")
-    walls, cpus = [], []
-    for i in range(repeats):
-        c0, w0 = time.process_time(), time.perf_counter()
-        out = fn()
-        walls.append(time.perf_counter() - w0)
-        cpus.append(time.process_time() - c0)
-        log(f"{label}: repeat {i + 1}/{repeats} {walls[-1]:.3f}s wall, {cpus[-1]:.3f}s cpu")
-    return walls, cpus, out
 
 
 def main(argv=None) -> dict:
@@ -260,11 +247,11 @@ def main(argv=None) -> dict:
         return out
 
     results = {}
-    results["denoiser"] = timed(lambda: agent._update_diffusion_model(den_batch), args.repeats, "denoiser update")
-    results["reward_end"] = timed(lambda: agent._update_reward_model(rew_batch), args.repeats, "reward/end update")
+    results["denoiser"] = timed(lambda: agent._update_diffusion_model(den_batch), args.repeats, "denoiser update", log)
+    results["reward_end"] = timed(lambda: agent._update_reward_model(rew_batch), args.repeats, "reward/end update", log)
     agent.actor_critic.train()
-    results["actor_critic"] = timed(ac_step, args.repeats, "actor-critic step")
-    results["imagine"] = timed(imagine, args.repeats, "imagination")
+    results["actor_critic"] = timed(ac_step, args.repeats, "actor-critic step", log)
+    results["imagine"] = timed(imagine, args.repeats, "imagination", log)
 
     med = {k: statistics.median(v[0]) for k, v in results.items()}
     med_cpu = {k: statistics.median(v[1]) for k, v in results.items()}

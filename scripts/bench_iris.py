@@ -30,24 +30,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
-import subprocess
 import sys
-import time
 
 import numpy as np
+from bench_timing import median_seconds, run_peer, speed_ratios
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _median_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def distwm_side(args) -> dict:
@@ -81,12 +69,12 @@ def distwm_side(args) -> dict:
         rollout = agent.imagine_rollout(start, args.horizon, burn_in_frames=burn_in)
         agent.update_actor_critic(rollout)
 
-    out = {"tokenizer_update_s": _median_seconds(lambda: agent.update_autoencoder(tok), args.repeats),
-           "world_model_update_s": _median_seconds(lambda: agent.update_transformer(wm, actions, rewards, ends),
+    out = {"tokenizer_update_s": median_seconds(lambda: agent.update_autoencoder(tok), args.repeats),
+           "world_model_update_s": median_seconds(lambda: agent.update_transformer(wm, actions, rewards, ends),
                                                    args.repeats),
-           "actor_critic_update_s": _median_seconds(actor_critic, args.repeats),
+           "actor_critic_update_s": median_seconds(actor_critic, args.repeats),
            # horizon + 1 policy steps = horizon imagined transitions, as the peer counts them
-           "imagine_s": _median_seconds(lambda: agent.imagine_rollout(imagine_start, args.horizon + 1), args.repeats)}
+           "imagine_s": median_seconds(lambda: agent.imagine_rollout(imagine_start, args.horizon + 1), args.repeats)}
     out["imagined_steps_per_s"] = args.imagine_batch * args.horizon / out["imagine_s"]
     return out
 
@@ -97,10 +85,7 @@ def peer_side(args) -> dict:
            "--tokenizer-batch", str(args.tokenizer_batch), "--wm-batch", str(args.wm_batch),
            "--ac-batch", str(args.ac_batch), "--imagine-batch", str(args.imagine_batch),
            "--horizon", str(args.horizon), "--seq-len", str(args.seq_len), "--perceptual", "off"]
-    done = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ), check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"the peer benchmark failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout)
+    return run_peer(cmd)
 
 
 def main(argv=None) -> dict:
@@ -134,8 +119,7 @@ def main(argv=None) -> dict:
         print("peer side (simulusion) ...", file=sys.stderr)
         peer = peer_side(args)
         result["peer"] = {k: peer[k] for k in ours}
-        result["ratios"] = {k: (ours[k] / peer[k] if k == "imagined_steps_per_s" else peer[k] / ours[k])
-                            for k in ours}
+        result["ratios"] = speed_ratios(ours, {k: peer[k] for k in ours})
         result["peer_notes"] = peer.get("notes")
     text = json.dumps(result, indent=2)
     print(text)

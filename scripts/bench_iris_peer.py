@@ -50,6 +50,8 @@ import sys
 import time
 import types
 
+from bench_timing import timed
+
 SIZES = ("default", "tiny")
 
 # Per-size defaults of the batch/length arguments (used when not given on the command line).
@@ -159,21 +161,6 @@ def torchvision_status() -> str:
         return f"import fails: {type(exc).__name__}: {exc}"
 
 
-def timed(fn, repeats: int, label: str):
-    """One warm-up call, then ``repeats`` timed calls; returns (wall list, cpu list, last out)."""
-    t0 = time.perf_counter()
-    out = fn()
-    log(f"{label}: warm-up {time.perf_counter() - t0:.3f}s")
-    walls, cpus = [], []
-    for i in range(repeats):
-        c0, w0 = time.process_time(), time.perf_counter()
-        out = fn()
-        walls.append(time.perf_counter() - w0)
-        cpus.append(time.process_time() - c0)
-        log(f"{label}: repeat {i + 1}/{repeats} {walls[-1]:.3f}s wall, {cpus[-1]:.3f}s cpu")
-    return walls, cpus, out
-
-
 def main(argv=None) -> dict:
     args = parse_args(argv)
     # The peer's loggers attach a stderr handler only when the root logger has none; give the
@@ -279,12 +266,12 @@ def main(argv=None) -> dict:
 
     results = {}
     results["tokenizer"] = timed(lambda: agent.update_autoencoder(tok_frames),
-                                 args.repeats, "tokenizer update")
+                                 args.repeats, "tokenizer update", log)
     results["world_model"] = timed(
         lambda: agent.update_transformer(wm_frames, wm_actions, wm_rewards, wm_terms),
-        args.repeats, "world-model update")
-    results["actor_critic"] = timed(ac_step, args.repeats, "actor-critic step")
-    results["imagine"] = timed(imagine, args.repeats, "imagine_rollout")
+        args.repeats, "world-model update", log)
+    results["actor_critic"] = timed(ac_step, args.repeats, "actor-critic step", log)
+    results["imagine"] = timed(imagine, args.repeats, "imagine_rollout", log)
 
     med = {k: statistics.median(v[0]) for k, v in results.items()}
     med_cpu = {k: statistics.median(v[1]) for k, v in results.items()}

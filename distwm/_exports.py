@@ -20,6 +20,8 @@ _DREAMER_CORE = "distwm.models.dreamer.core:DreamerCore"
 _PLANET_CORE = "distwm.models.planet.core:PlanetCore"
 _IRIS_CORE = "distwm.models.iris.core:IRISCore"
 _DIAMOND_CORE = "distwm.models.diamond.core:DiamondCore"
+_GENIE_TRAINABLE = "distwm.models.genie.trainable:GenieTrainable"
+_GENIE_CONFIGS = "distwm.configs.genie_config"
 _ALL_BACKENDS: tuple[str, ...] = ()  # empty: every backend
 _STATE_OR_PIXEL_BACKENDS = ("dmc", "gym", "mujoco")
 
@@ -53,6 +55,14 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
               "DIAMOND: EDM diffusion world model over frames, reward/end model, actor-critic in imagination",
               ("diamond-agent", "diamondagent"), protocol_path=_DIAMOND_CORE, kind="rl-agent",
               backends=("atari", "minatar", "gym", "dmc")),
+    ModelSpec("genie", "distwm.models.genie:genie_from_config", f"{_GENIE_CONFIGS}:GenieConfig",
+              "Genie: video tokenizer, latent action model, MaskGIT dynamics (trained on video)",
+              ("genie-base",), protocol_path=_GENIE_TRAINABLE, kind="dataset-trained"),
+    ModelSpec("genie-small", "distwm.models.genie:genie_from_config",
+              f"{_GENIE_CONFIGS}:GenieSmallConfig", "Genie at the seed's small size (64x64, 16 frames)",
+              (), protocol_path=_GENIE_TRAINABLE, kind="dataset-trained"),
+    ModelSpec("genie-large", "distwm.models.genie:create_genie_large", None,
+              "Genie at the paper's 11B size (bfloat16)", (), kind="component"),
     ModelSpec("modular-rssm", "distwm.models.modular_rssm:create_modular_rssm", None,
               "RSSM with swappable encoder, decoder and recurrent backbone", ("rssm", "modularrssm"),
               kind="component", backends=_STATE_OR_PIXEL_BACKENDS),
@@ -149,6 +159,25 @@ EXPORTS: dict[str, str] = {
     "RewardTerminationModel": "distwm.models.diffusion.reward_termination",
     "ActorCriticNetwork": "distwm.models.diffusion.actor_critic",
     "train_diamond": "distwm.training.train_diamond",
+    # Genie
+    "Genie": "distwm.models.genie",
+    "GenieTrainable": "distwm.models.genie.trainable",
+    "create_genie": "distwm.models.genie",
+    "create_genie_small": "distwm.models.genie",
+    "create_genie_large": "distwm.models.genie",
+    "LatentActionModel": "distwm.models.latent_action_model",
+    "create_latent_action_model": "distwm.models.latent_action_model",
+    "DynamicsModel": "distwm.models.dynamics_model",
+    "create_dynamics_model": "distwm.models.dynamics_model",
+    "VideoTokenizer": "distwm.vision.video_tokenizer",
+    "create_video_tokenizer": "distwm.vision.video_tokenizer",
+    "STTransformer": "distwm.blocks.st_transformer",
+    "GenieConfig": "distwm.configs.genie_config",
+    "GenieSmallConfig": "distwm.configs.genie_config",
+    "STTransformerConfig": "distwm.configs.genie_config",
+    "VideoTokenizerConfig": "distwm.configs.genie_config",
+    "LatentActionModelConfig": "distwm.configs.genie_config",
+    "DynamicsModelConfig": "distwm.configs.genie_config",
     # the modular RSSM
     "ModularRSSM": "distwm.models.modular_rssm",
     "create_modular_rssm": "distwm.models.modular_rssm",

@@ -21,14 +21,13 @@ an episode start (state reset, no reward target).
 
 from __future__ import annotations
 
-import math
 from typing import Any, Mapping
 
 import numpy as np
 import torch
 from torch.distributions import Normal, kl_divergence
 
-from distwm.utils import distributed
+from distwm.utils.gradient_step import apply_step, optimizer_step  # re-exported (seed: planet_loss)
 from distwm.utils.utils import get_mask, preprocess_img
 
 __all__ = [
@@ -94,49 +93,6 @@ def planet_loss(
         "kl": float(masked_mean(kl, mask).detach()),
     }
     return loss, metrics
-
-
-def _optimizer_params(optimizer) -> list:
-    return [p for group in optimizer.param_groups for p in group["params"]]
-
-
-def optimizer_step(model, optimizer, loss, grad_clip: float | None, record_grads: bool = False) -> dict[str, float]:
-    """Backward, average the gradients over the learner group (no-op without one), clip the
-    global gradient norm, step. Returns ``grad_norm`` (and per-module norms
-    ``grad_norm/<child>`` with ``record_grads``) and ``skipped``: 1.0 when the gradient was not
-    finite, in which case the gradients are dropped and the optimiser does not step."""
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    params = _optimizer_params(optimizer)
-    distributed.reduce_gradients(params)
-    metrics: dict[str, float] = {}
-    if record_grads:
-        for name, child in model.named_children():
-            grads = [p.grad.norm() for p in child.parameters() if p.grad is not None]
-            if grads:
-                metrics[f"grad_norm/{name}"] = float(torch.stack(grads).norm())
-    max_norm = float("inf") if grad_clip is None else grad_clip
-    metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
-    if math.isfinite(metrics["grad_norm"]):
-        optimizer.step()
-        metrics["skipped"] = 0.0
-    else:
-        optimizer.zero_grad(set_to_none=True)
-        metrics["skipped"] = 1.0
-    return metrics
-
-
-def apply_step(model, optimizer, loss, metrics: Mapping[str, float], grad_clip: float | None,
-               record_grads: bool = False) -> dict[str, float]:
-    """:func:`optimizer_step` on ``loss`` unless ``metrics["loss"]`` is not finite (then nothing
-    changes); returns ``metrics`` with ``grad_norm`` and ``skipped`` (1.0: the loss or the
-    gradient was not finite and the step was skipped). With a learner group, a non-finite loss
-    joins the step's all-reduce with NaN gradients (every rank skips this step)."""
-    if not math.isfinite(metrics["loss"]):
-        distributed.join_skipped(_optimizer_params(optimizer))
-        optimizer.zero_grad(set_to_none=True)
-        return {**metrics, "grad_norm": float("nan"), "skipped": 1.0}
-    return {**metrics, **optimizer_step(model, optimizer, loss, grad_clip, record_grads=record_grads)}
 
 
 def train_step(rssm, optimizer, batch: Mapping[str, torch.Tensor], *, beta: float = 1.0, free_nats: float = 3.0,

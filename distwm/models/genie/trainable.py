@@ -90,7 +90,7 @@ class GenieTrainable:
     CHECKPOINT_FORMAT = checkpoint_format("genie", 1)
 
     def __init__(self, config: GenieConfig, device: str | torch.device = "cpu"):
-        from distwm.models.genie.genie import genie_from_config
+        from distwm.models.genie.factory import genie_from_config
 
         if not isinstance(config, GenieConfig):
             raise ValueError(f"GenieTrainable needs a GenieConfig, got {type(config).__name__}")
@@ -158,7 +158,7 @@ class GenieTrainable:
             distributed.reduce_gradients(params)
         else:
             distributed.join_skipped(params)
-        metrics = {f"{phase}/{k}": float(v.detach()) for k, v in losses.items()}
+        metrics = {k: float(v.detach()) for k, v in losses.items()}
         norms = {part: float(torch.nn.utils.clip_grad_norm_(getattr(self.model, part).parameters(),
                                                             self.config.max_grad_norm))
                  for part in parts}
@@ -174,7 +174,8 @@ class GenieTrainable:
         self.updates += 1
         self.nonfinite_updates = 0 if ok else self.nonfinite_updates + 1
         metrics.update({"loss": float(loss.detach()), "skipped": 0.0 if ok else 1.0,
-                        "updates": float(self.updates)})
+                        "updates": float(self.updates),
+                        **{f"phase/{p}": float(p == phase) for p in PHASE_PARTS}})
         if self.nonfinite_updates >= MAX_NONFINITE_UPDATES:
             raise NonFiniteLossError(f"Genie: {self.nonfinite_updates} consecutive updates had a "
                                      f"non-finite loss or gradient (phase {phase})")

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["delta_psnr", "genie_report", "psnr"]
+__all__ = ["delta_psnr", "frames_uint8", "genie_report", "psnr"]
 
 
 def psnr(x: Tensor, y: Tensor, max_value: float = 1.0) -> Tensor:
@@ -53,7 +53,7 @@ def delta_psnr(model, video: Tensor, t: int, generator: torch.Generator | None =
             "psnr/delta_t": float(a - b)}
 
 
-def _frames_uint8(video: Tensor) -> np.ndarray:
+def frames_uint8(video: Tensor) -> np.ndarray:
     """``(C, T, H, W)`` in [0, 1] -> ``(T, H, W, 3)`` uint8 (grey frames repeated to RGB)."""
     frames = (video.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 3, 0).cpu().numpy()
     return np.repeat(frames, 3, axis=-1) if frames.shape[-1] == 1 else frames[..., :3]
@@ -78,8 +78,8 @@ def genie_report(model, video: Tensor, config) -> dict[str, Any]:
     t = min(config.delta_psnr_t, video.shape[2] - 1)
     scalars.update(delta_psnr(model, video, t, generator))
     first = video[0]
-    grid = np.concatenate([np.concatenate(list(_frames_uint8(first)), axis=1),
-                           np.concatenate(list(_frames_uint8(recon[0])), axis=1)], axis=0)
+    grid = np.concatenate([np.concatenate(list(frames_uint8(first)), axis=1),
+                           np.concatenate(list(frames_uint8(recon[0])), axis=1)], axis=0)
     actions = model.infer_actions(video[:1])
     generated = model.generate(video[:1, :, 0], num_frames=video.shape[2], actions=actions)
     vocab = model.latent_action_model.vocab_size
@@ -89,5 +89,5 @@ def genie_report(model, video: Tensor, config) -> dict[str, Any]:
     model.train()
     return {"scalars": scalars,
             "images": {"reconstruction": grid},
-            "videos": {"generated": _side_by_side(_frames_uint8(first), _frames_uint8(generated[0])),
-                       "latent_actions": _side_by_side(*(_frames_uint8(p) for p in panels))}}
+            "videos": {"generated": _side_by_side(frames_uint8(first), frames_uint8(generated[0])),
+                       "latent_actions": _side_by_side(*(frames_uint8(p) for p in panels))}}

@@ -54,6 +54,10 @@ ARCHITECTURE_FIELDS = ("num_frames", "image_size", "in_channels", "tokenizer_voc
                        "dynamics_depth", "dynamics_num_heads")
 
 
+#: the config classes a checkpoint may name (the seed's training GenieConfig is a subclass)
+_CONFIG_CLASSES = {"GenieConfig": GenieConfig, "GenieSmallConfig": GenieSmallConfig}
+
+
 def video_from_batch(batch: Mapping[str, Any], image_size: int, in_channels: int,
                      device) -> Tensor:
     """``batch["image"]`` ``(B, T, C, H, W)`` uint8 -> video ``(B, C, T, H, W)`` float in
@@ -89,15 +93,19 @@ class GenieTrainable:
     FAMILY = "genie"
     CHECKPOINT_FORMAT = checkpoint_format("genie", 1)
 
-    def __init__(self, config: GenieConfig, device: str | torch.device = "cpu"):
+    def __init__(self, config: GenieConfig, device: str | torch.device = "cpu", model=None):
+        """``model``: a :class:`~distwm.models.genie.genie.Genie` to train (default: built from
+        ``config``, seeded with ``config.seed``)."""
         from distwm.models.genie.factory import genie_from_config
 
         if not isinstance(config, GenieConfig):
             raise ValueError(f"GenieTrainable needs a GenieConfig, got {type(config).__name__}")
         self.config = config
         self.device = resolve_device(device)
-        torch.manual_seed(config.seed)
-        self.model = genie_from_config(config).to(self.device)
+        if model is None:
+            torch.manual_seed(config.seed)
+            model = genie_from_config(config)
+        self.model = model.to(self.device)
         self.optimizers = {}
         self.schedulers = {}
         for part in PARTS:
@@ -218,7 +226,7 @@ class GenieTrainable:
     @classmethod
     def from_state(cls, state: Mapping[str, Any], device: str = "cpu") -> "GenieTrainable":
         """Rebuild from a checkpoint state alone (its config travels with it)."""
-        config_cls = GenieSmallConfig if state.get("config_class") == "GenieSmallConfig" else GenieConfig
+        config_cls = _CONFIG_CLASSES.get(state.get("config_class"), GenieConfig)
         trainable = cls(config_cls.from_dict(state["config"]), device)
         trainable.load_state_dict(state)
         return trainable
@@ -231,3 +239,41 @@ class GenieTrainable:
         c = self.config
         video = video_from_batch(batch, c.image_size, c.in_channels, self.device)
         return genie_report(self.model, video, c)
+
+    # -- play -----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def play_video(self, prompt: np.ndarray, actions, maskgit_steps: int | None = None,
+                   seed: int = 0) -> np.ndarray:
+        """``(1 + len(actions), H, W, 3)`` uint8: the prompt image (``(H, W, C)`` or
+        ``(C, H, W)`` uint8, any size) then the frames the latent ``actions`` (ids in
+        ``[0, action_vocab_size)``) lead to, generated on the player's caches."""
+        from distwm.models.genie.genie import GeniePlayer
+        from distwm.models.genie.maskgit import MaskGITSampler
+        from distwm.models.genie.report import frames_uint8
+
+        c = self.config
+        actions = [int(a) for a in actions]
+        bad = [a for a in actions if not 0 <= a < c.action_vocab_size]
+        if not actions or bad:
+            raise ValueError(f"latent actions must be ids in [0, {c.action_vocab_size}); got "
+                             f"{actions if not bad else bad}")
+        image = np.asarray(prompt)
+        if image.ndim == 3 and image.shape[-1] in (1, 3, 4) and image.shape[0] not in (1, 3):
+            image = image.transpose(2, 0, 1)
+        if image.ndim != 3:
+            raise ValueError(f"the prompt must be one image (H, W, C) or (C, H, W), got shape "
+                             f"{image.shape}")
+        image = image[: c.in_channels]
+        if image.shape[0] != c.in_channels:
+            raise ValueError(f"the prompt has {image.shape[0]} channels; this model takes "
+                             f"{c.in_channels}")
+        video = video_from_batch({"image": image[None, None]}, c.image_size, c.in_channels,
+                                 self.device)
+        self.model.eval()
+        sampler = MaskGITSampler(maskgit_steps or c.maskgit_steps, c.sample_temperature)
+        player = GeniePlayer(self.model, video[:, :, 0], sampler,
+                             torch.Generator(device=self.device).manual_seed(seed))
+        frames = [video[:, :, 0]]
+        for a in actions:
+            frames.append(player.step(torch.tensor([a], device=self.device)))
+        return frames_uint8(torch.stack(frames, 2)[0])

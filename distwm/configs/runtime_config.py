@@ -4,6 +4,14 @@ A whole training run is a :class:`RunConfig`: the model (a registered name such 
 ``"dreamer"`` or a config class path ``"package.module:ConfigClass"``), the agent config's
 fields, and a :class:`RuntimeConfig`. ``RunConfig.to_yaml()`` is the ``run.yaml`` that
 ``distwm train --config`` reads and every run directory holds.
+
+A dataset-trained model (Genie, I-JEPA, DiT) trains on the data-parallel path
+(``distwm.runtime.data_parallel``, Ray Train) instead: its run is a
+:class:`DataParallelRunConfig`, the model (a registered name of kind ``"dataset-trained"``, or
+``"package.module:ConfigClass"`` whose ``TRAINABLE_CLASS`` names the protocol class: that form
+needs no registration in the processes that run it), ``model_config`` (overrides of its
+config) and a :class:`DataParallelConfig`; :func:`is_data_parallel_run_yaml` tells its
+``run.yaml`` from an RL run's.
 """
 
 from __future__ import annotations
@@ -13,7 +21,9 @@ from typing import Any, ClassVar, Literal, Mapping, Optional, Union
 
 from distwm.configs.base import ConfigBase
 
-__all__ = ["RuntimeConfig", "RunConfig"]
+__all__ = ["RuntimeConfig", "RunConfig", "DataParallelConfig", "DataParallelRunConfig",
+           "DATASET_TRAINED", "dataset_trained_spec", "is_dataset_trained",
+           "is_data_parallel_run_yaml"]
 
 
 @dataclass
@@ -175,29 +185,211 @@ class RunConfig(ConfigBase):
     def apply_override(self, assignment: str) -> "RunConfig":
         """``key=value`` (value parsed as YAML): ``runtime.X=`` sets a runtime field,
         ``agent.X=`` or a bare ``X=`` an agent config field, ``model=`` the model."""
-        import yaml
-
-        if "=" not in assignment:
-            raise ValueError(f"Bad --set {assignment!r}: expected key=value")
-        key, _, raw = assignment.partition("=")
-        key = key.strip()
-        value = yaml.safe_load(raw)
-        if key.startswith("runtime."):
-            return self.replace(runtime=self.runtime.replace(**{key[len("runtime."):]: value}))
-        if key == "model":
-            return self.replace(model=value)
-        name = key[len("agent."):] if key.startswith("agent.") else key
-        updated = self.replace(agent={**self.agent, name: value})
-        try:
-            updated.build_agent_config()
-        except ValueError as exc:
-            if name in RuntimeConfig.field_names() and not key.startswith("agent."):
-                raise ValueError(f"{exc} ({name!r} is a runtime field: use --set runtime.{name}=...)") from exc
-            raise
-        return updated
+        return _apply_override(self, assignment, "runtime", RuntimeConfig, "agent",
+                               RunConfig.build_agent_config)
 
     def validate(self) -> "RunConfig":
         """Check the runtime fields and build the agent config once (raises ``ValueError``)."""
         self.runtime.validate()
         self.build_agent_config()
         return self
+
+
+# -- the data-parallel path (dataset-trained models) -----------------------------------------------
+
+#: the registry kind of the models this path trains
+DATASET_TRAINED = "dataset-trained"
+#: the top-level key of a data-parallel run.yaml (an RL run.yaml has ``runtime`` instead)
+SECTION = "data_parallel"
+
+
+@dataclass
+class DataParallelConfig(ConfigBase):
+    """How a dataset-trained run is laid out on Ray Train and how long it goes.
+
+    * ``data``: the shard directory (``manifest.json`` + HDF5 shards,
+      :mod:`distwm.datasets.video_shards`); every node running a worker must read it.
+    * ``workers``: Ray Train workers (one DDP rank each; each reads its own shard files, so the
+      directory needs at least as many files), or ``"auto"``: as many as the cluster's GPUs
+      (or CPUs) hold, at most one per shard file.
+    * ``gpus_per_worker``: GPUs per worker (``0``: CPU workers, gloo; ``> 0``: NCCL);
+      ``"auto"``: 1 when the cluster has GPUs, else 0. ``cpus_per_worker``: CPUs per worker.
+    * ``total_updates``: updates of the run (``steps`` is accepted; ``--steps``); every rank
+      makes each update on its own batches, gradients averaged over the group.
+    * ``report_interval``: updates between metrics reports (``ray.train.report``, one progress
+      line each); ``checkpoint_interval``: updates between checkpoints (and one at the end);
+      ``keep_checkpoints``: how many Ray Train keeps.
+    * ``max_failures``: restarts of the worker group from its last checkpoint
+      (``ray.train.FailureConfig``).
+    * ``seed``: the run seed (model initialisation and each rank's batch sampling).
+    * ``address``: Ray address; ``None``: ``RAY_ADDRESS`` or a new local instance.
+    * ``run_dir``: where run.yaml, metrics, the report and Ray Train's checkpoints
+      (``<run_dir>/train/ckpt-<updates>``) go; a path, a shared mount or a URI.
+    """
+
+    ALIASES: ClassVar[Mapping[str, str]] = {"steps": "total_updates"}
+
+    data: Optional[str] = None
+    workers: Union[int, Literal["auto"]] = 1
+    gpus_per_worker: Union[float, Literal["auto"]] = "auto"
+    cpus_per_worker: float = 1.0
+    total_updates: int = 10_000
+    report_interval: int = 10
+    checkpoint_interval: int = 1000
+    keep_checkpoints: int = 2
+    max_failures: int = 3
+    seed: int = 0
+    address: Optional[str] = None
+    run_dir: Optional[str] = None
+    wandb: bool = False
+    wandb_project: str = "distwm"
+    verbose: bool = True
+
+    def validate(self) -> "DataParallelConfig":
+        """Raise ``ValueError`` naming the first bad field; returns ``self``."""
+        if not self.data:
+            raise ValueError("data_parallel.data is required: the shard directory to train on "
+                             "(`distwm train MODEL --data DIR`)")
+        if self.workers != "auto" and self.workers < 1:
+            raise ValueError(f"data_parallel.workers must be >= 1 or 'auto', got {self.workers!r}")
+        if self.gpus_per_worker != "auto" and self.gpus_per_worker < 0:
+            raise ValueError(f"data_parallel.gpus_per_worker must be >= 0 or 'auto', "
+                             f"got {self.gpus_per_worker!r}")
+        for name in ("cpus_per_worker", "total_updates", "report_interval", "checkpoint_interval",
+                     "keep_checkpoints"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"data_parallel.{name} must be > 0, got {getattr(self, name)!r}")
+        if self.max_failures < 0:
+            raise ValueError(f"data_parallel.max_failures must be >= 0, got {self.max_failures!r}")
+        return self
+
+
+def _config_class_spec(model: str) -> Any:
+    """A spec for ``"package.module:ConfigClass"`` whose ``TRAINABLE_CLASS`` names the protocol
+    class (as an RL config's ``AGENT_CLASS`` does): found in every process, registered or not."""
+    from distwm.agent import import_object
+    from distwm.registry import ModelSpec
+
+    cls = import_object(model)
+    path = getattr(cls, "TRAINABLE_CLASS", None)
+    if not isinstance(path, str) or ":" not in path:
+        raise ValueError(f"model {model!r}: {getattr(cls, '__name__', cls)} has no TRAINABLE_CLASS "
+                         "('package.module:Class' of its dataset-trained protocol class)")
+    return ModelSpec(cls.__name__.lower(), path, model, protocol_path=path, kind=DATASET_TRAINED)
+
+
+def dataset_trained_spec(model: str) -> Any:
+    """The registry spec of ``model`` if it is a dataset-trained model with a protocol class
+    (or the spec of a config class path with a ``TRAINABLE_CLASS``); ``ValueError`` otherwise
+    (naming its kind)."""
+    from distwm.registry import get_model_spec
+
+    if ":" in model:
+        return _config_class_spec(model)
+    spec = get_model_spec(model)
+    if spec.kind != DATASET_TRAINED:
+        raise ValueError(f"model {spec.name!r} is a {spec.kind} model, not a {DATASET_TRAINED} one: "
+                         "it trains on the actor-learner runtime (`distwm train MODEL --env ...`)")
+    if spec.protocol_path is None or spec.config_path is None:
+        raise ValueError(f"model {spec.name!r} is registered without a protocol_path or "
+                         "config_path: the data-parallel path needs both")
+    return spec
+
+
+def is_dataset_trained(model: str | None) -> bool:
+    """True when ``model`` names a registered dataset-trained model or a config class with a
+    ``TRAINABLE_CLASS`` (an unknown name or an RL config is not)."""
+    if not model:
+        return False
+    from distwm.registry import get_model_spec
+
+    try:
+        if ":" in model:
+            _config_class_spec(model)
+            return True
+        return get_model_spec(model).kind == DATASET_TRAINED
+    except (ValueError, ImportError):
+        return False
+
+
+def is_data_parallel_run_yaml(text: str) -> bool:
+    """True when a run.yaml's text is a :class:`DataParallelRunConfig`'s."""
+    import yaml
+
+    data = yaml.safe_load(text) or {}
+    return isinstance(data, Mapping) and SECTION in data
+
+
+@dataclass
+class DataParallelRunConfig(ConfigBase):
+    """One data-parallel training run: ``model`` (a registered dataset-trained model),
+    ``model_config`` (overrides of its config's defaults) and :class:`DataParallelConfig`."""
+
+    model: str = ""
+    model_config: dict[str, Any] = field(default_factory=dict)
+    data_parallel: DataParallelConfig = field(default_factory=DataParallelConfig)
+
+    def spec(self) -> Any:
+        return dataset_trained_spec(self.model)
+
+    def build_model_config(self) -> Any:
+        """The model's config object (``ValueError`` on an unknown model or field)."""
+        from distwm.registry import apply_overrides, default_config
+
+        return apply_overrides(default_config(self.spec()), self.model_config)
+
+    def with_stage(self, stage: str) -> "DataParallelRunConfig":
+        """This run with the model config's ``stage`` set (``ValueError`` when the model's
+        config has no ``stage`` field, or the stage is not one of its choices)."""
+        config = self.build_model_config()
+        if not hasattr(config, "stage"):
+            raise ValueError(f"--stage {stage}: model {self.spec().name!r} has no training stages "
+                             f"(its config {type(config).__name__} has no field 'stage')")
+        updated = self.replace(model_config={**self.model_config, "stage": stage})
+        updated.build_model_config()
+        return updated
+
+    def apply_override(self, assignment: str) -> "DataParallelRunConfig":
+        """``key=value`` (value parsed as YAML): ``data_parallel.X=`` sets a run field,
+        ``model_config.X=`` or a bare ``X=`` a model config field, ``model=`` the model."""
+        for section, where in (("runtime", SECTION), ("agent", "model_config")):
+            if assignment.strip().startswith(f"{section}."):
+                key = assignment.partition("=")[0].strip()
+                raise ValueError(f"--set {key}: a dataset-trained run has no {section!r} section; "
+                                 f"use --set {where}.{key.partition('.')[2]}=...")
+        return _apply_override(self, assignment, SECTION, DataParallelConfig, "model_config",
+                               DataParallelRunConfig.build_model_config)
+
+    def validate(self) -> "DataParallelRunConfig":
+        """Check the run fields and build the model config once (raises ``ValueError``)."""
+        self.data_parallel.validate()
+        self.build_model_config()
+        return self
+
+
+def _apply_override(run: Any, assignment: str, section: str, section_cls: type, config_field: str,
+                    build: Any) -> Any:
+    """``run`` with ``key=value`` applied (value parsed as YAML): ``<section>.X=`` sets field X
+    of the run's ``section`` (a ``section_cls``), ``model=`` the model, ``<config_field>.X=`` or
+    a bare ``X=`` a field of the model's config (checked by ``build(updated run)``; a bare name
+    that is a ``section`` field says so)."""
+    import yaml
+
+    if "=" not in assignment:
+        raise ValueError(f"Bad --set {assignment!r}: expected key=value")
+    key, _, raw = assignment.partition("=")
+    key, value = key.strip(), yaml.safe_load(raw)
+    if key.startswith(f"{section}."):
+        return run.replace(**{section: getattr(run, section).replace(**{key[len(section) + 1:]: value})})
+    if key == "model":
+        return run.replace(model=value)
+    explicit = key.startswith(f"{config_field}.")
+    name = key[len(config_field) + 1:] if explicit else key
+    updated = run.replace(**{config_field: {**getattr(run, config_field), name: value}})
+    try:
+        build(updated)
+    except ValueError as exc:
+        if name in section_cls.field_names() and not explicit:
+            raise ValueError(f"{exc} ({name!r} is a {section} field: use --set {section}.{name}=...)") from exc
+        raise
+    return updated

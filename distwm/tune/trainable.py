@@ -13,6 +13,15 @@ has written a new checkpoint, a Tune checkpoint that points at it. The run direc
 ``Tuner.restore``) resumes the run from its last learner checkpoint. Under PBT a trial may be
 handed another trial's checkpoint: it then continues that run's latest checkpoint in its own
 directory with its own (mutated) runtime settings.
+
+A dataset-trained model's Ray Train run is a trial too (Ray Train V2's documented form: the
+trial function launches the trainer): :func:`data_parallel_tuner` builds a ``tune.Tuner``
+over :func:`train_data_parallel_trial`, whose ``param_space`` holds ``model_config`` and
+``data_parallel`` entries (Tune domains) laid over a base
+:class:`~distwm.configs.runtime_config.DataParallelRunConfig`; each trial runs
+``distwm.runtime.data_parallel.run`` in ``<runs root>/<trial id>`` and reports ``updates``,
+``loss`` (``train/loss``) and ``score`` (``-loss``) every progress line, with a Tune checkpoint
+pointing at the run; a restarted trial resumes its run.
 """
 
 from __future__ import annotations
@@ -24,7 +33,8 @@ import re
 import tempfile
 from typing import Any, Mapping
 
-from distwm.configs.runtime_config import RunConfig, RuntimeConfig
+from distwm.configs.runtime_config import (DataParallelConfig, DataParallelRunConfig, RunConfig,
+                                           RuntimeConfig)
 from distwm.tune.sweep_config import SweepConfig
 
 __all__ = [
@@ -35,6 +45,9 @@ __all__ = [
     "trial_run_dir",
     "TrialReporter",
     "train_trial",
+    "data_parallel_trial_config",
+    "train_data_parallel_trial",
+    "data_parallel_tuner",
 ]
 
 _log = logging.getLogger(__name__)
@@ -229,3 +242,80 @@ def train_trial(config: dict[str, Any], sweep: Mapping[str, Any]) -> None:
     reporter = TrialReporter(run_dir, run_config.runtime.total_steps)
     result = run(run_config, resume=run_dir if resume else None, on_progress=reporter.on_progress)
     reporter.finish(result.summary)
+
+
+# -- dataset-trained models: one Ray Train run per trial ------------------------------------------
+
+def data_parallel_trial_config(base: DataParallelRunConfig, config: Mapping[str, Any],
+                               run_dir: str) -> DataParallelRunConfig:
+    """The run of one trial: the sampled ``config["model_config"]`` / ``config["data_parallel"]``
+    entries over ``base``, in ``run_dir``."""
+    unknown = sorted(set(config) - {"model_config", "data_parallel"})
+    if unknown:
+        raise ValueError(f"a data-parallel trial's param_space has 'model_config' and "
+                         f"'data_parallel' entries, got {unknown}")
+    dp = {**base.data_parallel.to_dict(), **config.get("data_parallel", {}), "run_dir": run_dir}
+    return DataParallelRunConfig(
+        model=base.model, model_config={**base.model_config, **config.get("model_config", {})},
+        data_parallel=DataParallelConfig.from_dict(dp, _prefix="data_parallel.")).validate()
+
+
+def _data_parallel_metrics(record: Mapping[str, Any], final: bool) -> dict[str, Any]:
+    out = {k: v for k, v in record.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    loss = record.get("train/loss")
+    if loss is not None:
+        out.update(loss=float(loss), score=-float(loss))
+    out["final"] = final
+    return out
+
+
+def train_data_parallel_trial(config: dict[str, Any], run: Mapping[str, Any]) -> None:
+    """The Tune function trainable of a data-parallel run (see the module docstring); ``run``
+    is the base ``DataParallelRunConfig.to_dict()`` whose ``run_dir`` is the runs root."""
+    from ray import tune
+
+    from distwm.runtime.data_parallel import run as run_data_parallel
+    from distwm.runtime.setup import RUN_CONFIG_FILE
+    from distwm.utils import storage
+
+    base = DataParallelRunConfig.from_dict(run)
+    run_dir = storage.join(base.data_parallel.run_dir, tune.get_context().get_trial_id())
+    run_config = data_parallel_trial_config(base, config, run_dir)
+    resume = run_dir if storage.is_file(storage.join(run_dir, RUN_CONFIG_FILE)) else None
+    reporter = TrialReporter(run_dir, run_config.data_parallel.total_updates)
+    result = run_data_parallel(
+        run_config, resume=resume,
+        on_progress=lambda rec, driver: reporter.report(_data_parallel_metrics(rec, False),
+                                                        driver.checkpoint))
+    summary = result.summary
+    final = {"updates": summary["updates"], "updates_per_s": summary["updates_per_s"],
+             **summary["final_metrics"]}
+    reporter.report(_data_parallel_metrics(final, True), summary.get("checkpoint"))
+
+
+def data_parallel_tuner(base: DataParallelRunConfig, param_space: Mapping[str, Any], *,
+                        name: str = "data-parallel", storage_path: str = "~/ray_results",
+                        metric: str = "loss", mode: str = "min", num_samples: int = 1,
+                        max_concurrent_trials: int | None = None, max_failures: int = 0,
+                        driver_cpus: float = 1.0) -> Any:
+    """A ``tune.Tuner`` whose trials are Ray Train runs of ``base`` with ``param_space``
+    (``{"model_config": {...}, "data_parallel": {...}}`` of values or Tune domains) laid over it. Runs go to ``base.data_parallel.run_dir``
+    (default ``<storage_path>/<name>/runs``). A trial reserves ``driver_cpus`` for its driver
+    (as a sweep's ``tune.driver_cpus``); its Ray Train workers reserve theirs when they start,
+    so bound ``max_concurrent_trials`` to the runs the cluster holds at once."""
+    from ray import tune
+
+    from distwm.utils import storage
+
+    if "://" not in storage_path:
+        storage_path = os.path.abspath(os.path.expanduser(storage_path))
+    runs = base.data_parallel.run_dir or storage.join(storage_path, name, "runs")
+    base = base.replace(data_parallel=base.data_parallel.replace(run_dir=runs)).validate()
+    return tune.Tuner(
+        tune.with_resources(tune.with_parameters(train_data_parallel_trial, run=base.to_dict()),
+                            {"cpu": driver_cpus}),
+        param_space=dict(param_space),
+        tune_config=tune.TuneConfig(metric=metric, mode=mode, num_samples=num_samples,
+                                    max_concurrent_trials=max_concurrent_trials),
+        run_config=tune.RunConfig(name=name, storage_path=storage_path,
+                                  failure_config=tune.FailureConfig(max_failures=max_failures)))

@@ -55,6 +55,7 @@ def _optional_subcommands() -> list[Callable[[argparse._SubParsersAction], None]
     hooks = []
     for module_name, func_name in (
         ("distwm.runtime.cli", "add_train_parser"),
+        ("distwm.runtime.play", "add_play_parser"),
         ("distwm.runtime.collect", "add_collect_parser"),
         ("distwm.tune.cli", "add_sweep_parser"),
         ("distwm.tune.cli", "add_report_parser"),

@@ -141,10 +141,15 @@ def is_data_parallel_request(args: argparse.Namespace) -> bool:
             return is_data_parallel_run_yaml(storage.read_text(storage.join(args.resume, "run.yaml")))
         except FileNotFoundError:
             return False
-    if args.config and os.path.isfile(args.config):
-        with open(args.config, encoding="utf-8") as f:
-            if is_data_parallel_run_yaml(f.read()):
-                return True
+    if args.config:
+        try:
+            path = resolve_config_path(args.config)
+        except ValueError:
+            path = None  # reported where the config is read
+        if path is not None:
+            with open(path, encoding="utf-8") as f:
+                if is_data_parallel_run_yaml(f.read()):
+                    return True
     return is_dataset_trained(args.model)
 
 
@@ -164,7 +169,7 @@ def build_data_parallel_config(args: argparse.Namespace):
         if args.model and run.spec().name != DataParallelRunConfig(model=args.model).spec().name:
             raise ValueError(f"--resume {args.resume} continues a {run.model!r} run, not {args.model!r}")
     elif args.config:
-        run = DataParallelRunConfig.from_yaml(Path(args.config))
+        run = DataParallelRunConfig.from_yaml(Path(resolve_config_path(args.config)))
         if args.model:
             run = run.replace(model=args.model)
     else:

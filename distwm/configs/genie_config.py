@@ -84,6 +84,10 @@ class GenieConfig(ConfigBase):
     action_decoder_depth: Optional[int] = None
     tokenizer_commitment_weight: float = 0.25
     action_commitment_weight: float = 1.0
+    #: weight of the LAM's auxiliary action-variance loss (``mean_d relu(1 - std_d)`` of the
+    #: continuous actions over the batch; the seed's "auxiliary variance loss to prevent action
+    #: collapse", not in the paper): without it the LAM used one code on Atari (perplexity 1.0)
+    action_variance_weight: float = 1.0
     stage: Stage = "all"
     #: ``stage="all"``: updates that train the tokenizer before the LAM and dynamics start
     #: (None: half of ``max_steps``)

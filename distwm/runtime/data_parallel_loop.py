@@ -236,10 +236,23 @@ class WorkerLoop:
             self.queue.put(dict(item))
 
 
+def _quiet_report_log() -> None:
+    """Ray Train logs every ``ray.train.report`` with all its metrics at INFO; the driver's
+    progress line already shows them. Its logger is named after its file (Ray 2.60)."""
+    import logging
+
+    try:
+        from ray.train.v2._internal.execution import context as train_context
+    except ImportError:  # another Ray layout: leave its logging alone
+        return
+    logging.getLogger(train_context.__file__).setLevel(logging.WARNING)
+
+
 def train_loop_per_worker(plan: dict[str, Any]) -> None:
     """Ray Train's ``train_loop_per_worker`` (``plan``: see the module docstring)."""
     import ray.train
 
+    _quiet_report_log()
     context = ray.train.get_context()
     loop = WorkerLoop(plan, context.get_world_rank(), context.get_world_size())
     try:

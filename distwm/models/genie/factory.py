@@ -37,7 +37,8 @@ def genie_kwargs(config: GenieConfig) -> dict[str, Any]:
         action_num_heads=c.action_num_heads, tokenizer_patch_size=c.tokenizer_patch_size,
         action_patch_size=c.action_patch_size, action_decoder_depth=c.action_decoder_depth,
         tokenizer_commitment_weight=c.tokenizer_commitment_weight,
-        action_commitment_weight=c.action_commitment_weight, maskgit_steps=c.maskgit_steps,
+        action_commitment_weight=c.action_commitment_weight,
+        action_variance_weight=c.action_variance_weight, maskgit_steps=c.maskgit_steps,
         sample_temperature=c.sample_temperature)
 
 

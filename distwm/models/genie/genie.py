@@ -57,7 +57,7 @@ class Genie(nn.Module):
                  action_num_heads: int = 16, tokenizer_patch_size: int = 4,
                  action_patch_size: int = 16, action_decoder_depth: int | None = None,
                  tokenizer_commitment_weight: float = 0.25, action_commitment_weight: float = 1.0,
-                 maskgit_steps: int = 25, sample_temperature: float = 2.0):
+                 action_variance_weight: float = 1.0, maskgit_steps: int = 25, sample_temperature: float = 2.0):
         super().__init__()
         self.num_frames, self.image_size, self.in_channels = num_frames, image_size, in_channels
         self.use_bfloat16 = bool(use_bfloat16)
@@ -69,7 +69,7 @@ class Genie(nn.Module):
             num_frames, image_size, in_channels, action_encoder_dim, action_decoder_dim,
             latent_action_depth, action_decoder_depth or latent_action_depth, action_num_heads,
             action_patch_size, action_vocab_size, action_embedding_dim, action_commitment_weight,
-            action_pooling, window_attention_heads)
+            action_pooling, window_attention_heads, action_variance_weight)
         self.dynamics_model = DynamicsModel(
             num_frames, image_size, tokenizer_vocab_size, tokenizer_embedding_dim,
             action_vocab_size, dynamics_dim, dynamics_depth, dynamics_num_heads,

@@ -17,6 +17,9 @@ frames per update):
   sampling passes: its ``play`` samples each frame in one pass) and with the paper's 25 steps;
   the peer calls ``Genie.play(frame, action, history)`` each step, which re-tokenizes the history.
 
+Collection scaling (``--collect``): ``distwm collect`` of ALE Breakout (random policy, 32x32)
+with 1 and 2 env-worker actors: env steps/s.
+
 DDP scaling (``--ddp``): ``distwm train genie --data`` on a small random shard dataset with 1
 and then 2 Ray Train workers (gloo), the same per-worker batch: frames/s per worker and in all.
 On a 2-core machine the two workers share the cores, so per-worker throughput falls; the figure
@@ -159,6 +162,22 @@ def ddp_scaling(args) -> dict:
     return out
 
 
+def collect_scaling(args) -> dict:
+    """env steps/s of ``distwm collect`` (ALE Breakout, random policy) with 1 and 2 workers."""
+    from distwm.runtime.collect import collect
+
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for workers in (1, 2):
+            result = collect("ALE/Breakout-v5", os.path.join(tmp, f"w{workers}"),
+                             episodes=args.collect_episodes, workers=workers,
+                             overrides=("image_size=32",), seed=args.seed, verbose=False)
+            out[f"workers_{workers}"] = {"steps": result.steps, "seconds": result.seconds,
+                                         "steps_per_s": result.steps / result.seconds}
+    out["speedup_2_vs_1"] = out["workers_2"]["steps_per_s"] / out["workers_1"]["steps_per_s"]
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--threads", type=int, default=1)
@@ -168,6 +187,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ddp", action="store_true", help="also measure 1 vs 2 Ray Train workers")
     p.add_argument("--ddp-updates", type=int, default=40, dest="ddp_updates")
+    p.add_argument("--collect", action="store_true", help="also time distwm collect, 1 vs 2 workers")
+    p.add_argument("--collect-episodes", type=int, default=20, dest="collect_episodes")
     p.add_argument("--peer-python", default=os.path.join(ROOT, ".peer-venv", "bin", "python"))
     p.add_argument("--skip-peer", action="store_true", help="time distwm only")
     p.add_argument("--out", default=None, help="also write the JSON here")
@@ -185,6 +206,8 @@ def main() -> None:
             ours["play_maskgit25_frames_per_s"] / peer["figures"]["play_frames_per_s"])
     if args.ddp:
         result["ddp"] = ddp_scaling(args)
+    if args.collect:
+        result["collect"] = collect_scaling(args)
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:

@@ -28,6 +28,7 @@ FLAT_FAMILY_MODULES = {
     "modular_rssm": "modular_rssm",
     "iris_transformer": "iris", "iris_agent": "iris",
     "latent_action_model": "genie", "dynamics_model": "genie",
+    "jepa_agent": "jepa",
 }
 #: the seed's re-export packages under distwm/models: each module's family (the package itself
 #: belongs to none)

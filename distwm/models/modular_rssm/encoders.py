@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
 
-from distwm.blocks.layers import build_mlp
+from distwm.blocks.layers import activation_module, build_mlp
 from distwm.blocks.mhsa import TransformerBlock
 from distwm.models.modular_rssm.base import EncoderBase, _image_shape, _positive_int
+from distwm.models.vit import Block, PatchEmbed, get_2d_sincos_pos_embed
 from distwm.vision.conv import ConvStack, apply_to_images
 
 __all__ = ["ConvEncoder", "MLPEncoder", "ViTEncoder", "TransformerBlock"]
@@ -79,11 +81,13 @@ class MLPEncoder(EncoderBase):
 
 
 class ViTEncoder(EncoderBase):
-    """Vision Transformer encoder for image observations.
+    """Vision Transformer encoder for image observations (the layers of :mod:`distwm.models.vit`).
 
-    Non-overlapping ``patch_size`` patches are embedded, a class token and learned position
-    embeddings are added, ``depth`` :class:`TransformerBlock` layers run, and the normalised
-    class token is the embedding (width ``embed_size``).
+    Non-overlapping ``patch_size`` patches are embedded (:class:`~distwm.models.vit.PatchEmbed`),
+    a class token and position embeddings are added (learned, initialised to the 2-D sin-cos
+    table of the patch grid; the class token's position starts at 0), ``depth``
+    :class:`~distwm.models.vit.Block` layers run (``activation`` in their MLPs), and the
+    normalised class token is the embedding (width ``embed_size``).
     """
 
     def __init__(
@@ -110,12 +114,14 @@ class ViTEncoder(EncoderBase):
             raise ValueError(
                 f"ViTEncoder: embed_size ({embed_size}) must be divisible by num_heads ({num_heads})"
             )
-        num_patches = (height // patch_size) * (width // patch_size)
-        self.patch_embed = nn.Conv2d(channels, embed_size, patch_size, stride=patch_size)
+        self.patch_embed = PatchEmbed((height, width), patch_size, channels, embed_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_size))
-        self.pos_embed = nn.Parameter(torch.randn(1, num_patches + 1, embed_size) * 0.02)
+        table_width = -(-embed_size // 4) * 4  # the 2-D table needs a multiple of 4 channels
+        table = get_2d_sincos_pos_embed(table_width, self.patch_embed.grid_size, cls_token=True)
+        self.pos_embed = nn.Parameter(torch.from_numpy(table[:, :embed_size]).float().unsqueeze(0))
+        act_layer = partial(activation_module, activation)
         self.blocks = nn.ModuleList(
-            TransformerBlock(embed_size, num_heads, mlp_ratio, activation) for _ in range(depth)
+            Block(embed_size, num_heads, mlp_ratio, qkv_bias=True, act_layer=act_layer) for _ in range(depth)
         )
         self.norm = nn.LayerNorm(embed_size)
 
@@ -125,7 +131,7 @@ class ViTEncoder(EncoderBase):
         return apply_to_images(self._embed, obs, 3, (self.embed_size,))
 
     def _embed(self, images: Tensor) -> Tensor:
-        tokens = self.patch_embed(images).flatten(2).transpose(1, 2)
+        tokens = self.patch_embed(images)
         tokens = torch.cat([self.cls_token.expand(tokens.shape[0], -1, -1), tokens], dim=1)
         tokens = tokens + self.pos_embed
         for block in self.blocks:

@@ -11,6 +11,12 @@ rank 1 raises just before that update, once (``fail_flag`` marks that it has), t
 ``write_moving_square(directory, ...)``: episodes of a bright square on a dark 1 x 8 x 8 frame
 moving left or right by one pixel with a one-hot action of two, written with ``ShardWriter``
 (several files) plus a manifest.
+
+``TinyImageClassifier``: the same contract on an image data set
+(:mod:`distwm.datasets.training_data`): one sample of ``batch_size`` single images
+(``seq_len`` 1), each update a step of a linear classifier on the pixels (cross-entropy), and
+``report(batch)`` its accuracy on the batch it gets (held-out rows when the source has a test
+split) and a strip of those images.
 """
 
 from __future__ import annotations
@@ -54,8 +60,31 @@ class NoStageConfig(ConfigBase):
     lr: float = 3e-3
 
 
-class TinyVideoModel:
-    FORMAT = checkpoint_format("tiny-video", 1)
+class NetState:
+    """``get_weights`` / ``state_dict`` / ``load_state_dict`` of a model made of one ``net``,
+    one ``optimizer`` and an ``updates`` counter (``FORMAT``, ``NAME``, ``architecture``)."""
+
+    FORMAT: ClassVar[str]
+    NAME: ClassVar[str]
+
+    def get_weights(self) -> dict[str, Any]:
+        return cpu_state(self.net.state_dict())
+
+    def state_dict(self) -> dict[str, Any]:
+        return make_state(self.FORMAT, self.architecture, net=cpu_state(self.net.state_dict()),
+                          optimizer=self.optimizer.state_dict(), updates=self.updates)
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        check_state(state, self.FORMAT, self.architecture, self.NAME,
+                    required=("net", "optimizer", "updates"))
+        self.net.load_state_dict(state["net"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.updates = int(state["updates"])
+
+
+class TinyVideoModel(NetState):
+    NAME = "tiny-video"
+    FORMAT = checkpoint_format(NAME, 1)
 
     def __init__(self, config: Any, frame_shape, action_dim: int, device: str = "cpu"):
         self.config = config
@@ -104,20 +133,6 @@ class TinyVideoModel:
         self.updates += 1
         return {"loss": float(loss.detach()), "trained_tensors": float(len(self.params))}
 
-    def get_weights(self) -> dict[str, Any]:
-        return cpu_state(self.net.state_dict())
-
-    def state_dict(self) -> dict[str, Any]:
-        return make_state(self.FORMAT, self.architecture, net=cpu_state(self.net.state_dict()),
-                          optimizer=self.optimizer.state_dict(), updates=self.updates)
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        check_state(state, self.FORMAT, self.architecture, "tiny-video",
-                    required=("net", "optimizer", "updates"))
-        self.net.load_state_dict(state["net"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.updates = int(state["updates"])
-
     def report(self, batch: Mapping[str, np.ndarray]) -> dict[str, Any]:
         """One image: the real next frame, the predicted one and their difference."""
         with torch.no_grad():
@@ -160,3 +175,67 @@ def write_moving_square(directory, *, files: int = 4, episodes_per_file: int = 4
                                        "action_dim": 2, "policy": "random", "workers": 1,
                                        "seed": seed})
     return read_manifest(directory)
+
+
+# -- an image classifier ------------------------------------------------------------------------
+
+IMAGES = "images"
+
+
+@dataclass
+class TinyImageConfig(ConfigBase):
+    TRAINABLE_CLASS: ClassVar[str] = "dataset_trainable:TinyImageClassifier"
+
+    batch_size: int = 16
+    lr: float = 0.05
+
+
+class TinyImageClassifier(NetState):
+    NAME = "tiny-image-classifier"
+    FORMAT = checkpoint_format(NAME, 1)
+
+    def __init__(self, config: Any, frame_shape, num_classes: int, device: str = "cpu"):
+        self.config = config
+        self.frame_shape, self.num_classes = tuple(int(s) for s in frame_shape), int(num_classes)
+        self.device = torch.device(device)
+        self.net = nn.Linear(int(np.prod(self.frame_shape)), self.num_classes).to(self.device)
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.lr)
+        self.updates = 0
+
+    @classmethod
+    def from_config(cls, config: Any, dataset_info: Mapping[str, Any], device: str = "cpu"):
+        if dataset_info.get("kind") != "images":
+            raise ValueError(f"TinyImageClassifier trains on image data sets, got {dataset_info!r}")
+        return cls(config, dataset_info["frame_shape"], dataset_info["num_classes"], device)
+
+    @property
+    def architecture(self) -> dict[str, Any]:
+        return {"frame_shape": list(self.frame_shape), "num_classes": self.num_classes}
+
+    def data_spec(self) -> DataSpec:
+        return DataSpec(train_ratio=0.0, samples=[SampleSpec(IMAGES, self.config.batch_size, 1)])
+
+    def _logits(self, batch: Mapping[str, np.ndarray]) -> torch.Tensor:
+        image = torch.as_tensor(batch["image"], device=self.device).float() / 255.0  # B C H W
+        return self.net(image.flatten(1))
+
+    def update(self, batches: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, float]:
+        batch = batches[IMAGES]
+        labels = torch.as_tensor(batch["label"], device=self.device)
+        loss = torch.nn.functional.cross_entropy(self._logits(batch), labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        distributed.reduce_gradients(list(self.net.parameters()))
+        self.optimizer.step()
+        self.updates += 1
+        return {"loss": float(loss.detach())}
+
+    def report(self, batch: Mapping[str, np.ndarray]) -> dict[str, Any]:
+        """Accuracy on ``batch`` (and how many rows it had), and its first 8 images in a row."""
+        with torch.no_grad():
+            predicted = self._logits(batch).argmax(-1).cpu().numpy()
+        strip = np.concatenate(list(batch["image"][:8]), axis=2).transpose(1, 2, 0)  # H, 8W, C
+        strip = np.repeat(strip, 3, axis=2) if strip.shape[2] == 1 else strip
+        return {"scalars": {"accuracy": float(np.mean(predicted == batch["label"])),
+                            "rows": float(len(batch["label"]))},
+                "images": {"digits": np.ascontiguousarray(strip)}, "videos": {}}

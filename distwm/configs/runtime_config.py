@@ -207,11 +207,12 @@ SECTION = "data_parallel"
 class DataParallelConfig(ConfigBase):
     """How a dataset-trained run is laid out on Ray Train and how long it goes.
 
-    * ``data``: the shard directory (``manifest.json`` + HDF5 shards,
-      :mod:`distwm.datasets.video_shards`); every node running a worker must read it.
-    * ``workers``: Ray Train workers (one DDP rank each; each reads its own shard files, so the
-      directory needs at least as many files), or ``"auto"``: as many as the cluster's GPUs
-      (or CPUs) hold, at most one per shard file.
+    * ``data``: the data set (:mod:`distwm.datasets.training_data`): a shard directory
+      (``manifest.json`` + HDF5 shards, :mod:`distwm.datasets.video_shards`), a CIFAR-10 or
+      image folder, or ``sklearn:digits[:SIZE][:rgb]``; every node running a worker must read it.
+    * ``workers``: Ray Train workers (one DDP rank each; each reads its own shard files, or
+      every W-th image, so a shard directory needs at least as many files), or ``"auto"``: as
+      many as the cluster's GPUs (or CPUs) hold, at most one per shard file.
     * ``gpus_per_worker``: GPUs per worker (``0``: CPU workers, gloo; ``> 0``: NCCL);
       ``"auto"``: 1 when the cluster has GPUs, else 0. ``cpus_per_worker``: CPUs per worker.
     * ``total_updates``: updates of the run (``steps`` is accepted; ``--steps``); every rank
@@ -248,8 +249,9 @@ class DataParallelConfig(ConfigBase):
     def validate(self) -> "DataParallelConfig":
         """Raise ``ValueError`` naming the first bad field; returns ``self``."""
         if not self.data:
-            raise ValueError("data_parallel.data is required: the shard directory to train on "
-                             "(`distwm train MODEL --data DIR`)")
+            raise ValueError("data_parallel.data is required: the data set to train on (a shard "
+                             "directory, a CIFAR-10 / image folder, or sklearn:digits[:SIZE][:rgb]; "
+                             "`distwm train MODEL --data DIR`)")
         if self.workers != "auto" and self.workers < 1:
             raise ValueError(f"data_parallel.workers must be >= 1 or 'auto', got {self.workers!r}")
         if self.gpus_per_worker != "auto" and self.gpus_per_worker < 0:

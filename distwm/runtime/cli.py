@@ -82,8 +82,9 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     p.add_argument("--steps", type=int,
                    help="env steps to collect (a dataset-trained model: updates)")
     p.add_argument("--data", metavar="DATA",
-                   help="shard directory to train a dataset-trained model on (manifest.json + "
-                        "HDF5 shards, e.g. from `distwm collect`)")
+                   help="the data set of a dataset-trained model: a shard directory (manifest.json "
+                        "+ HDF5 shards, e.g. from `distwm collect`), a CIFAR-10 / image folder, or "
+                        "sklearn:digits[:SIZE][:rgb]")
     p.add_argument("--gpus-per-worker", type=float, dest="gpus_per_worker",
                    help="GPUs per Ray Train worker of a dataset-trained model (0: CPU, gloo)")
     p.add_argument("--stage", help="training stage of a dataset-trained model whose config has "

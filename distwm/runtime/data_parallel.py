@@ -1,10 +1,13 @@
 """The data-parallel path: dataset-trained models (Genie now, I-JEPA and DiT next) trained by
-Ray Train (``ray.train.torch.TorchTrainer``, DDP: gloo on CPU, NCCL on GPU) over a shard
-directory (:mod:`distwm.datasets.video_shards`).
+Ray Train (``ray.train.torch.TorchTrainer``, DDP: gloo on CPU, NCCL on GPU) over a data set
+(:mod:`distwm.datasets.training_data`): a shard directory of clips
+(:mod:`distwm.datasets.video_shards`) or an image data set (CIFAR-10, an image folder,
+``sklearn:digits``).
 
 ::
 
     distwm train genie --data DATA --workers 4 [--gpus-per-worker 1] [--stage tokenizer] --steps 50000
+    distwm train jepa --data sklearn:digits:32 --workers 2 --steps 2000
     distwm train --resume RUN_DIR --steps 80000
 
 **The contract of a dataset-trained model** (what this path drives; Genie implements it):
@@ -13,8 +16,10 @@ directory (:mod:`distwm.datasets.video_shards`).
   protocol_path="pkg.module:Class")``; plugins: ``distwm.registry.register_model(...,
   kind="dataset-trained", protocol_path=...)``.
 * Construction: ``Class.from_config(config, dataset_info, device="cpu")``; ``dataset_info``
-  is the shard directory's manifest (``read_manifest(DATA)``: ``frame_shape`` ``[C, H, W]``,
-  ``action_dim``, ``steps``, ``episodes``, ``env``, ...), ``device`` this worker's device.
+  is ``describe_training_data(DATA)``: a shard directory's manifest (``read_manifest(DATA)``:
+  ``frame_shape`` ``[C, H, W]``, ``action_dim``, ``steps``, ``episodes``, ``env``, ...), or for
+  an image data set ``{"kind": "images", "frame_shape": [C, H, W], "num_classes", "size",
+  "test_size", "classes", "split", "source"}``; ``device`` this worker's device.
 * ``data_spec()`` -> :class:`distwm.agent.DataSpec` with one or more ``SampleSpec`` (its
   ``batch_size`` is per worker; ``seq_len`` is the clip length, clips never cross an episode
   start; ``train_ratio`` is not used here: give 0); samples with a ``share`` come in the
@@ -22,24 +27,27 @@ directory (:mod:`distwm.datasets.video_shards`).
 * ``update({sample name: batch}) -> {metric: float}``: a batch is a replay batch, a dict of
   numpy arrays ``(B, T, ...)``: ``image`` uint8 ``(B, T, C, H, W)``, ``action`` float32
   ``(B, T, A)`` (the action that led to the frame, zero at ``is_first``), ``reward``,
-  ``is_first``, ``is_terminal``, ``is_last``. The model averages its gradients over the group
-  with :func:`distwm.utils.distributed.reduce_gradients` after backward and before clipping
-  (Ray Train has initialised the ``torch.distributed`` group), so every replica applies the
-  same step; a step it skips still joins the sync point (``join_skipped``).
+  ``is_first``, ``is_terminal``, ``is_last``; from an image data set (``seq_len`` 1) it is
+  ``{"image": (B, C, H, W) uint8, "label": (B,) int64}``. The model averages its gradients
+  over the group with :func:`distwm.utils.distributed.reduce_gradients` after backward and
+  before clipping (Ray Train has initialised the ``torch.distributed`` group), so every replica
+  applies the same step; a step it skips still joins the sync point (``join_skipped``).
 * ``state_dict()`` / ``load_state_dict()`` in the one checkpoint format
   (:mod:`distwm.utils.checkpoint`: ``format``, ``architecture``, networks, optimisers,
   counters); loaded with ``weights_only=True``.
 * Optional ``report(batch) -> {"scalars": {...}, "images": {name: (H, W, 3) uint8},
   "videos": {name: (T, H, W, 3) uint8}}``, as RL agents' (called by rank 0 at each checkpoint;
-  the media go to TensorBoard, ``media/`` and the report).
+  the media go to TensorBoard, ``media/`` and the report). Its batch is held-out rows when the
+  data set has a test split (:data:`distwm.runtime.data_parallel_loop.REPORT_ROWS` of them, or
+  the Trainable's ``report_rows``), else the last batch of the first sample.
 * Optional config field ``stage`` (Genie: ``tokenizer | lam | dynamics | all``): ``--stage X``
   sets it; a model whose config has none refuses ``--stage`` by name.
 
-**The run.** :func:`run` checks everything it can without torch (the config, the manifest,
-enough shard files for the workers, the cluster's resources), writes ``run.yaml`` and starts
-one zero-CPU Ray task that builds and fits the trainer (:func:`build_trainer`;
-:mod:`distwm.runtime.data_parallel_loop` is what runs inside Ray Train), so this process imports
-no torch. The workers' reports reach this process through a queue: each becomes a progress line
+**The run.** :func:`run` checks everything it can without torch (the config, the data set's
+description, enough shard files or images for the workers, the cluster's resources), writes
+``run.yaml`` and starts one zero-CPU Ray task that builds and fits the trainer
+(:func:`build_trainer`; :mod:`distwm.runtime.data_parallel_loop` is what runs inside Ray
+Train), so this process imports no torch. The workers' reports reach this process through a queue: each becomes a progress line
 (updates/s, frames/s, loss, ETA), a metrics row (``metrics.jsonl``, TensorBoard, wandb, the Ray
 dashboard's gauges) and a Tune result when ``on_progress`` reports to Tune. Ray Train keeps the
 checkpoints under ``<run_dir>/train`` (``FailureConfig(max_failures)`` restarts the worker group
@@ -60,6 +68,7 @@ import time
 from typing import Any, Callable, Mapping
 
 from distwm.configs.runtime_config import DataParallelRunConfig
+from distwm.datasets.training_data import data_layout, normalize_source, source_name
 from distwm.runtime import placement
 from distwm.runtime.checkpoints import counters_file
 from distwm.runtime.data_parallel_report import format_data_progress, write_data_parallel_report
@@ -91,7 +100,7 @@ def run(config: DataParallelRunConfig | None, *, resume: str | None = None,
         saved = load_data_parallel_run(resume)
         run_config = saved if config is None else config
         if (run_config.model, run_config.model_config) != (saved.model, saved.model_config) or \
-                absolute(run_config.data_parallel.data) != absolute(saved.data_parallel.data):
+                _source(run_config.data_parallel.data) != _source(saved.data_parallel.data):
             raise ValueError("a resumed run keeps its model, model config and data; start a new "
                              "run to change them")
         run_config = run_config.replace(data_parallel=run_config.data_parallel.replace(run_dir=resume))
@@ -100,6 +109,10 @@ def run(config: DataParallelRunConfig | None, *, resume: str | None = None,
     else:
         run_config = config
     return DataParallelDriver(run_config, resume=resume is not None, on_progress=on_progress).run()
+
+
+def _source(data: str | None) -> str | None:
+    return None if not data else normalize_source(data)
 
 
 def build_trainer(run_config: DataParallelRunConfig, queue: Any = None) -> Any:
@@ -159,7 +172,7 @@ class DataParallelDriver(ProgressMixin, RunFilesMixin):
         dp = self.run_config.data_parallel
         self.plan = make_plan(self.run_config)  # every check that needs no cluster
         location = dp.run_dir or os.path.join(
-            "runs", f"{self.plan['model']}-{os.path.basename(self.plan['data'].rstrip('/'))}-"
+            "runs", f"{self.plan['model']}-{source_name(self.plan['data'])}-"
                     f"{time.strftime('%Y%m%d-%H%M%S')}")
         self.run_dir = absolute(location)
         self.local_dir = (storage.local_path(self.run_dir) if storage.is_local(self.run_dir)
@@ -234,7 +247,7 @@ class DataParallelDriver(ProgressMixin, RunFilesMixin):
             self.session_updates = int(self.counters["updates"])
             device = f"{self.plan['gpus_per_worker']:g} GPU" if self.plan["use_gpu"] else "CPU"
             self._say(f"[distwm] run {self.run_dir}: {self.plan['model']} on {self.plan['data']} "
-                      f"({len(self.plan['manifest']['shards'])} shard files), {self.plan['workers']} "
+                      f"({data_layout(self.plan['dataset_info'])}), {self.plan['workers']} "
                       f"Ray Train workers on {device} each, {dp.total_updates:,d} updates"
                       + (f"; resuming at {self.counters['updates']:,d} updates" if self.resuming else ""))
             ref = ray.remote(num_cpus=0, max_retries=0)(_fit).remote(self.plan)
@@ -362,9 +375,10 @@ class DataParallelDriver(ProgressMixin, RunFilesMixin):
     def summary(self) -> dict[str, Any]:
         seconds = max(self._elapsed(), 1e-9)
         dp, started = self.run_config.data_parallel, self.started or {}
+        info = self.plan["dataset_info"]
         return {
             "model": self.plan["model"], "data": self.plan["data"],
-            "data_name": os.path.basename(self.plan["data"].rstrip("/")), "run_dir": self.run_dir,
+            "data_name": source_name(self.plan["data"]), "run_dir": self.run_dir,
             "total_updates": dp.total_updates, "updates": int(self.counters["updates"]),
             "updates_redone": int(self.counters["updates_redone"]),
             "restarts": int(self.counters["restarts"]), "events": list(self.events),
@@ -373,7 +387,8 @@ class DataParallelDriver(ProgressMixin, RunFilesMixin):
             "updates_per_s": (self.counters["updates"] - self.session_updates) / seconds,
             "frames_per_s": self.frames / seconds,
             "data_wait": sum(self.data_wait) / len(self.data_wait) if self.data_wait else 0.0,
-            "workers": self.plan["workers"], "files": len(self.plan["manifest"]["shards"]),
+            "workers": self.plan["workers"], "files": len(info.get("shards", ())),
+            "data_layout": data_layout(info),
             "device": started.get("device", "cpu"), "batches": started.get("batches", "-"),
             "replicas_identical": self.replicas_identical, "fingerprints": dict(self.fingerprints),
             "final_metrics": dict(self.last), "media": dict(self.media), "checkpoint": self.checkpoint,

@@ -5,19 +5,22 @@ The driver (:mod:`distwm.runtime.data_parallel`) never imports this module: the 
 and fitted by one zero-CPU Ray task (:func:`fit_trainer`), so the driver process stays
 torch-free. Everything the workers need comes in one plain ``plan`` dict (the
 ``train_loop_config``): the run config, the model's config and protocol classes as import paths
-(a plugin registered in the driver only is still found), the shard manifest, the run seed and the
-driver's queue.
+(a plugin registered in the driver only is still found), the data set (``data``) and its
+``dataset_info``, the run seed and the driver's queue.
 
 Per worker (:func:`train_loop_per_worker`): build the Trainable
-(``Class.from_config(config, manifest, device)``), open this rank's shard files
-(``assign_files`` round robin) as one ``ClipDataset`` per sample of its ``data_spec()``, restore
-``ray.train.get_checkpoint()`` or copy rank 0's fresh state to every rank, then update on batches
-drawn by a seeded generator (``(seed, rank, updates at start)``: a resumed run draws new batches;
-the next batches are read while this update runs). Every ``report_interval`` updates every rank
-calls ``ray.train.report`` (a barrier) with its mean metrics; every ``checkpoint_interval``
-updates and at the end rank 0 also hands Ray Train a checkpoint (``learner.pt`` in the runtime's
-checkpoint format, :mod:`distwm.runtime.checkpoints`) and the driver the model's ``report``
-media, and every rank reports a fingerprint of its whole state (the replicas must agree).
+(``Class.from_config(config, dataset_info, device)``), open this rank's share of the data
+(:func:`distwm.datasets.training_data.open_training_data`: a shard directory's files round
+robin, an image data set's rows ``rank::world_size``) for each sample of its ``data_spec()``,
+restore ``ray.train.get_checkpoint()`` or copy rank 0's fresh state to every rank, then update
+on batches drawn by a seeded generator (``(seed, rank, updates at start)``: a resumed run draws
+new batches; the next batches are read while this update runs). Every ``report_interval``
+updates every rank calls ``ray.train.report`` (a barrier) with its mean metrics; every
+``checkpoint_interval`` updates and at the end rank 0 also hands Ray Train a checkpoint
+(``learner.pt`` in the runtime's checkpoint format, :mod:`distwm.runtime.checkpoints`) and the
+driver the model's ``report`` media (on :data:`REPORT_ROWS` held-out rows, or the Trainable's
+``report_rows``, when the data set has a test split; else on the last batch of the first
+sample), and every rank reports a fingerprint of its whole state (the replicas must agree).
 A bad config or data set fails at set-up with a ``ValueError`` that is sent to the driver as
 ``fatal`` (a restart would fail the same way); other errors are left to ``FailureConfig``.
 """
@@ -41,6 +44,8 @@ _log = logging.getLogger(__name__)
 
 #: the name Ray Train gives the run inside the run directory (``<run_dir>/train``)
 TRAIN_DIR = "train"
+#: held-out rows rank 0 hands ``trainable.report`` (unless the Trainable sets ``report_rows``)
+REPORT_ROWS = 512
 
 
 def state_fingerprint(state: Any) -> str:
@@ -86,6 +91,7 @@ class WorkerLoop:
         self.restored_from: str | None = None
         self.device = "cpu"
         self.last_batches: dict[str, Any] = {}
+        self.report_batch: dict[str, Any] | None = None  # held-out rows for report(), if any
         self._window: dict[str, Any] = {}
 
     def setup(self) -> None:
@@ -94,7 +100,7 @@ class WorkerLoop:
 
         import ray.train
         from distwm.agent import import_object
-        from distwm.datasets.video_shards import ClipDataset, assign_files
+        from distwm.datasets.training_data import open_training_data
         from distwm.loop.env_loop import limit_torch_threads
         from distwm.registry import apply_overrides
 
@@ -107,17 +113,23 @@ class WorkerLoop:
         torch.manual_seed(plan["seed"])
         config = apply_overrides(import_object(plan["config_path"])(), plan["run"]["model_config"])
         self.trainable = import_object(plan["protocol_path"]).from_config(
-            config, plan["manifest"], device=self.device)
+            config, plan["dataset_info"], device=self.device)
         self.spec = self.trainable.data_spec()
-        files = assign_files(plan["manifest"], self.rank, self.world_size)
+        opened: dict[int, Any] = {}  # one per clip length
         for sample in self.spec.samples:
-            data = ClipDataset(plan["data"], sample.seq_len, files=files)
+            if sample.seq_len not in opened:
+                opened[sample.seq_len] = open_training_data(plan["data"], sample.seq_len,
+                                                            self.rank, self.world_size)
+            data = opened[sample.seq_len]
             if len(data) == 0:
                 raise ValueError(
-                    f"rank {self.rank}: its shard files {files} hold no clip of {sample.seq_len} "
-                    f"steps inside one episode (sample {sample.name!r}): use fewer workers, a "
-                    "shorter clip length, or a data set with longer episodes")
+                    f"rank {self.rank}: its shard files {data.files} hold no clip of "
+                    f"{sample.seq_len} steps inside one episode (sample {sample.name!r}): use "
+                    "fewer workers, a shorter clip length, or a data set with longer episodes")
             self.datasets[sample.name] = data
+        if self.rank == 0 and getattr(self.trainable, "report", None) is not None:
+            rows = int(getattr(self.trainable, "report_rows", 0) or REPORT_ROWS)
+            self.report_batch = self.datasets[self.spec.names[0]].holdout(rows)
         checkpoint = ray.train.get_checkpoint()
         if checkpoint is not None:
             self._restore(checkpoint)
@@ -219,12 +231,14 @@ class WorkerLoop:
         self._new_window()
 
     def _media(self) -> dict[str, Any] | None:
-        """``trainable.report(batch)`` on the last batch of the first sample, or None (no
-        ``report``, or it failed: a report never ends a run)."""
+        """``trainable.report(batch)`` on the held-out rows (when the data set has a test
+        split) or the last batch of the first sample, or None (no ``report``, or it failed: a
+        report never ends a run)."""
         report = getattr(self.trainable, "report", None)
-        if report is None or not self.last_batches:
+        if report is None or not (self.report_batch or self.last_batches):
             return None
-        batch = self.last_batches.get(self.spec.names[0]) or next(iter(self.last_batches.values()))
+        batch = self.report_batch or self.last_batches.get(self.spec.names[0]) or \
+            next(iter(self.last_batches.values()))
         try:
             return report(batch)
         except Exception as exc:

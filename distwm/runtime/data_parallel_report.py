@@ -84,7 +84,7 @@ def write_data_parallel_report(run_dir: str, summary: Mapping[str, Any]) -> tupl
         f"| frames/s (all workers) | {summary['frames_per_s']:.1f} |",
         f"| data wait (fraction of worker time) | {100 * summary['data_wait']:.1f}% |",
         f"| layout | {summary['workers']} Ray Train workers on {summary['device']}, "
-        f"{summary['files']} shard files; batches {summary['batches']} per worker |",
+        f"{summary.get('data_layout') or str(summary['files']) + ' shard files'}; batches {summary['batches']} per worker |",
         f"| worker-group restarts | {summary['restarts']} |",
         f"| replicas identical at the last checkpoint | "
         f"{'-' if identical is None else 'yes' if identical else 'NO'} |",

@@ -1,8 +1,9 @@
 """What the data-parallel driver (:mod:`distwm.runtime.data_parallel`) checks and resolves
 before the trainer starts: the run.yaml of a run directory, and the *plan*, the plain dict
 (torch-free) that the trainer and every worker get: the run config, the model's config and
-protocol class paths, the shard manifest and the layout (workers, CPUs and GPUs each), with
-``"auto"`` resolved against the cluster."""
+protocol class paths, the data set's ``dataset_info`` (a shard directory's manifest, or an image
+data set's description: :func:`distwm.datasets.training_data.describe_training_data`) and the
+layout (workers, CPUs and GPUs each), with ``"auto"`` resolved against the cluster."""
 
 from __future__ import annotations
 
@@ -34,9 +35,10 @@ def absolute(location: str | None) -> str | None:
     return os.path.abspath(os.path.expanduser(location))
 
 
-def _resolve_layout(dp: Any, files: int, resources: Mapping[str, float] | None) -> tuple[int, float]:
+def _resolve_layout(dp: Any, most: int, resources: Mapping[str, float] | None) -> tuple[int, float]:
     """``(workers, gpus per worker)`` with ``"auto"`` resolved against the cluster's
-    ``resources`` (``None``: no cluster known, ``auto`` means 1 worker / no GPU)."""
+    ``resources`` (``None``: no cluster known, ``auto`` means 1 worker / no GPU) and at most
+    ``most`` workers (the shard files, or the images, of the data set)."""
     res = dict(resources or {})
     gpus = dp.gpus_per_worker
     if gpus == "auto":
@@ -44,7 +46,7 @@ def _resolve_layout(dp: Any, files: int, resources: Mapping[str, float] | None) 
     workers = dp.workers
     if workers == "auto":
         fit = (res.get("GPU", 0) / gpus) if gpus > 0 else (res.get("CPU", 1) / dp.cpus_per_worker)
-        workers = max(1, min(int(fit), files))
+        workers = max(1, min(int(fit), most))
     return int(workers), float(gpus)
 
 
@@ -62,20 +64,22 @@ def check_fits(workers: int, cpus: float, gpus: float, resources: Mapping[str, f
 def make_plan(run_config: DataParallelRunConfig, resources: Mapping[str, float] | None = None,
               queue: Any = None) -> dict[str, Any]:
     """Everything the trainer and its workers need, as plain values (torch-free): the run
-    config, the model's config and protocol class paths, the manifest, the resolved layout.
-    ``ValueError`` for a bad config, a missing manifest or fewer shard files than workers."""
-    from distwm.datasets.video_shards import assign_files, read_manifest
+    config, the model's config and protocol class paths, the ``dataset_info``, the resolved
+    layout. ``ValueError`` for a bad config, a missing or unreadable data set, or fewer shard
+    files (a shard directory) or images (an image data set) than workers."""
+    from distwm.datasets.training_data import (check_ranks, describe_training_data,
+                                               normalize_source, rank_limit)
 
     run_config.validate()
     spec = run_config.spec()
     dp = run_config.data_parallel
-    data = absolute(dp.data)
-    manifest = read_manifest(data)
-    workers, gpus = _resolve_layout(dp, len(manifest["shards"]), resources)
-    assign_files(manifest, workers - 1, workers)  # fewer files than workers fails here
+    data = normalize_source(dp.data)
+    dataset_info = describe_training_data(data)
+    workers, gpus = _resolve_layout(dp, rank_limit(dataset_info), resources)
+    check_ranks(dataset_info, workers)  # fewer files (or images) than workers fails here
     run_dir = absolute(dp.run_dir)
     run_config = run_config.replace(data_parallel=dp.replace(data=data, run_dir=run_dir))
     return {"run": run_config.to_dict(), "model": spec.name, "config_path": spec.config_path,
-            "protocol_path": spec.protocol_path, "manifest": manifest, "data": data,
+            "protocol_path": spec.protocol_path, "dataset_info": dataset_info, "data": data,
             "workers": workers, "cpus_per_worker": dp.cpus_per_worker, "gpus_per_worker": gpus,
             "use_gpu": gpus > 0, "seed": dp.seed, "run_dir": run_dir, "queue": queue}

@@ -34,9 +34,11 @@ def psnr(x: Tensor, y: Tensor, max_value: float = 1.0) -> Tensor:
 
 
 @torch.no_grad()
-def delta_psnr(model, video: Tensor, t: int, generator: torch.Generator | None = None) -> dict[str, float]:
+def delta_psnr(model, video: Tensor, t: int, generator: torch.Generator | None = None,
+               per_clip: bool = False) -> dict[str, Any]:
     """Delta_t PSNR of ``model`` on ``video`` ``(B, C, T, H, W)``: PSNR of frame ``t`` generated
-    from frame 0 with the inferred latent actions minus that with random ones."""
+    from frame 0 with the inferred latent actions minus that with random ones (batch means;
+    ``per_clip``: ``{"inferred": (B,), "random": (B,)}`` PSNR tensors instead)."""
     T = video.shape[2]
     if not 1 <= t < T:
         raise ValueError(f"delta_psnr needs 1 <= t < the clip's {T} frames, got t={t}")
@@ -48,6 +50,8 @@ def delta_psnr(model, video: Tensor, t: int, generator: torch.Generator | None =
     truth = clip[:, :, t]
     with_inferred = model.generate(clip[:, :, 0], num_frames=t + 1, actions=inferred)[:, :, t]
     with_random = model.generate(clip[:, :, 0], num_frames=t + 1, actions=random)[:, :, t]
+    if per_clip:
+        return {"inferred": psnr(with_inferred, truth), "random": psnr(with_random, truth)}
     a, b = psnr(with_inferred, truth).mean(), psnr(with_random, truth).mean()
     return {"psnr/generation_t": float(a), "psnr/random_actions_t": float(b),
             "psnr/delta_t": float(a - b)}

@@ -22,6 +22,7 @@ _IRIS_CORE = "distwm.models.iris.core:IRISCore"
 _DIAMOND_CORE = "distwm.models.diamond.core:DiamondCore"
 _GENIE_TRAINABLE = "distwm.models.genie.trainable:GenieTrainable"
 _GENIE_CONFIGS = "distwm.configs.genie_config"
+_DIT_TRAINABLE = "distwm.models.dit.trainable:DiTTrainable"
 _ALL_BACKENDS: tuple[str, ...] = ()  # empty: every backend
 _STATE_OR_PIXEL_BACKENDS = ("dmc", "gym", "mujoco")
 
@@ -63,6 +64,10 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
               (), protocol_path=_GENIE_TRAINABLE, kind="dataset-trained"),
     ModelSpec("genie-large", "distwm.models.genie:create_genie_large", None,
               "Genie at the paper's 11B size (bfloat16)", (), kind="component"),
+    ModelSpec("dit", "distwm.models.dit:create_dit", "distwm.configs.dit_config:DiTConfig",
+              "DiT: diffusion transformer (adaLN-Zero, DDPM with learned sigma, classifier-free "
+              "guidance) trained on images", ("diffusion-transformer",),
+              protocol_path=_DIT_TRAINABLE, kind="dataset-trained"),
     ModelSpec("modular-rssm", "distwm.models.modular_rssm:create_modular_rssm", None,
               "RSSM with swappable encoder, decoder and recurrent backbone", ("rssm", "modularrssm"),
               kind="component", backends=_STATE_OR_PIXEL_BACKENDS),
@@ -178,6 +183,16 @@ EXPORTS: dict[str, str] = {
     "VideoTokenizerConfig": "distwm.configs.genie_config",
     "LatentActionModelConfig": "distwm.configs.genie_config",
     "DynamicsModelConfig": "distwm.configs.genie_config",
+    # DiT
+    "DiT": "distwm.models.diffusion.DiT",
+    "PatchEmbed": "distwm.models.diffusion.DiT",
+    "PatchUnEmbed": "distwm.models.diffusion.DiT",
+    "sinusoidal_time_embedding": "distwm.models.diffusion.DiT",
+    "DDPM": "distwm.models.diffusion.DDPM",
+    "DiTConfig": "distwm.configs.dit_config",
+    "get_dit_config": "distwm.configs.dit_config",
+    "DiTTrainable": "distwm.models.dit.trainable",
+    "create_dit": "distwm.models.dit.factory",
     # the modular RSSM
     "ModularRSSM": "distwm.models.modular_rssm",
     "create_modular_rssm": "distwm.models.modular_rssm",

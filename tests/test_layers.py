@@ -33,7 +33,7 @@ FLAT_FAMILY_MODULES = {
 #: the seed's re-export packages under distwm/models: each module's family (the package itself
 #: belongs to none)
 SEED_PACKAGES = {"diffusion": {"diamond_diffusion": "diamond", "reward_termination": "diamond",
-                               "actor_critic": "diamond", "DiT": "dit"}}
+                               "actor_critic": "diamond", "DiT": "dit", "DDPM": "dit"}}
 #: flat modules under distwm/models that belong to no family (shared by several)
 SHARED_MODELS_MODULES = {"vit", "scheduled_parts", "step_batches"}
 #: packages that import no model family (distwm.models.*, distwm.training.*)

@@ -11,6 +11,8 @@ _LAZY = {
     "PlanetConfig": "distwm.configs.planet_config",
     "IRISConfig": "distwm.configs.iris_config",
     "DiamondConfig": "distwm.configs.diamond_config",
+    "DiTConfig": "distwm.configs.dit_config",
+    "get_dit_config": "distwm.configs.dit_config",
     "RuntimeConfig": "distwm.configs.runtime_config",
 }
 

@@ -1,24 +1,29 @@
 """The seed's ``world_models.models.diffusion`` package: thin re-exports of the diffusion
 families (DIAMOND's denoiser, reward / termination model and actor-critic live in
-:mod:`distwm.models.diamond`). Names load on first access."""
+:mod:`distwm.models.diamond`; DiT and its DDPM in :mod:`distwm.models.dit`). Names load on
+first access.
+
+``DiT`` and ``DDPM`` name both a class and a module of this package, as in the seed: the
+package attribute is the class once it has been looked up here (``from
+distwm.models.diffusion import DiT``); ``import distwm.models.diffusion.DiT`` binds the module
+until then.
+"""
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from distwm._lazy import lazy_exports
 
 _MODULES = {
     "diamond_diffusion": ("AdaptiveGroupNorm", "ResBlock", "AttentionBlock", "TimestepEmbedding", "DownBlock",
                           "UpBlock", "DiffusionUNet", "EDMPreconditioner", "EulerSampler"),
     "reward_termination": ("ConvBlock", "RewardTerminationModel", "RewardTerminationLoss"),
     "actor_critic": ("ActorCriticNetwork", "RLLoss"),
+    "DiT": ("DiT", "PatchEmbed", "PatchUnEmbed", "TransformerBlock", "sinusoidal_time_embedding",
+            "create_dit"),
+    "DDPM": ("DDPM",),
 }
-_LAZY = {name: module for module, names in _MODULES.items() for name in names}
+_LAZY = {name: f"{__name__}.{module}" for module, names in _MODULES.items() for name in names}
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

@@ -23,6 +23,8 @@ _DIAMOND_CORE = "distwm.models.diamond.core:DiamondCore"
 _GENIE_TRAINABLE = "distwm.models.genie.trainable:GenieTrainable"
 _GENIE_CONFIGS = "distwm.configs.genie_config"
 _DIT_TRAINABLE = "distwm.models.dit.trainable:DiTTrainable"
+_JEPA_TRAINABLE = "distwm.models.jepa.trainable:JEPATrainable"
+_JEPA_CONFIGS = "distwm.configs.jepa_config"
 _ALL_BACKENDS: tuple[str, ...] = ()  # empty: every backend
 _STATE_OR_PIXEL_BACKENDS = ("dmc", "gym", "mujoco")
 
@@ -64,6 +66,13 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
               (), protocol_path=_GENIE_TRAINABLE, kind="dataset-trained"),
     ModelSpec("genie-large", "distwm.models.genie:create_genie_large", None,
               "Genie at the paper's 11B size (bfloat16)", (), kind="component"),
+    ModelSpec("jepa", "distwm.models.jepa_agent:JEPAAgent", f"{_JEPA_CONFIGS}:JEPAConfig",
+              "I-JEPA: ViT context encoder, narrow predictor and EMA target encoder on multiblock "
+              "masks (trained on images)", ("ijepa", "i-jepa", "jepa-agent"),
+              protocol_path=_JEPA_TRAINABLE, kind="dataset-trained"),
+    ModelSpec("jepa-digits", "distwm.models.jepa_agent:JEPAAgent", f"{_JEPA_CONFIGS}:jepa_digits_config",
+              "I-JEPA's CPU learning check: a 3-layer ViT on scikit-learn's digits at 32x32",
+              (), protocol_path=_JEPA_TRAINABLE, kind="dataset-trained"),
     ModelSpec("dit", "distwm.models.dit:create_dit", "distwm.configs.dit_config:DiTConfig",
               "DiT: diffusion transformer (adaLN-Zero, DDPM with learned sigma, classifier-free "
               "guidance) trained on images", ("diffusion-transformer",),
@@ -183,6 +192,11 @@ EXPORTS: dict[str, str] = {
     "VideoTokenizerConfig": "distwm.configs.genie_config",
     "LatentActionModelConfig": "distwm.configs.genie_config",
     "DynamicsModelConfig": "distwm.configs.genie_config",
+    # I-JEPA
+    "JEPAAgent": "distwm.models.jepa_agent",
+    "JEPATrainable": "distwm.models.jepa.trainable",
+    "JEPAConfig": "distwm.configs.jepa_config",
+    "JEPAOperator": "distwm.inference.operators.jepa_operator",
     # DiT
     "DiT": "distwm.models.diffusion.DiT",
     "PatchEmbed": "distwm.models.diffusion.DiT",

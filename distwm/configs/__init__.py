@@ -12,6 +12,7 @@ _LAZY = {
     "IRISConfig": "distwm.configs.iris_config",
     "DiamondConfig": "distwm.configs.diamond_config",
     "DiTConfig": "distwm.configs.dit_config",
+    "JEPAConfig": "distwm.configs.jepa_config",
     "get_dit_config": "distwm.configs.dit_config",
     "RuntimeConfig": "distwm.configs.runtime_config",
 }

@@ -8,6 +8,7 @@ from distwm._lazy import lazy_exports
 from distwm._names import normalize_name, unknown_name_error
 
 _LAZY = {
+    "JEPAOperator": "distwm.inference.operators.jepa_operator",
     "OperatorABC": "distwm.inference.operators.base",
     "DreamerOperator": "distwm.inference.operators.dreamer_operator",
     "IrisOperator": "distwm.inference.operators.iris_operator",
@@ -15,7 +16,8 @@ _LAZY = {
 }
 
 #: operator name -> class name in ``_LAZY``
-OPERATORS = {"dreamer": "DreamerOperator", "iris": "IrisOperator", "planet": "PlaNetOperator"}
+OPERATORS = {"dreamer": "DreamerOperator", "iris": "IrisOperator", "jepa": "JEPAOperator",
+             "planet": "PlaNetOperator"}
 
 __all__ = ["get_operator", "OPERATORS", *sorted(_LAZY)]
 

@@ -71,8 +71,8 @@ class TemporalKVCache:
         self.length = 0
 
 
-class STSpatialAttention(nn.Module):
-    """Multi-head attention over the ``N`` tokens of each frame: ``(B, T, N, C) -> same``."""
+class _TokenAttention(nn.Module):
+    """The projections both attentions share: ``qkv`` in, ``proj`` (+ dropout) out."""
 
     def __init__(self, dim: int, num_heads: int = 8, qkv_bias: bool = False,
                  qk_scale: float | None = None, attn_drop: float = 0.0, proj_drop: float = 0.0):
@@ -84,6 +84,10 @@ class STSpatialAttention(nn.Module):
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
+
+
+class STSpatialAttention(_TokenAttention):
+    """Multi-head attention over the ``N`` tokens of each frame: ``(B, T, N, C) -> same``."""
 
     def forward(self, x: Tensor) -> Tensor:
         B, T, N, C = _check_4d(x, "STSpatialAttention")
@@ -95,24 +99,13 @@ class STSpatialAttention(nn.Module):
         return self.proj_drop(self.proj(out))
 
 
-class STTemporalAttention(nn.Module):
+class STTemporalAttention(_TokenAttention):
     """Multi-head attention over the ``T`` tokens of each patch position, causal by default
     (frame ``t`` attends to frames ``0..t``): ``(B, T, N, C) -> same``.
 
     With a :class:`TemporalKVCache` (``cache``, ``layer``), ``x`` holds only frames after the
     cached ones; they attend to the cached frames and causally among themselves.
     """
-
-    def __init__(self, dim: int, num_heads: int = 8, qkv_bias: bool = False,
-                 qk_scale: float | None = None, attn_drop: float = 0.0, proj_drop: float = 0.0):
-        super().__init__()
-        _check_heads(dim, num_heads)
-        self.num_heads = num_heads
-        self.scale = qk_scale
-        self.attn_drop = attn_drop
-        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim)
-        self.proj_drop = nn.Dropout(proj_drop)
 
     def forward(self, x: Tensor, causal: bool = True, cache: TemporalKVCache | None = None,
                 layer: int = 0) -> Tensor:

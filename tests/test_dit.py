@@ -387,7 +387,7 @@ def test_report_has_the_sample_grid_one_row_per_class_and_the_evaluation():
     assert scalars["eval/chance_accuracy"] == 0.5
     assert 0.0 <= scalars["eval/sample_class_accuracy"] <= 1.0
     assert scalars["eval/frechet_distance"] >= 0.0 and "eval/frechet_distance_real_split" in scalars
-    assert scalars["report/sample_steps"] == 10
+    assert scalars["sampling/steps"] == 10
 
 
 def test_bad_batches_and_data_are_refused_by_name():

@@ -8,8 +8,8 @@
 * image ``real``: the report batch's real images in the same layout (by class);
 * scalars: the evaluation of :func:`distwm.models.dit.evaluation.evaluate_samples` on
   ``eval_samples`` further samples (labels cycling over all classes) against the report
-  batch, when the run trains the evaluation classifier; ``report/sample_steps``,
-  ``report/guidance_scale`` and ``report/sampling_images_per_s``.
+  batch, when the run trains the evaluation classifier; ``sampling/steps``,
+  ``sampling/guidance_scale`` and ``sampling/images_per_s``.
 """
 
 from __future__ import annotations
@@ -69,9 +69,9 @@ def dit_report(trainable: "DiTTrainable", real: Tensor, labels: Optional[Tensor]
         images = trainable.sample(n=rows * cols + n_eval, seed=c.seed)
     seconds = time.perf_counter() - start
     grid, generated = images[: rows * cols], images[rows * cols:]
-    scalars = {"report/sample_steps": float(c.sample_steps or c.TIMESTEPS),
-               "report/guidance_scale": float(c.guidance_scale if k else 1.0),
-               "report/sampling_images_per_s": len(images) / max(seconds, 1e-9)}
+    scalars = {"sampling/steps": float(c.sample_steps or c.TIMESTEPS),
+               "sampling/guidance_scale": float(c.guidance_scale if k else 1.0),
+               "sampling/images_per_s": len(images) / max(seconds, 1e-9)}
     if evaluate:
         scalars.update(evaluate_samples(trainable.classifier, real, labels, generated, eval_labels))
     return {"scalars": scalars,

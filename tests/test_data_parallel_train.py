@@ -10,6 +10,7 @@ A Tune trial runs one more (1 worker). The refusals run without Ray.
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -150,7 +151,11 @@ def test_a_tune_trial_is_a_ray_train_run(ray_session, data_dir, tmp_path):
                                          verbose=False))
     tuner = data_parallel_tuner(base, {"model_config": {"lr": tune.grid_search([0.01])}},
                                 storage_path=str(tmp_path / "tune"), name="tiny")
-    (result,) = list(tuner.fit())
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        (result,) = list(tuner.fit())
+    finally:  # Tune's fit leaves its own SIGINT handler installed; later tests need the default
+        signal.signal(signal.SIGINT, previous)
     assert result.error is None
     metrics = result.metrics
     assert metrics["final"] is True and metrics["updates"] == 4

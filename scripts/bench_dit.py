@@ -57,7 +57,7 @@ import sys
 import tempfile
 import time
 
-from bench_timing import run_peer, speed_ratios, timed
+from bench_timing import print_result, run_peer, speed_ratios, timed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_CLASSES = 10
@@ -238,11 +238,7 @@ def main() -> None:
         "ratios": "> 1: distwm faster; *_per_s from wall time, *_per_cpu_s from process CPU time",
     }
     result["seconds"] = time.perf_counter() - started
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+    print_result(result, args.out)
 
 
 if __name__ == "__main__":

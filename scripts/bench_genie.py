@@ -42,7 +42,7 @@ import tempfile
 import time
 
 import numpy as np
-from bench_timing import median_seconds, run_peer, speed_ratios
+from bench_timing import median_seconds, print_result, run_peer, speed_ratios
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PHASES = ("tokenizer", "lam", "dynamics", "lam_dynamics")
@@ -208,11 +208,7 @@ def main() -> None:
         result["ddp"] = ddp_scaling(args)
     if args.collect:
         result["collect"] = collect_scaling(args)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+    print_result(result, args.out)
 
 
 if __name__ == "__main__":

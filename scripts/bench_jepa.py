@@ -61,7 +61,7 @@ import sys
 import tempfile
 import time
 
-from bench_timing import run_peer, speed_ratios, timed
+from bench_timing import print_result, run_peer, speed_ratios, timed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -284,11 +284,7 @@ def main() -> None:
     if args.ddp:
         result["ddp"] = ddp_scaling(args)
     result["load_average_at_end"] = list(os.getloadavg())
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+    print_result(result, args.out)
 
 
 if __name__ == "__main__":

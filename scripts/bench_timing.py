@@ -10,7 +10,7 @@ import subprocess
 import time
 from typing import Callable
 
-__all__ = ["median_seconds", "run_peer", "speed_ratios", "timed"]
+__all__ = ["median_seconds", "print_result", "run_peer", "speed_ratios", "timed"]
 
 
 def timed(fn: Callable, repeats: int, label: str, log: Callable[[str], None]):
@@ -45,3 +45,12 @@ def run_peer(cmd: list[str]) -> dict:
 def speed_ratios(ours: dict, peer: dict) -> dict:
     """> 1 means distwm is faster: peer / distwm for times, distwm / peer for ``*_per_s``."""
     return {k: (ours[k] / peer[k] if k.endswith("_per_s") else peer[k] / ours[k]) for k in ours}
+
+
+def print_result(result: dict, out: str | None) -> None:
+    """Print the benchmark's JSON object and, with ``out``, also write it there."""
+    text = json.dumps(result, indent=2)
+    print(text)
+    if out:
+        with open(out, "w") as f:
+            f.write(text + "\n")

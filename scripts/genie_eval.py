@@ -10,9 +10,9 @@ over clips. ``report()`` during training sees one batch; this is the number to q
 from __future__ import annotations
 
 import argparse
-import json
 
 import numpy as np
+from bench_timing import print_result
 
 
 def main() -> None:
@@ -28,6 +28,7 @@ def main() -> None:
     args = p.parse_args()
 
     import torch
+
 
     from distwm.datasets.video_shards import ClipDataset
     from distwm.models.genie.maskgit import MaskGITSampler
@@ -67,11 +68,7 @@ def main() -> None:
               "delta_t_psnr": float(delta.mean()),
               "delta_t_psnr_standard_error": float(delta.std(ddof=1) / np.sqrt(n)) if n > 1 else None,
               "fraction_of_clips_delta_above_0": float((delta > 0).mean())}
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+    print_result(result, args.out)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ Files are opened lazily, one handle per process, so the datasets are safe in Dat
 
 from __future__ import annotations
 
+import abc
+
 import inspect
 import logging
 from dataclasses import dataclass
@@ -68,10 +70,11 @@ class DatasetConfig(ConfigBase):
     shuffle: bool = True
 
 
-class VideoDatasetBase(Dataset):
-    """Base class for video datasets. A subclass lists its items in ``_get_video_paths`` and
-    reads item ``idx`` as ``(T, H, W, C)`` frames in ``_read_frames`` (or overrides
-    ``_load_video`` to return the ``(C, T, H, W)`` float clip in ``[0, 255]`` itself)."""
+class VideoDatasetBase(Dataset, abc.ABC):
+    """Abstract base class for video datasets. A subclass lists its items in
+    ``_get_video_paths`` and reads item ``idx`` as ``(T, H, W, C)`` frames in ``_read_frames``
+    (and may override ``_load_video`` to return the ``(C, T, H, W)`` float clip in ``[0, 255]``
+    itself)."""
 
     def __init__(self, data_source: Source, num_frames: int = 16, image_size: int = 64,
                  transform: Optional[Callable] = None, normalize: bool = True):
@@ -82,11 +85,13 @@ class VideoDatasetBase(Dataset):
         self.normalize = normalize
         self.video_paths: Sequence[Union[Path, int]] = self._get_video_paths()
 
+    @abc.abstractmethod
     def _get_video_paths(self) -> Sequence[Union[Path, int]]:
-        raise NotImplementedError
+        """The dataset's items (paths or indices), one clip each."""
 
+    @abc.abstractmethod
     def _read_frames(self, idx: int) -> np.ndarray:
-        raise NotImplementedError
+        """Item ``idx`` as ``(T, H, W, C)`` frames."""
 
     def _load_video(self, idx: int) -> torch.Tensor:
         return torch.from_numpy(frames_to_clip(self._read_frames(idx), self.num_frames, self.image_size))

@@ -397,11 +397,5 @@ class DataParallelDriver(ProgressMixin, RunFilesMixin):
     def _finish(self, result: Mapping[str, Any]) -> RunResult:
         self.checkpoint = result.get("checkpoint") or self.checkpoint
         summary = self.summary()
-        self.logger.flush()
-        md, _ = write_data_parallel_report(self.local_dir, summary)
-        with open(md, encoding="utf-8") as f:
-            report = f.read()
-        self._say(report)
-        self._save_counters()
-        self._upload_logs()
+        report = self._close_run(summary, write_data_parallel_report)
         return RunResult(self.run_dir, summary, report, self.history)

@@ -268,13 +268,7 @@ class Driver(SupervisionMixin, SchedulingMixin, ProgressMixin, RunFilesMixin):
             self._handle(ref)  # raises once the evaluator's restart budget is spent
             final_eval = self.evals[-1] if len(self.evals) > done else None
         summary = self._summary(final_eval)
-        self.logger.flush()
-        md, _ = write_report(self.local_dir, summary)
-        with open(md, encoding="utf-8") as f:
-            report = f.read()
-        self._say(report)
-        self._save_counters()
-        self._upload_logs()
+        report = self._close_run(summary, write_report)
         return RunResult(self.run_dir, summary, report, self.history)
 
     def _interrupted_checkpoint(self) -> None:

@@ -61,6 +61,19 @@ class RunFilesMixin:
     def _save_counters(self) -> None:
         storage.write_text(counters_file(self.run_dir), json.dumps(self._counters_snapshot()))
 
+    def _close_run(self, summary: dict[str, Any], write_report) -> str:
+        """The end of every run: flush the metrics, write the report with
+        ``write_report(local_dir, summary) -> (markdown path, ...)``, print it, save the
+        counters, upload the logs; returns the report's text."""
+        self.logger.flush()
+        md = write_report(self.local_dir, summary)[0]
+        with open(md, encoding="utf-8") as f:
+            report = f.read()
+        self._say(report)
+        self._save_counters()
+        self._upload_logs()
+        return report
+
     def _upload_logs(self) -> None:
         """A run directory on an object store gets the local logs, metrics and report."""
         if not storage.is_local(self.run_dir):

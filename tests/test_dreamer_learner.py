@@ -62,7 +62,7 @@ def test_truncation_bootstraps_and_termination_does_not():
     batch["is_last"][0, 2] = True            # time-limit end: not a termination
     batch["is_terminal"][1, 3] = batch["is_last"][1, 3] = True
     data = agent._batch_to_tensors(batch)
-    _, post, _ = agent.world_model_loss(data)
+    _, post, _ = agent.model_loss(data)
     imag = agent.imagine(post, data["is_terminal"])
     start_cont = imag.cont[0].reshape(2, 6)
     assert start_cont[0, 2] == 1.0 and start_cont[1, 3] == 0.0
@@ -79,7 +79,7 @@ def test_imagination_discounts_by_the_continue_probability_or_its_mode(imagine_c
         last.weight.zero_()
         last.bias.fill_(float(np.log(0.7 / 0.3)))
     data = agent._batch_to_tensors(random_batch(shapes, 2, True))
-    _, post, _ = agent.world_model_loss(data)
+    _, post, _ = agent.model_loss(data)
     imag = agent.imagine(post, data["is_terminal"])
     assert torch.allclose(imag.cont[1:], torch.full_like(imag.cont[1:], expected), atol=1e-5)
 
@@ -257,7 +257,7 @@ def test_update_takes_named_samples_and_imagination_is_passed_not_kept():
     with pytest.raises(ValueError, match=r"'sequences'; got \['frames', 'sequences'\]"):
         agent.update({"sequences": batch, "frames": batch})
     data = agent._batch_to_tensors(batch)
-    _, post, _ = agent.world_model_loss(data)
+    _, post, _ = agent.model_loss(data)
     imag = agent.imagine(post, data["is_terminal"])
     assert not hasattr(agent, "_imagination")
     loss, metrics = agent.actor_loss(imag)
@@ -268,3 +268,27 @@ def test_update_takes_named_samples_and_imagination_is_passed_not_kept():
             getattr(agent, method)()
     with pytest.raises(ValueError, match=r"restore=True.*restore_checkpoint\(path\)"):
         Dreamer(tiny_config("v3"), shapes, 2, "cpu", restore=True)
+
+
+def test_world_model_loss_takes_the_seeds_time_major_arguments():
+    """``world_model_loss(obs, acs, rews, nonterms)`` (the seed's form, time-major, as
+    ``ReplayBuffer.sample()`` returns it) is the same loss as ``model_loss`` of the batch."""
+    shapes = OBS_CASES["image"]
+    agent = Dreamer(tiny_config("v3"), shapes, 2, "cpu", discrete=True)
+    batch = random_batch(shapes, 2, True)
+    batch["is_first"][:] = False
+    batch["is_first"][:, 0] = True
+    batch["is_terminal"][:] = False
+    batch["is_terminal"][1, 2] = True
+    batch["is_first"][1, 3] = True  # the step after a terminal starts an episode
+    tm = lambda x: np.swapaxes(x, 0, 1)  # noqa: E731
+    preprocessed = tm(batch["image"]).astype(np.float32) / 255.0 - 0.5  # the seed's input space
+    torch.manual_seed(0)
+    seed_loss, _, seed_metrics = agent.world_model_loss(
+        preprocessed, tm(batch["action"]), tm(batch["reward"]), 1.0 - tm(batch["is_terminal"]))
+    torch.manual_seed(0)
+    loss, _, metrics = agent.model_loss(agent._batch_to_tensors(batch))
+    assert torch.allclose(seed_loss, loss) and seed_metrics.keys() == metrics.keys()
+    with pytest.raises(ValueError, match="lacks keys"):  # a both-keys agent needs both arrays
+        Dreamer(tiny_config("v3"), OBS_CASES["mixed"], 2, "cpu", discrete=True).world_model_loss(
+            preprocessed, tm(batch["action"]), tm(batch["reward"]), 1.0 - tm(batch["is_terminal"]))

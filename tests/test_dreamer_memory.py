@@ -40,7 +40,7 @@ def test_sequences_are_consecutive_recent_and_cross_episodes_only_at_is_first(nu
     ended = fill(buffer, 250, num_envs)  # wraps the 60-step streams around four times
     assert buffer.steps == 250 * num_envs and buffer.episodes == ended
     assert len(buffer) <= buffer.capacity
-    batch = buffer.sample()
+    batch = buffer.sample_batch()
     state = batch["state"]
     assert state.shape == (64, 8, 3) and batch["is_first"].shape == (64, 8)
     step, episode, env = state[..., 0], state[..., 1], state[..., 2]
@@ -58,12 +58,12 @@ def test_single_env_add_and_counters():
     buffer = ReplayBuffer(20, {"state": (2,)}, 1, seq_len=3, batch_size=2)
     assert not buffer.can_sample()
     with pytest.raises(ValueError, match="no complete sequence"):
-        buffer.sample()
+        buffer.sample_batch()
     for t in range(5):
         buffer.add({"state": np.full(2, t, np.float32)}, np.zeros(1), 1.0, done=t == 4,
                    is_first=t == 0)
     assert buffer.can_sample() and buffer.steps == 5 and buffer.episodes == 1
-    batch = buffer.sample()
+    batch = buffer.sample_batch()
     assert set(batch) == {"state", "action", "reward", "is_first", "is_terminal", "is_last"}
 
 
@@ -75,7 +75,7 @@ def test_image_steps_stay_uint8_and_chunks(tmp_path):
              "is_terminal": np.zeros((2, 4), bool), "is_last": np.zeros((2, 4), bool)}
     chunk["is_first"][:, 0] = True
     buffer.add_chunk(chunk)
-    batch = buffer.sample()
+    batch = buffer.sample_batch()
     assert batch["image"].dtype == np.uint8 and batch["image"].shape == (3, 4, 3, 8, 8)
     chunk["image"] = np.random.default_rng(0).integers(0, 256, (2, 4, 3, 8, 8), dtype=np.uint8)
     chunk["is_first"][:] = False
@@ -125,7 +125,7 @@ def test_save_and_load_restore_every_step_and_continue_identically(tmp_path, suf
     for b in (buffer, other):
         fill(b, 20, 3, seed=9)
     assert_same_contents(other, buffer)
-    np.testing.assert_array_equal(other.sample()["state"], buffer.sample()["state"])
+    np.testing.assert_array_equal(other.sample_batch()["state"], buffer.sample_batch()["state"])
 
 
 def test_bad_input_raises():
@@ -146,7 +146,7 @@ def test_bad_input_raises():
     with pytest.raises(ValueError, match="'action' has shape"):
         buffer.add_batch({**good, "action": np.zeros((2, 3), np.float32)})
     with pytest.raises(ValueError, match="sequences of 4"):
-        buffer.sample(seq_len=5)
+        buffer.sample_batch(seq_len=5)
 
 
 def test_seed_memory_and_episode():
@@ -160,3 +160,20 @@ def test_seed_memory_and_episode():
     episode.append(np.ones(1), np.ones(2), 1.5, False)
     episode.append(np.ones(1), np.ones(2), 2.0, True)
     assert len(episode) == 2 and episode.total_reward == 3.5
+
+
+def test_sample_is_the_seeds_time_major_tuple():
+    """``sample()`` keeps the seed's contract: ``(obs (T, B, C, H, W), actions (T, B, A),
+    rewards (T, B), terminals (T, B))``, terminals 1.0 where the episode ended."""
+    buffer = ReplayBuffer(40, (3, 4, 4), 2, seq_len=5, batch_size=3, seed=0)
+    for t in range(12):
+        buffer.add({"image": np.full((3, 4, 4), t, np.uint8)}, np.full(2, t, np.float32),
+                   float(t), done=t == 11, is_first=t == 0)
+    obs, actions, rewards, terminals = buffer.sample()
+    assert obs.shape == (5, 3, 3, 4, 4) and obs.dtype == np.uint8
+    assert actions.shape == (5, 3, 2) and rewards.shape == (5, 3) and terminals.shape == (5, 3)
+    assert terminals.dtype == np.float32
+    # time-major: consecutive rows of one column are consecutive steps of one sequence
+    np.testing.assert_array_equal(np.diff(rewards, axis=0), np.ones((4, 3)))
+    np.testing.assert_array_equal(obs[:, :, 0, 0, 0], rewards.astype(np.uint8))
+    np.testing.assert_array_equal(terminals, (rewards == 11).astype(np.float32))

@@ -33,7 +33,7 @@ def test_world_model_and_policy_shapes(version, obs):
     agent = Dreamer(tiny_config(version), shapes, 3, "cpu", discrete=discrete)
     batch = random_batch(shapes, 3, discrete)
     data = agent._batch_to_tensors(batch)
-    loss, post, metrics = agent.world_model_loss(data)
+    loss, post, metrics = agent.model_loss(data)
     rssm = agent.world_model.rssm
     assert loss.dim() == 0 and torch.isfinite(loss)
     assert post["stoch"].shape == (2, 6, rssm.stoch_dim)

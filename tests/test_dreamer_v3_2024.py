@@ -101,7 +101,7 @@ def test_replayed_value_loss_trains_the_critic_on_the_replayed_returns():
     with torch.no_grad():  # a trained critic (its zero output layer would pass no gradient back)
         torch.nn.init.normal_(core.behavior.critic.mlp[-1].weight, std=0.1)
     data = batch_of(core)
-    _, post, _ = core.world_model_loss(data)
+    _, post, _ = core.model_loss(data)
     imag = core.imagine(post, data["is_terminal"])
     loss, metrics = replayed_value_loss(core.behavior, core.world_model, post, data, imag.returns, grad=True)
     # the same loss by hand: the data's rewards and terminations, the imagined returns as boot
@@ -139,7 +139,7 @@ def test_repval_anchors_the_critic_to_the_replayed_returns():
     data = batch_of(core)
     data["reward"] = torch.full_like(data["reward"], 3.0)
     with torch.no_grad():
-        _, post, _ = core.world_model_loss(data)
+        _, post, _ = core.model_loss(data)
         imag = core.imagine(post, data["is_terminal"])
     post = {k: v.detach() for k, v in post.items()}
     critic = core.behavior.critic
@@ -340,7 +340,7 @@ def test_reinforce_for_continuous_actions_with_bounded_actions_into_the_dynamics
     hook = core.world_model.rssm.cell.action_in.register_forward_pre_hook(
         lambda module, args: seen.append(args[0].detach().clone()))
     data = batch_of(core)
-    _, post, _ = core.world_model_loss(data)
+    _, post, _ = core.model_loss(data)
     seen.clear()
     imag = core.imagine(post, data["is_terminal"])
     hook.remove()
@@ -364,7 +364,7 @@ def test_policy_output_layer_starts_small_and_the_discrete_policy_has_no_unimix(
 def test_contdisc_targets_and_imagination_discount():
     core = agent()
     data = batch_of(core)
-    _, post, metrics = core.world_model_loss(data)
+    _, post, metrics = core.model_loss(data)
     # the continue target holds the discount: BCE against (1 - 1/333) * (1 - terminal)
     logits = core.world_model.cont(core.world_model.rssm.get_feat(post)).base_dist.logits
     target = (1 - data["is_terminal"].float()) * (1 - 1 / 333)

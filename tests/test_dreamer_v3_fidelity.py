@@ -27,7 +27,7 @@ def dynamics_inputs(core: DreamerCore) -> tuple[list[torch.Tensor], torch.Tensor
         lambda module, args: seen.append(args[0][..., -ACTIONS:].detach().clone()))
     try:
         data = core._batch_to_tensors(random_batch(SHAPES, ACTIONS, False, batch=8, steps=6))
-        _, post, _ = core.world_model_loss(data)
+        _, post, _ = core.model_loss(data)
         seen.clear()  # keep only the imagination's steps
         imag = core.imagine(post, data["is_terminal"])
     finally:
@@ -67,7 +67,7 @@ def test_the_action_scale_carries_no_gradient():
 def test_backprop_actor_objective_has_the_value_baseline_with_its_gradient():
     core = agent(actor_grad="dynamics", return_norm=False)
     data = core._batch_to_tensors(random_batch(SHAPES, ACTIONS, False, batch=4, steps=6))
-    _, post, _ = core.world_model_loss(data)
+    _, post, _ = core.model_loss(data)
     imag = core.imagine(post, data["is_terminal"])
     grads, losses = {}, {}
     for baseline in (True, False):

@@ -128,7 +128,7 @@ def model_loss(agent: DreamerCore, batch) -> tuple[float, dict]:
     if agent.args.replay_context:
         data = agent._apply_replay_context(data, batch)
     torch.manual_seed(1)
-    loss, post, _ = agent.world_model_loss(data)
+    loss, post, _ = agent.model_loss(data)
     return float(loss.detach()), {k: v.detach() for k, v in post.items()}
 
 
@@ -168,7 +168,7 @@ def test_training_starts_from_the_stored_latent_before_the_sequence():
     data["start_stoch"] = torch.nn.functional.one_hot(
         torch.as_tensor(batch["ctx_stoch"][:, 0]).long(), plain.world_model.rssm.stoch_classes).flatten(-2).float()
     torch.manual_seed(1)
-    assert float(plain.world_model_loss(data)[0].detach()) == pytest.approx(base, abs=1e-5)
+    assert float(plain.model_loss(data)[0].detach()) == pytest.approx(base, abs=1e-5)
 
 
 def test_a_step_without_a_stored_latent_starts_from_the_initial_state():

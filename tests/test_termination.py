@@ -99,13 +99,13 @@ def test_the_continue_head_learns_one_minus_terminal_not_one_minus_last(version)
     core = DreamerCore(tiny_config(version), SHAPES, 2, discrete=True)
     batch = truncated_batch()
     seen = {}
-    original = core.world_model_loss
+    original = core.model_loss
 
     def spy(data):
         seen["is_terminal"] = data["is_terminal"].clone()
         return original(data)
 
-    core.world_model_loss = spy
+    core.model_loss = spy
     core.update({"sequences": batch})
     start = core.args.replay_context  # v3-2024 trains on the steps after its context step
     np.testing.assert_array_equal(seen["is_terminal"].numpy(), batch["is_terminal"][:, start:])
@@ -118,7 +118,7 @@ def test_the_continue_head_learns_one_minus_terminal_not_one_minus_last(version)
     data = core._batch_to_tensors(batch)
     if core.args.replay_context:
         data = core._apply_replay_context(data, batch)
-    _, post, metrics = core.world_model_loss(data)
+    _, post, metrics = core.model_loss(data)
     with torch.no_grad():
         logits = core.world_model.cont(core.world_model.rssm.get_feat(post)).base_dist.logits
     expected = F.binary_cross_entropy_with_logits(logits, target, reduction="mean")

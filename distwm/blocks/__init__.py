@@ -2,7 +2,8 @@
 
 The seed's package-level names load on first access: the space-time transformer
 (``STTransformer``, ``STSpatialAttention``, ``STTemporalAttention``, ``STBlock`` =
-``STTransformerBlock``) and ``MultiHeadSelfAttention``.
+``STTransformerBlock``), ``MultiHeadSelfAttention`` (alias ``MultiHeadAttention``), ``RMSNorm``
+and ``AdaLNNormalization``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ _LAZY = {"STTransformer": ("st_transformer", "STTransformer"),
          "STTemporalAttention": ("st_transformer", "STTemporalAttention"),
          "STTransformerBlock": ("st_transformer", "STTransformerBlock"),
          "STBlock": ("st_transformer", "STTransformerBlock"),
-         "MultiHeadSelfAttention": ("mhsa", "MultiHeadSelfAttention")}
+         "MultiHeadSelfAttention": ("mhsa", "MultiHeadSelfAttention"),
+         "MultiHeadAttention": ("mhsa", "MultiHeadSelfAttention"),
+         "RMSNorm": ("normalization", "RMSNorm"),
+         "AdaLNNormalization": ("normalization", "AdaLNNormalization")}
 
 __all__ = sorted(_LAZY)
 

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from distwm.blocks.layers import activation_module
+from distwm.blocks.normalization import RMSNorm
 
 __all__ = ["MLP", "ChannelNorm", "ChannelRMSNorm", "RMSNorm", "NORMS", "norm_layer",
            "use_rms_norm_", "OneHotFeatures", "linear_features", "reuse_embedding_tables",
@@ -78,27 +79,13 @@ def init_weights_(module: nn.Module, scheme: str) -> nn.Module:
     return module
 
 
-class RMSNorm(nn.Module):
-    """``x / sqrt(mean(x^2) + eps) * scale`` over the last axis (computed in float32)."""
-
-    def __init__(self, width: int, eps: float = 1e-4):
-        super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(width))
-
-    def forward(self, x: Tensor) -> Tensor:
-        x32 = x.float()
-        out = x32 * torch.rsqrt(x32.square().mean(-1, keepdim=True) + self.eps)
-        return (out * self.weight).to(x.dtype)
-
-
 def norm_layer(kind: str, width: int) -> nn.Module:
     """``LayerNorm(width, eps=1e-3)`` (``"layer"``, DreamerV2/V3) or ``RMSNorm(width, eps=1e-4)``
     (``"rms"``, the current dreamerv3 code)."""
     if kind == "layer":
         return nn.LayerNorm(width, eps=1e-3)
     if kind == "rms":
-        return RMSNorm(width)
+        return RMSNorm(width, eps=1e-4)
     raise ValueError(f"norm must be one of {NORMS}, got {kind!r}")
 
 
@@ -329,7 +316,7 @@ def use_rms_norm_(stack: nn.Sequential) -> nn.Sequential:
     for i, layer in enumerate(list(stack)):
         if not isinstance(layer, ChannelNorm):
             continue
-        stack[i] = ChannelRMSNorm(layer.normalized_shape[0])
+        stack[i] = ChannelRMSNorm(layer.normalized_shape[0], eps=1e-4)
         conv = stack[i - 1] if i > 0 else None
         if isinstance(conv, (nn.Conv2d, nn.ConvTranspose2d)) and conv.bias is None:
             conv.bias = nn.Parameter(torch.zeros(conv.out_channels, device=conv.weight.device))

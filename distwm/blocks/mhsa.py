@@ -19,11 +19,12 @@ from torch import Tensor, nn
 
 from distwm.blocks.layers import activation_module
 
-__all__ = ["MultiHeadSelfAttention", "TransformerBlock"]
+__all__ = ["MultiHeadAttention", "MultiHeadSelfAttention", "TransformerBlock"]
 
 
 class MultiHeadSelfAttention(nn.Module):
-    """Multi-head self-attention over ``(B, L, embed_size)``.
+    """Multi-head self-attention over ``(B, L, d)`` with ``n_heads`` heads (the seed's
+    ``MultiHeadSelfAttention(d, n_heads=2)``; ``embed_size`` / ``num_heads`` are attributes).
 
     ``forward(x, key_padding_mask=None, attn_mask=None, causal=False)``:
     ``key_padding_mask`` ``(B, L)`` is True where a key is padding (as in
@@ -33,8 +34,9 @@ class MultiHeadSelfAttention(nn.Module):
     before the output projection) rather than producing NaN.
     """
 
-    def __init__(self, embed_size: int, num_heads: int, dropout: float = 0.0, bias: bool = True):
+    def __init__(self, d: int, n_heads: int = 2, dropout: float = 0.0, bias: bool = True):
         super().__init__()
+        embed_size, num_heads = d, n_heads
         if embed_size % num_heads:
             raise ValueError(
                 f"MultiHeadSelfAttention: embed_size ({embed_size}) must be divisible by "
@@ -87,6 +89,10 @@ class MultiHeadSelfAttention(nn.Module):
             # a query with no key to attend to: zero instead of NaN
             out = out.masked_fill(~mask.any(-1, keepdim=True), 0.0)
         return self.out_proj(out.transpose(1, 2).reshape(batch, length, self.embed_size))
+
+
+#: the seed's alias
+MultiHeadAttention = MultiHeadSelfAttention
 
 
 class TransformerBlock(nn.Module):

@@ -13,6 +13,12 @@ _LAZY = {
     "DiamondConfig": "distwm.configs.diamond_config",
     "DiTConfig": "distwm.configs.dit_config",
     "JEPAConfig": "distwm.configs.jepa_config",
+    "GenieConfig": "distwm.configs.genie_config",
+    "GenieSmallConfig": "distwm.configs.genie_config",
+    "STTransformerConfig": "distwm.configs.genie_config",
+    "VideoTokenizerConfig": "distwm.configs.genie_config",
+    "LatentActionModelConfig": "distwm.configs.genie_config",
+    "DynamicsModelConfig": "distwm.configs.genie_config",
     "get_dit_config": "distwm.configs.dit_config",
     "RuntimeConfig": "distwm.configs.runtime_config",
 }

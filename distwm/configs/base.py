@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
 import types
 import typing
 from pathlib import Path
@@ -130,6 +131,13 @@ class _ConfigMeta(type):
         if kwargs:
             kwargs = cls.canonical_names(kwargs)  # type: ignore[attr-defined]
         return super().__call__(*args, **kwargs)
+
+    @property
+    def __signature__(cls) -> inspect.Signature:
+        """The dataclass ``__init__``'s signature (without ``self``), not this ``__call__``'s,
+        so that ``inspect.signature``, ``help()`` and IDEs show the fields."""
+        init = inspect.signature(cls.__init__)  # type: ignore[misc]
+        return init.replace(parameters=list(init.parameters.values())[1:])
 
 
 class ConfigBase(metaclass=_ConfigMeta):

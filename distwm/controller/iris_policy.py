@@ -51,11 +51,12 @@ class CNNFeatureExtractor(nn.Module):
         self.project = None if output_size is None else nn.Sequential(nn.Linear(self.conv_size, output_size), nn.ReLU())
         self.output_size = self.conv_size if output_size is None else int(output_size)
 
-    def forward(self, frames: Tensor) -> Tensor:
-        _check_frames(frames, self.frame_shape, type(self).__name__)
-        x = self.convs(frames.flatten(0, -4) * 2.0 - 1.0)
-        x = x if self.project is None else self.project(x)
-        return x.reshape(*frames.shape[:-3], self.output_size)
+    def forward(self, x: Tensor) -> Tensor:
+        """Features ``(..., output_size)`` of frames ``x`` ``(..., C, H, W)`` in [0, 1]."""
+        _check_frames(x, self.frame_shape, type(self).__name__)
+        features = self.convs(x.flatten(0, -4) * 2.0 - 1.0)
+        features = features if self.project is None else self.project(features)
+        return features.reshape(*x.shape[:-3], self.output_size)
 
 
 class IRISActorCritic(nn.Module):

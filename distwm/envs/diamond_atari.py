@@ -70,7 +70,14 @@ class DiamondAtariWrapper(gymnasium.Wrapper):
     def _obs(self, frame: np.ndarray) -> dict[str, np.ndarray]:
         return {"image": to_chw_image(frame, self._size)}
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+    def reset(self, **kwargs: Any):
+        """Gymnasium's ``reset(seed=None, options=None)`` (the seed's ``reset(**kwargs)``); any
+        other keyword raises ``TypeError`` naming the accepted ones."""
+        unknown = sorted(set(kwargs) - {"seed", "options"})
+        if unknown:
+            raise TypeError(f"DiamondAtariWrapper.reset() got unexpected keyword(s) {unknown}; "
+                            "accepted: seed, options")
+        seed, options = kwargs.get("seed"), kwargs.get("options")
         if self._continue_game and seed is None:
             frame, _, terminated, truncated, info = self.env.step(_NOOP)
             if not (terminated or truncated):

@@ -111,8 +111,10 @@ class GymImageEnv(AdapterEnv):
         raw, reward, terminated, truncated, info = self.env.step(action)
         return self._observation(raw), float(reward), bool(terminated), bool(truncated), info
 
-    def render(self) -> np.ndarray:
-        """The current frame, uint8 ``(H, W, C)`` at ``size``."""
+    def render(self, *args: Any, **kwargs: Any) -> np.ndarray:
+        """The current frame, uint8 ``(H, W, C)`` at ``size`` (the seed's ``render(*args,
+        **kwargs)``; like every distwm adapter it renders the one ``rgb_array`` frame, so the
+        arguments change nothing)."""
         if self.env.render_mode != "rgb_array":
             raise ValueError("This env was created without render_mode='rgb_array' (obs_type='state')")
         return to_hwc_image(self.env.render(), self._format.size)

@@ -15,7 +15,7 @@ __all__ = ["RunnerCollector", "StepReplay"]
 
 class StepReplay:
     """A :class:`~distwm.memory.dreamer_memory.ReplayBuffer` (or anything with ``add_batch``,
-    ``can_sample()`` and ``sample(batch_size, seq_len)``) as the loop's replay."""
+    ``can_sample()`` and ``sample_batch(batch_size, seq_len)``) as the loop's replay."""
 
     def __init__(self, buffer: Any):
         self.buffer = buffer
@@ -28,7 +28,7 @@ class StepReplay:
 
     def sample(self, sample) -> dict[str, np.ndarray]:
         flags = {k: True for k in ("stepids", "online") if getattr(sample, k, False)}
-        return self.buffer.sample(sample.batch_size, sample.seq_len, **flags)
+        return self.buffer.sample_batch(sample.batch_size, sample.seq_len, **flags)
 
     def write_back(self, updates) -> None:
         """Apply ``Trainable.replay_updates()``: ``{sample: {"stepid": ..., key: ...}}``."""

@@ -167,13 +167,30 @@ class ReplayBuffer:
         self.episodes += int(chunk["is_last"].sum())
 
     # -- sampling ------------------------------------------------------------------------------
-    def sample(self, batch_size: int | None = None, seq_len: int | None = None,
-               stepids: bool = False, online: bool = False) -> dict[str, np.ndarray]:
+    def sample(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The seed's time-major batch: ``(observations (T, B, ...), actions (T, B, A),
+        rewards (T, B), terminals (T, B))`` of ``batch_size`` sequences of ``seq_len`` steps.
+
+        ``observations`` are the stored images (uint8 ``(T, B, C, H, W)``), or the state vectors
+        when the buffer holds no image; ``terminals`` are float32, 1.0 where the episode
+        terminated. distwm's agents use :meth:`sample_batch` (batch-major dict, every key).
+        """
+        batch = self.sample_batch()
+        key = "image" if "image" in batch else "state"
+        if key not in batch:
+            raise ValueError(f"sample(): the seed's tuple holds an 'image' or 'state' observation; "
+                             f"this buffer stores {sorted(self.obs_shapes)} (use sample_batch())")
+        time_major = lambda x: np.ascontiguousarray(np.swapaxes(x, 0, 1))  # noqa: E731
+        return (time_major(batch[key]), time_major(batch["action"]), time_major(batch["reward"]),
+                time_major(batch["is_terminal"].astype(np.float32)))
+
+    def sample_batch(self, batch_size: int | None = None, seq_len: int | None = None,
+                     stepids: bool = False, online: bool = False) -> dict[str, np.ndarray]:
         """``batch_size`` sequences of ``seq_len`` consecutive steps, as ``(B, T, ...)`` arrays.
 
         Keys: the observation keys, ``action``, ``reward``, ``is_first``, ``is_terminal``,
-        ``is_last``. (The seed returned a time-major tuple; distwm uses the agent protocol's
-        batch-major dict.) ``seq_len`` defaults to the one given at construction and may be
+        ``is_last`` (the agent protocol's batch-major dict; :meth:`sample` is the seed's
+        time-major tuple). ``seq_len`` defaults to the one given at construction and may be
         shorter (another named sample of the same data). ``stepids``: also ``stepid``
         ``(B, T)``, the names :meth:`update` takes; ``online``: the freshest sequences not
         trained on yet first (DreamerV3's online queue, :meth:`SequenceReplay.sample`).

@@ -112,7 +112,7 @@ class IRISTrainer:
                              f"sequence of {spec.max_seq_len}; collect_experience first")
         sums: dict[str, list[float]] = {}
         for _ in range(self.config.updates_per_epoch):
-            batches = {s.name: self.replay.sample(s.batch_size, s.seq_len) for s in spec.samples}
+            batches = {s.name: self.replay.sample_batch(s.batch_size, s.seq_len) for s in spec.samples}
             for k, v in core.update(batches).items():
                 sums.setdefault(k, []).append(v)
         return {k: float(np.mean(v)) for k, v in sums.items()} | {"epoch": float(epoch)}

@@ -220,7 +220,7 @@ class DreamerAgent:
         TensorBoard and ``media/`` of the log dir, as the Ray runtime logs them."""
         if self.replay is None or not self.replay.can_sample():
             return
-        report = dreamer.report(self.replay.sample())
+        report = dreamer.report(self.replay.sample_batch())
         self._log(report["scalars"], dreamer.env_steps)
         self._logger.log_images(report["images"], dreamer.env_steps)
         self._logger.log_videos(report["videos"], dreamer.env_steps)

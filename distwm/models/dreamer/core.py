@@ -203,11 +203,33 @@ class DreamerCore(CheckpointMixin, InteractionMixin, ReplayContextMixin):
             data["is_last"] = data["is_last"].bool()
         return data
 
-    def world_model_loss(self, data: Mapping[str, Tensor]):
-        """``(loss, posterior, metrics)`` of a preprocessed batch (see :meth:`update`)."""
+    def model_loss(self, data: Mapping[str, Tensor]):
+        """``(loss, posterior, metrics)`` of a preprocessed batch-major batch (see
+        :meth:`update`); :meth:`world_model_loss` is the seed's form of it."""
         loss, post, metrics = self.world_model.loss(data)
         self._remember_posterior(post)
         return loss, post, metrics
+
+    def world_model_loss(self, obs, acs, rews, nonterms):
+        """The seed's ``world_model_loss(obs, acs, rews, nonterms)``: ``(loss, posterior,
+        metrics)`` of time-major arrays as ``ReplayBuffer.sample()`` returns them (``obs``
+        ``(T, B, C, H, W)`` uint8 or already preprocessed floats, or ``(T, B, D)`` states;
+        ``acs`` ``(T, B, A)``, ``acs[t]`` the action that led to ``obs[t]``; ``rews`` ``(T, B)``
+        received on arriving at ``obs[t]``; ``nonterms`` ``(T, B)``, 0 where the episode
+        terminated at ``obs[t]``). A step after a terminal starts a new episode."""
+        def batch_major(x):
+            return torch.as_tensor(x).detach().cpu().transpose(0, 1)
+
+        key = "image" if np.ndim(obs) == 5 else "state"
+        terminal = 1.0 - batch_major(nonterms).float()
+        is_first = torch.zeros_like(terminal, dtype=torch.bool)
+        is_first[:, 0] = True
+        is_first[:, 1:] = terminal[:, :-1] > 0.5
+        batch = {key: batch_major(obs), "action": batch_major(acs), "reward": batch_major(rews),
+                 "is_first": is_first, "is_terminal": terminal > 0.5}
+        if key == "image" and batch[key].is_floating_point():  # preprocessed, as the seed's
+            batch[key] = ((batch[key] + 0.5) * 255.0).round().clamp(0, 255).to(torch.uint8)
+        return self.model_loss(self._batch_to_tensors(batch))
 
     def imagine(self, posterior: Mapping[str, Tensor], is_terminal: Tensor) -> Imagination:
         """Imagined rollouts from every posterior state of the batch (nothing is kept here:
@@ -300,7 +322,7 @@ class DreamerCore(CheckpointMixin, InteractionMixin, ReplayContextMixin):
             return self._skip_nonfinite(f"input ({', '.join(bad)} in the batch)", {}, join=model_sync)
         self.world_model.train()
         with acceleration.restore_threads():  # the observe loop's backward runs on its own
-            model_loss, post, metrics = self.world_model_loss(data)
+            model_loss, post, metrics = self.model_loss(data)
             if not torch.isfinite(model_loss):
                 return self._skip_nonfinite("world-model loss", metrics, join=model_sync)
             model_norm = self._step(model_loss, self.model_optimizer, model_sync[0], cfg.grad_clip_norm)

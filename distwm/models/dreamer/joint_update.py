@@ -67,7 +67,7 @@ def joint_update(core, data: Mapping[str, Tensor]) -> dict[str, float]:
     saved = ([b.clone() for b in core._return_norm_buffers()]
              if distributed.world_size() > 1 and cfg.return_norm else None)
     world_model.train()
-    model_loss, post, metrics = core.world_model_loss(data)
+    model_loss, post, metrics = core.model_loss(data)
     if not torch.isfinite(model_loss):
         return core._skip_nonfinite("world-model loss", metrics, join=sync)
     imag = core.imagine(post, data["is_terminal"])

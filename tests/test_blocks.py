@@ -157,3 +157,22 @@ def test_deconv_stack_mirrors_the_conv_stack():
     halving = DeconvStack(64, 1, depth=8, kernels=(4, 4, 4, 4), padding=1, layer_norm=True)
     assert halving(torch.zeros(2, 64, 4, 4)).shape == (2, 1, 64, 64)
     assert all(m.bias is None for m in list(halving)[:-1] if isinstance(m, torch.nn.ConvTranspose2d))
+
+
+def test_rms_norm_and_adaptive_norm():
+    from distwm.blocks import AdaLNNormalization, MultiHeadAttention, MultiHeadSelfAttention, RMSNorm
+
+    assert MultiHeadAttention is MultiHeadSelfAttention
+    x = torch.randn(4, 7, 8) * 3.0 + 1.0
+    out = RMSNorm(8)(x)
+    assert torch.allclose(out.square().mean(-1), torch.ones(4, 7), atol=1e-4)
+    norm = AdaLNNormalization(8, 5)
+    t_emb = torch.randn(4, 5)
+    assert torch.allclose(norm(x, t_emb), out, atol=1e-6)  # zero-initialised modulation: plain RMS
+    with torch.no_grad():  # scale 1 (x2) and shift 0.5 on every channel
+        norm.modulation[-1].bias[:8] = 1.0
+        norm.modulation[-1].bias[8:] = 0.5
+    assert torch.allclose(norm(x, t_emb), 2.0 * out + 0.5, atol=1e-5)
+    assert norm(x[:, 0], t_emb).shape == (4, 8)  # (B, d_model) inputs too
+    with pytest.raises(ValueError, match="batch"):
+        norm(x, t_emb[:2])

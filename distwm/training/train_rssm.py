@@ -29,6 +29,7 @@ from distwm.agent import DEFAULT_SAMPLE, DataSpec
 from distwm.models.modular_rssm import ModularRSSM
 from distwm.models.planet.episodes import EpisodeReplay, mean_update_metrics
 from distwm.models.planet.losses import masked_mean, apply_step, memory_batch, time_major_batch, train_step
+from distwm.utils.results_media import save_frames
 
 __all__ = ["modular_rssm_loss", "RSSMLearner", "train_rssm", "evaluate", "save_frames", "main", "build_parser"]
 
@@ -112,49 +113,6 @@ def train_rssm(memory, model, optimizer, record_grads: bool = True, *, steps: in
                           free_nats=free_nats, bit_depth=bit_depth, grad_clip=grad_clip, record_grads=record_grads)
     replay = EpisodeReplay(memory, batch_size, seq_len)
     return mean_update_metrics([learner.update({DEFAULT_SAMPLE: replay.sample()}) for _ in range(steps)])
-
-
-def save_frames(target, pred_prior, pred_posterior, name: str, n_rows: int = 5) -> str:
-    """Save side-by-side target, prior-prediction, and posterior-prediction frames.
-
-    Each input is ``(T, C, H, W)`` / ``(T, H, W, C)`` or a single frame without the time axis
-    (tensor or array, uint8, ``[0, 1]`` or ``[-0.5, 0.5]``: values are normalised to
-    ``[0, 1]``). Predictions are resized to the target's size. The PNG ``{name}.png`` shows
-    one ``target | prior | posterior`` triple per time step, ``n_rows`` triples a column.
-    Returns the file written.
-    """
-    import cv2
-    import imageio.v2 as iio
-
-    from distwm.utils.utils import normalize_frames_for_saving
-
-    if not isinstance(n_rows, int) or n_rows <= 0:
-        raise ValueError(f"save_frames: n_rows must be a positive int, got {n_rows!r}")
-
-    def frames(x) -> np.ndarray:
-        array = x.detach().cpu().float().numpy() if torch.is_tensor(x) else np.asarray(x)
-        return normalize_frames_for_saving(array[None] if array.ndim == 3 else array)
-
-    target = frames(target)
-    height, width = target.shape[1:3]
-    steps = len(target)
-    panels = [target]
-    for name_, pred in (("pred_prior", pred_prior), ("pred_posterior", pred_posterior)):
-        pred = frames(pred)
-        if len(pred) != steps:
-            raise ValueError(f"save_frames: {name_} has {len(pred)} frames, target has {steps}")
-        panels.append(np.stack([f if f.shape[:2] == (height, width) else cv2.resize(f, (width, height))
-                                for f in pred]))
-    triples = np.concatenate(panels, axis=2)  # (T, H, 3W, 3)
-    columns = -(-steps // n_rows)
-    grid = np.ones((min(steps, n_rows) * height, columns * 3 * width, 3), np.float32)
-    for t, triple in enumerate(triples):
-        row, col = t % n_rows, t // n_rows
-        grid[row * height:(row + 1) * height, col * 3 * width:(col + 1) * 3 * width] = triple
-    path = f"{name}.png"
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    iio.imwrite(path, np.round(grid * 255).astype(np.uint8))
-    return path
 
 
 @torch.no_grad()

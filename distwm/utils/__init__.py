@@ -35,9 +35,9 @@ _LAZY = {
     "to_tensor_obs": "distwm.utils.utils",
     "normalize_frames_for_saving": "distwm.utils.utils",
     "lineplot": "distwm.utils.utils",
-    "write_video": "distwm.utils.utils",
-    "save_video": "distwm.utils.utils",
-    "StreamingVideoWriter": "distwm.utils.utils",
+    "write_video": "distwm.utils.video_io",
+    "save_video": "distwm.utils.video_io",
+    "StreamingVideoWriter": "distwm.utils.video_io",
     "format_table": "distwm.utils.tables",
 }
 

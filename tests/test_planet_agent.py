@@ -212,11 +212,11 @@ def test_save_frames_writes_a_target_prior_posterior_grid(tmp_path):
 def test_image_rssm_evaluation_and_torch_image_env(tmp_path):
     from distwm.controller.rollout_generator import RolloutGenerator
     from distwm.memory.planet_memory import Episode, Memory
-    from distwm.models.planet.env import TorchImageEnvWrapper
+    from distwm.models.planet.env import PlanetImageEnv
     from distwm.models.planet import RecurrentStateSpaceModel
     from distwm.training.train_rssm import evaluate
 
-    env = TorchImageEnvWrapper(gym.make("Pendulum-v1", render_mode="rgb_array", max_episode_steps=10), 5)
+    env = PlanetImageEnv(gym.make("Pendulum-v1", render_mode="rgb_array", max_episode_steps=10), 5)
     obs, _ = env.reset()
     assert obs.shape == (3, 64, 64) and obs.min() >= -0.5 and obs.max() <= 0.5
     assert env.max_episode_steps == 5  # 10 env steps at action repeat 2
@@ -228,7 +228,7 @@ def test_image_rssm_evaluation_and_torch_image_env(tmp_path):
     result = evaluate(memory, model, str(tmp_path), eps=0, seq_len=4)
     assert result["image"].endswith("eval_0.png") and os.path.isfile(result["image"])
     with pytest.raises(ValueError, match="observation_shape must be"):
-        TorchImageEnvWrapper("Pendulum-v1", 5, observation_shape=(1, 64, 64))
+        PlanetImageEnv("Pendulum-v1", 5, observation_shape=(1, 64, 64))
 
 
 def test_train_planet_and_train_rssm_scripts(tmp_path):

@@ -13,11 +13,11 @@
 
 from distwm.models.planet.checkpoint import ARCHITECTURE_FIELDS, CHECKPOINT_FORMAT
 from distwm.models.planet.core import PlanetCore
-from distwm.models.planet.env import PlanetEnv, TorchImageEnvWrapper
+from distwm.models.planet.env import PlanetEnv, PlanetImageEnv
 from distwm.models.planet.heads import RewardModel, ValueModel
 from distwm.models.planet.networks import RecurrentStateSpaceModel
 from distwm.models.planet.trainer import SCHEDULER_TYPES, Planet, make_scheduler
 
 __all__ = ["Planet", "PlanetCore", "RecurrentStateSpaceModel", "RewardModel", "ValueModel", "PlanetEnv",
-           "TorchImageEnvWrapper", "SCHEDULER_TYPES", "make_scheduler", "CHECKPOINT_FORMAT",
+           "PlanetImageEnv", "SCHEDULER_TYPES", "make_scheduler", "CHECKPOINT_FORMAT",
            "ARCHITECTURE_FIELDS"]

@@ -19,7 +19,7 @@ from distwm.models.planet.losses import prepare_observation
 from distwm.utils.devices import resolve_device
 from distwm.utils.utils import postprocess_img
 
-__all__ = ["PlanetEnv", "TorchImageEnvWrapper", "resolve_device", "planet_observation_key", "action_space_info"]
+__all__ = ["PlanetEnv", "PlanetImageEnv", "resolve_device", "planet_observation_key", "action_space_info"]
 
 
 def planet_observation_key(observation_space: Any) -> str:
@@ -146,9 +146,11 @@ class PlanetEnv:
         self.env.close()
 
 
-class TorchImageEnvWrapper(PlanetEnv):
-    """Torch Env Wrapper that wraps a gym env and makes interactions using Tensors. Also returns
-    observations in image form.
+class PlanetImageEnv(PlanetEnv):
+    """A :class:`PlanetEnv` over the rendered frames of an env: tensors in and out, image
+    observations (the seed's ``utils.utils.TorchImageEnvWrapper`` is the same idea with the
+    seed's ``reset() -> x`` / ``step(u) -> (x, r, done, info)`` contract:
+    :class:`distwm.envs.torch_image_env.TorchImageEnvWrapper`).
 
     Args:
         env: an env id of any backend (``"CartPole-v1"``, ``"cartpole-swingup"``; built here

@@ -67,10 +67,10 @@ def test_detection_imports_no_simulator():
         "import sys, json\n"
         "import distwm.envs\n"
         "from distwm.envs import detect_backend\n"
-        "for i in ['walker-walk', 'ALE/Pong-v5', 'pong', 'CartPole-v1', 'a.xml', 'x.x86_64', 'brax/ant', 'minatar:breakout', 'zzz']:\n"
+        "for i in ['walker-walk', 'ALE/Pong-v5', 'pong', 'CartPole-v1', 'a.xml', 'x.x86_64', 'brax/ant', 'minatar:breakout', 'crafter:reward', 'zzz']:\n"
         "    detect_backend(i)\n"
         "print(json.dumps([m for m in ('mujoco', 'dm_control', 'ale_py', 'jax', 'brax', 'mlagents_envs',\n"
-        "                              'gymnasium_robotics', 'minatar', 'torch', 'ray') if m in sys.modules]))\n"
+        "                              'gymnasium_robotics', 'minatar', 'crafter', 'torch', 'ray') if m in sys.modules]))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []

@@ -152,7 +152,10 @@ def test_report_gives_tables_plots_and_iqm_with_ci(finished_sweep, tiny_referenc
     printed = capsys.readouterr().out
     assert "# distwm sweep report: tiny" in printed
     assert "| dreamer | 1 | 2 |" in printed  # 1 task, 2 runs in the aggregate table
-    assert "DreamerV3 (published)" in printed and "Probability of improvement" in printed
+    # 200 agent steps x action repeat 2 = 400 frames: the final row and the curve at 400 frames
+    assert "DreamerV3 (published, final at 500,000 frames)" in printed
+    assert "DreamerV3 (published curve at 400 frames, matched budget)" in printed
+    assert "Probability of improvement" in printed
     report = json.loads((tmp_path / "report.json").read_text())
     iqm = report["agents"]["dreamer"]["aggregate"]["iqm"]
     assert iqm["ci_lower"] <= iqm["estimate"] <= iqm["ci_upper"]

@@ -15,7 +15,7 @@ from typing import Callable
 __all__ = ["BACKEND_ORDER", "detect_backend", "list_backend_envs"]
 
 #: The order in which ``detect_backend`` tries the backends.
-BACKEND_ORDER = ("unity", "mujoco", "dmc", "atari", "minatar", "gym", "robotics", "brax")
+BACKEND_ORDER = ("unity", "mujoco", "dmc", "atari", "minatar", "crafter", "gym", "robotics", "brax")
 _GYM_ID = re.compile(r"^(?:[\w.-]+/)?[\w:.-]+-v\d+$")
 
 
@@ -47,6 +47,12 @@ def _is_minatar(env_id: str) -> bool:
     from distwm.envs.minatar_env import minatar_game
 
     return minatar_game(env_id) is not None
+
+
+def _is_crafter(env_id: str) -> bool:
+    from distwm.envs.crafter_env import crafter_variant
+
+    return crafter_variant(env_id) is not None
 
 
 def _is_gym(env_id: str) -> bool:
@@ -83,6 +89,7 @@ _MATCHERS: dict[str, Callable[[str], bool]] = {
     "dmc": _is_dmc,
     "atari": _is_atari,
     "minatar": _is_minatar,
+    "crafter": _is_crafter,
     "gym": _is_gym,
     "robotics": _is_robotics,
     "brax": _is_brax,
@@ -94,7 +101,8 @@ def detect_backend(env_id: str | Path) -> tuple[str | None, list[str]]:
 
     ``walker-walk`` -> ``dmc``; ``ALE/Pong-v5``, ``pong`` -> ``atari``; a registered
     Gymnasium id -> ``gym`` (Gymnasium-Robotics ids -> ``robotics``); an ``.xml``/``.mjb``
-    path or MJCF text -> ``mujoco``; ``minatar:breakout`` -> ``minatar``; a Unity build (``.x86_64``/``.exe``/``.app`` or an
+    path or MJCF text -> ``mujoco``; ``minatar:breakout`` -> ``minatar``; ``crafter``,
+    ``crafter:noreward`` -> ``crafter``; a Unity build (``.x86_64``/``.exe``/``.app`` or an
     existing executable file) -> ``unity``; ``brax/ant`` -> ``brax``. ``backend`` is
     ``None`` when none does; ``tried`` lists the backends checked, in order.
     """
@@ -164,8 +172,11 @@ def _listers() -> dict[str, Callable[[], list[str]]]:
 
         return [f"minatar:{game}" for game in MINATAR_GAMES] if is_installed("minatar") else []
 
-    return {"gym": _gym_ids, "dmc": dmc, "atari": atari, "minatar": minatar, "mujoco": mujoco,
-            "robotics": robotics, "brax": brax, "unity": lambda: []}
+    def crafter() -> list[str]:
+        return ["crafter:reward", "crafter:noreward"] if is_installed("crafter") else []
+
+    return {"gym": _gym_ids, "dmc": dmc, "atari": atari, "minatar": minatar, "crafter": crafter,
+            "mujoco": mujoco, "robotics": robotics, "brax": brax, "unity": lambda: []}
 
 
 def list_backend_envs(backend: str) -> list[str]:
@@ -174,7 +185,8 @@ def list_backend_envs(backend: str) -> list[str]:
     ``dmc``: the suite's benchmarking tasks (``walker-walk``); ``atari``: ``ALE/<Game>-v5``;
     ``gym``: Gymnasium's registry without ALE and Gymnasium-Robotics ids; ``mujoco``:
     Gymnasium's MuJoCo tasks (native models are files, so not listed); ``robotics``:
-    Gymnasium-Robotics ids; ``minatar``: ``minatar:<game>``; ``brax``: ``brax/<name>``; ``unity``: none (builds are files).
+    Gymnasium-Robotics ids; ``minatar``: ``minatar:<game>``; ``crafter``: ``crafter:reward``,
+    ``crafter:noreward``; ``brax``: ``brax/<name>``; ``unity``: none (builds are files).
     A backend whose extra is not installed lists nothing.
     """
     listers = _listers()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any, Mapping, Sequence
 
+import gymnasium
 import numpy as np
 
 from distwm.loop.env_loop import EnvRunner, build_agent, derive_seed, limit_torch_threads, make_envs
@@ -25,6 +26,21 @@ _COLLECT, _EVAL = 1, 2
 def stream_shards(worker_index: int, envs_per_worker: int, num_shards: int) -> list[int]:
     """The shard each of a worker's envs sends to."""
     return [(worker_index * envs_per_worker + e) % num_shards for e in range(envs_per_worker)]
+
+
+class _AchievementLog(gymnasium.Wrapper):
+    """Appends ``info["achievements"]`` (``{name: count}``, e.g. Crafter's) of each episode's
+    last step to ``log``; an env whose info has no achievements logs nothing."""
+
+    def __init__(self, env: gymnasium.Env, log: list):
+        super().__init__(env)
+        self._log = log
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if (terminated or truncated) and isinstance(info, Mapping) and "achievements" in info:
+            self._log.append({str(k): int(v) for k, v in info["achievements"].items()})
+        return obs, reward, terminated, truncated, info
 
 
 class _PolicyActor:
@@ -46,6 +62,7 @@ class _PolicyActor:
         self._cpus = cpus
         self.runner: EnvRunner | None = None
         self.version = -1
+        self.achievements: list[dict[str, int]] = []  # of the episodes ended since the last collect
 
     def setup(self) -> dict[str, Any]:
         """Build envs and agent (first call only); returns the spaces, for checks."""
@@ -59,6 +76,9 @@ class _PolicyActor:
                 agent_config = agent_config.for_evaluation()
             seeds = [derive_seed(*self._seed_parts, e) for e in range(self._num_envs)]
             envs = make_envs(run.runtime.env_factory, agent_config, seeds)
+            if not self.EVALUATION:  # success rates are over training episodes (Crafter's protocol)
+                envs = [_AchievementLog(env, self.achievements) if isinstance(env, gymnasium.Env)
+                        else env for env in envs]
             agent = build_agent(agent_config, envs[0].observation_space, envs[0].action_space, "cpu")
             self._seed_torch(derive_seed(*self._seed_parts, 10_000))
             self.runner = EnvRunner(envs, agent, seeds)
@@ -138,6 +158,11 @@ class EnvWorker(_PolicyActor):
         acked, self._acked = self._acked, []
         return acked
 
+    def _take_achievements(self) -> list[dict[str, int]]:
+        taken = list(self.achievements)
+        self.achievements.clear()
+        return taken
+
     def collect(self, shards: Sequence[Any], weights: tuple[int, list] | None = None,
                 max_seconds: float = 1.0, max_steps: int | None = None) -> dict[str, Any]:
         """Collect whole chunks for about ``max_seconds`` (at least one chunk, at most
@@ -171,7 +196,7 @@ class EnvWorker(_PolicyActor):
         return {
             "worker": self.worker_index, "steps": steps, "episodes": episodes,
             "version": self.version, "weights_ok": weights_ok, "failed_shards": sorted(set(failed)),
-            "acked": self._take_acked(), "pid": self.pid(),
+            "acked": self._take_acked(), "pid": self.pid(), "achievements": self._take_achievements(),
             "act_time": self.runner.act_time - act0, "env_time": self.runner.env_time - env0,
             "wait_time": self.wait_time - wait0, "seconds": time.perf_counter() - start,
         }

@@ -14,9 +14,36 @@ import numpy as np
 
 from distwm.runtime.run_report import format_progress
 
-__all__ = ["ProgressMixin"]
+__all__ = ["ProgressMixin", "count_achievements", "achievement_summary"]
 
 _log = logging.getLogger("distwm.runtime.driver")
+#: driver counters of the training episodes whose env reports ``info["achievements"]``
+#: (Crafter): flat numbers, so that ``--resume`` keeps them like the other counters
+ACHIEVEMENT_EPISODES = "achievement_episodes"
+_UNLOCKED = "achievement_unlocked/"
+
+
+def count_achievements(counters: dict[str, Any], episodes: list[dict[str, int]]) -> None:
+    """Count episodes (``{achievement: count}`` at their end) and, per achievement, those that
+    unlocked it (count >= 1) into ``counters``."""
+    for achievements in episodes:
+        counters[ACHIEVEMENT_EPISODES] = counters.get(ACHIEVEMENT_EPISODES, 0) + 1
+        for name, count in achievements.items():
+            key = _UNLOCKED + name
+            counters[key] = counters.get(key, 0) + int(count >= 1)
+
+
+def achievement_summary(counters: dict[str, Any]) -> dict[str, Any] | None:
+    """``{"episodes", "unlocked": {name: episodes}, "success_rates": {name: percent}}`` of the
+    counted training episodes, ``None`` when none reported achievements."""
+    from distwm.benchmarks.crafter_score import success_rates_from_counts
+
+    episodes = int(counters.get(ACHIEVEMENT_EPISODES, 0))
+    if not episodes:
+        return None
+    unlocked = {k[len(_UNLOCKED):]: int(v) for k, v in counters.items() if k.startswith(_UNLOCKED)}
+    return {"episodes": episodes, "unlocked": unlocked,
+            "success_rates": success_rates_from_counts(unlocked, episodes, None)}
 
 
 class ProgressMixin:
@@ -114,7 +141,7 @@ class ProgressMixin:
             "metric_max": dict(self.metric_max), "final_eval": final_eval, "evals": self.evals,
             "last_train_return": (float(np.mean(list(self.recent_returns)))
                                   if self.recent_returns else None),
-            "checkpoint": self.checkpoint,
+            "checkpoint": self.checkpoint, "achievements": achievement_summary(self.counters),
         }
 
     def _log_media(self, report: dict[str, Any] | None) -> None:

@@ -117,6 +117,19 @@ def plot_learning_curve(rows: list[dict[str, Any]], path: str, title: str) -> st
     return path
 
 
+def _achievement_lines(achievements: Mapping[str, Any]) -> list[str]:
+    """Success rates of the achievements (Crafter's) over the run's training episodes, and
+    the Crafter score when they are Crafter's 22."""
+    from distwm.benchmarks.crafter_score import CRAFTER_ACHIEVEMENTS, crafter_score
+
+    rates = achievements["success_rates"]
+    score = (f"; Crafter score {crafter_score(rates):.2f}%"
+             if set(rates) == set(CRAFTER_ACHIEVEMENTS) else "")
+    lines = [f"Achievement success rates (% of the {achievements['episodes']:,d} training episodes "
+             f"that unlocked each){score}:", "", "| achievement | success rate (%) |", "| --- | --- |"]
+    return lines + [f"| {name} | {rate:.1f} |" for name, rate in sorted(rates.items())] + [""]
+
+
 def write_report(run_dir: str, summary: Mapping[str, Any]) -> tuple[str, str]:
     """``report.md``, ``learning_curve.png`` and ``summary.json`` (the summary and the best
     evaluation) in ``run_dir`` from the summary and ``metrics.jsonl``; returns the first two
@@ -159,6 +172,8 @@ def write_report(run_dir: str, summary: Mapping[str, Any]) -> tuple[str, str]:
     if summary.get("last_train_return") is not None:
         lines.append(f"| last training return | {summary['last_train_return']:.2f} |")
     lines += ["", "![learning curve](learning_curve.png)", ""]
+    if summary.get("achievements"):
+        lines += _achievement_lines(summary["achievements"])
     media = summary.get("media") or {}
     if media.get("images"):
         lines += [f"Open-loop predictions at {media['env_steps']:,d} env steps (per sequence: real "

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from distwm.loop.schedule import UpdateBudget
+from distwm.runtime.progress import count_achievements
 from distwm.runtime.supervision import Role
 
 __all__ = ["SchedulingMixin"]
@@ -140,6 +141,7 @@ class SchedulingMixin:
         self.counters["episodes"] += len(result["episodes"])
         self.window["episodes"].extend(result["episodes"])
         self.recent_returns.extend(r for r, _ in result["episodes"])
+        count_achievements(self.counters, result.get("achievements", ()))
         self.worker_versions[index] = result["version"]
         self.worker_steps[index] = self.worker_steps.get(index, 0) + result["steps"]
         for key in ("act_time", "env_time", "wait_time", "seconds"):

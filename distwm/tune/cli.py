@@ -146,7 +146,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if args.compare is not None:
         compare = [a.strip() for a in args.compare.split(",") if a.strip()]
     result = build_sweep_report(args.results_dir, compare=compare, out_dir=args.out,
-                                num_samples=args.num_samples, seed=args.seed)
+                                num_samples=args.num_samples, seed=args.seed,
+                                matched_budget=args.matched_budget)
     print(result["markdown"], flush=True)
     print("Files: " + ", ".join(sorted(result["paths"].values())), flush=True)
     if not args.no_gauges and (args.address or os.environ.get("RAY_ADDRESS")):
@@ -170,6 +171,10 @@ def add_report_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--compare", default=None,
                    help="published agents to put beside, e.g. DreamerV3,IRIS,DIAMOND "
                    "(default: the sweep's `compare`; '' for none)")
+    p.add_argument("--matched-budget", action=argparse.BooleanOptionalAction, default=True,
+                   help="beside the published final scores, also show published curves at the "
+                   "sweep's budget in env frames (agent steps x action repeat) when it is "
+                   "shorter than the published runs (default: on)")
     p.add_argument("--out", default=None, help="output directory (default RESULTS_DIR/report)")
     p.add_argument("--num-samples", type=int, default=2000, help="bootstrap resamples (default 2000)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")

@@ -5,7 +5,7 @@ A sweep is agents x games x seeds, each trial one distributed training run of
 optionally a hyper-parameter search with a scheduler (ASHA or PBT)::
 
     name: quickstart                 # results go to <tune.storage_path>/<name>
-    suite: dmc_proprio               # published reference suite for the report (or null)
+    suite: dmc_proprio               # the benchmark suite the report scores (or null)
     compare: [DreamerV3]             # published agents `distwm report` puts beside ours
     agents:                          # label -> model + agent-config overrides
       dreamer: {model: dreamer, agent: {model_size: tiny}}
@@ -40,6 +40,7 @@ __all__ = [
     "SweepConfig",
     "SEARCH_KINDS",
     "REFERENCE_SUITES",
+    "SUITES",
     "SWEEP_OWNED_RUNTIME_FIELDS",
 ]
 
@@ -47,6 +48,9 @@ __all__ = [
 SEARCH_KINDS = ("grid", "choice", "uniform", "loguniform", "randint", "lograndint")
 #: Suites with published results in ``shared/reference`` (``distwm report`` compares to them).
 REFERENCE_SUITES = ("atari100k", "dmc_proprio", "dmc_vision")
+#: Every ``suite:``: the reference suites, ``crafter`` (scored with the Crafter score beside the
+#: published ones, :mod:`distwm.benchmarks.crafter_score`) and ``minatar`` (raw returns).
+SUITES = REFERENCE_SUITES + ("crafter", "minatar")
 #: Runtime fields a sweep sets itself for each trial.
 SWEEP_OWNED_RUNTIME_FIELDS = {
     "total_steps": "budget.env_steps", "steps": "budget.env_steps",
@@ -140,7 +144,7 @@ class SweepConfig(ConfigBase):
     """The whole sweep (see the module docstring); build with :meth:`load` or ``from_dict``."""
 
     name: str = "sweep"
-    suite: Optional[Literal["atari100k", "dmc_proprio", "dmc_vision"]] = None
+    suite: Optional[Literal["atari100k", "dmc_proprio", "dmc_vision", "crafter", "minatar"]] = None
     compare: list[str] = field(default_factory=list)
     agents: dict[str, Any] = field(default_factory=lambda: {"dreamer": AgentSpec()})
     games: list[str] = field(default_factory=list)
@@ -227,12 +231,31 @@ class SweepConfig(ConfigBase):
     def _check_suite(self) -> None:
         if self.suite is None:
             return
+        if self.suite not in REFERENCE_SUITES:
+            self._check_unpublished_suite()
+            return
         from distwm.benchmarks.normalization import canonical_atari_game, canonical_dmc_task
 
         canonical = canonical_atari_game if self.suite == "atari100k" else canonical_dmc_task
         for game in self.games:
             if canonical(game) is None:
                 raise ValueError(f"games: {game!r} is not a task of suite {self.suite!r}")
+
+    def _check_unpublished_suite(self) -> None:
+        """``crafter`` / ``minatar``: every game is one of the suite's ids; no per-game published
+        returns to ``compare`` with (a Crafter report sets the published Crafter scores beside)."""
+        from distwm.envs.crafter_env import crafter_variant
+        from distwm.envs.minatar_env import minatar_game
+
+        known = crafter_variant if self.suite == "crafter" else minatar_game
+        for game in self.games:
+            if known(game) is None:
+                example = "crafter:reward" if self.suite == "crafter" else "minatar:breakout"
+                raise ValueError(f"games: {game!r} is not a task of suite {self.suite!r} (e.g. {example})")
+        if self.compare:
+            raise ValueError(f"compare: suite {self.suite!r} has no published per-game returns to "
+                             f"compare {self.compare} with; compare needs a suite of "
+                             f"{', '.join(REFERENCE_SUITES)}")
 
     def _check_runtime(self) -> None:
         from distwm.configs.runtime_config import RuntimeConfig
@@ -335,6 +358,25 @@ class SweepConfig(ConfigBase):
                 return self.tune.runs_path.rstrip("/")
             return os.path.abspath(os.path.expanduser(self.tune.runs_path))
         return os.path.join(self.experiment_path(), "runs")
+
+    def action_repeats(self) -> dict[str, int]:
+        """``{agent label: action repeat}`` of its configs (``budget.env_steps`` counts agent
+        steps; x action repeat it is the env frames a trial gets). ``ValueError`` when it is not
+        one number per agent: the search varies it, or it differs between games."""
+        from distwm.configs.runtime_config import RunConfig
+
+        if "agent.action_repeat" in self.search:
+            raise ValueError("search varies agent.action_repeat, so the trials' frame budgets differ")
+        out = {}
+        for label, spec in self.agents.items():
+            repeats = {int(getattr(RunConfig(model=spec.model, agent={
+                **spec.agent, "env": game, "seed": self.seeds[0]}).build_agent_config(),
+                "action_repeat", 1)) for game in self.games}
+            if len(repeats) != 1:
+                raise ValueError(f"agents.{label}: action repeat differs between games "
+                                 f"({sorted(repeats)}), so the trials' frame budgets differ")
+            out[label] = repeats.pop()
+        return out
 
     def num_grid_trials(self) -> int:
         """Trials of agents x games x seeds x grid entries, times ``tune.num_samples``."""

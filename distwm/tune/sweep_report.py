@@ -8,7 +8,9 @@ The statistics are ``distwm.benchmarks``': scores normalised for the suite (huma
 Atari, return/1000 for DeepMind Control, raw returns otherwise), IQM / median / mean /
 optimality gap with stratified-bootstrap CIs, probability of improvement, performance profiles.
 With a reference suite the published agents (``--compare``, default the sweep's ``compare``)
-are computed the same way on the same tasks and shown side by side.
+are computed the same way on the same tasks and shown side by side: at the end of their runs
+and, for agents with published curves, at the sweep's budget in env frames (``--no-matched-budget``
+to leave those rows out; :mod:`distwm.benchmarks.matched_budget`).
 
 Written to ``<out>/`` (default ``<RESULTS_DIR>/report``): ``report.md`` (printed: aggregates,
 per-task table, trials), ``trials.csv``, and from ``distwm.benchmarks.suite_report.write_report``:
@@ -26,14 +28,15 @@ import os
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
-from distwm.tune.sweep_config import SweepConfig
+from distwm.tune.sweep_config import REFERENCE_SUITES, SweepConfig
 from distwm.tune.trainable import search_overrides
 
 __all__ = ["TrialOutcome", "load_trial_outcomes", "agent_scores", "build_sweep_report",
            "export_gauges", "SUITE_NORMALISATION"]
 
 #: reference suite -> normalisation suite of ``distwm.benchmarks.normalization``
-SUITE_NORMALISATION = {"atari100k": "atari", "dmc_proprio": "dmc", "dmc_vision": "dmc"}
+SUITE_NORMALISATION = {"atari100k": "atari", "dmc_proprio": "dmc", "dmc_vision": "dmc",
+                       "crafter": None, "minatar": None}  # None: raw returns
 GAUGE_NAME = "distwm_report_aggregate"
 GAUGE_ACTOR = "distwm_report_gauges"
 
@@ -103,28 +106,36 @@ def agent_scores(outcomes: Iterable[TrialOutcome]) -> dict[str, dict[str, list[f
     return out
 
 
-def _published(compare: Sequence[str], sweep: SweepConfig, games: Iterable[str]) -> dict:
-    """Published agents' raw scores on the sweep's games (canonical names matched)."""
-    from distwm.benchmarks.normalization import canonical_task
-    from distwm.benchmarks.suite_report import published_agent_scores
+def _published(compare: Sequence[str], sweep: SweepConfig, games: Iterable[str],
+               notes: list[str] | None = None, matched_budget: bool = True) -> dict:
+    """Published agents' raw scores on the sweep's games (canonical names matched): final rows
+    and, with ``matched_budget``, rows at the sweep's frame budget
+    (:mod:`distwm.benchmarks.matched_budget`); its budget notes are appended to ``notes``."""
+    from distwm.benchmarks.matched_budget import published_comparison
 
     if not compare:
         return {}
-    if sweep.suite is None:
+    if sweep.suite not in REFERENCE_SUITES:
+        what = ("has no reference suite" if sweep.suite is None else
+                f"is suite {sweep.suite!r}, which has no published per-game returns"
+                + (" (its report sets the published Crafter scores beside ours)"
+                   if sweep.suite == "crafter" else ""))
         raise ValueError(
-            f"--compare {','.join(compare)}: sweep {sweep.name!r} has no reference suite "
-            "(`suite:` atari100k, dmc_proprio or dmc_vision), so there is nothing to compare with"
+            f"--compare {','.join(compare)}: sweep {sweep.name!r} {what}; compare needs "
+            f"`suite:` {', '.join(REFERENCE_SUITES)}"
         )
-    norm = SUITE_NORMALISATION[sweep.suite]
-    wanted = {canonical_task(g, norm) for g in games}
-    out = {}
-    for agent, scores in published_agent_scores(list(compare), suite=sweep.suite).items():
-        kept = {t: runs for t, runs in scores.items() if canonical_task(t, norm) in wanted}
-        missing = wanted - {canonical_task(t, norm) for t in kept}
-        if missing:
-            raise ValueError(f"published {agent} has no {sweep.suite} results for {sorted(missing)}")
-        out[f"{agent} (published)"] = kept
-    return out
+    budgets, budget_notes = None, []
+    if matched_budget:
+        try:
+            budgets = {label: (sweep.budget.env_steps, repeat)
+                       for label, repeat in sweep.action_repeats().items()}
+        except ValueError as exc:
+            budget_notes = [f"No matched-budget rows: {exc}.", ""]
+    comparison = published_comparison(list(compare), sweep.suite, games,
+                                      SUITE_NORMALISATION[sweep.suite], budgets)
+    if notes is not None:
+        notes.extend(budget_notes + comparison.notes)
+    return comparison.scores
 
 
 def _trials_markdown(outcomes: Sequence[TrialOutcome]) -> list[str]:
@@ -154,9 +165,11 @@ def _write_trials_csv(outcomes: Sequence[TrialOutcome], path: str) -> str:
 
 def build_sweep_report(results_dir: str, compare: Sequence[str] | None = None,
                        out_dir: str | None = None, num_samples: int = 2000,
-                       alpha: float = 0.05, seed: int = 0) -> dict[str, Any]:
+                       alpha: float = 0.05, seed: int = 0,
+                       matched_budget: bool = True) -> dict[str, Any]:
     """Aggregate the sweep at ``results_dir``; returns ``{"report", "markdown", "paths",
-    "trials"}`` (see the module docstring for the files)."""
+    "trials"}`` (see the module docstring for the files). ``matched_budget``: also set published
+    curves beside ours at the sweep's frame budget (:mod:`distwm.benchmarks.matched_budget`)."""
     from distwm.benchmarks.result_tables import render_markdown
     from distwm.benchmarks.suite_report import compute_suite_report, write_report
     from distwm.tune.storage import load_saved_sweep
@@ -172,13 +185,13 @@ def build_sweep_report(results_dir: str, compare: Sequence[str] | None = None,
     if compare is None:  # the sweep's default comparison: skipped, with a note, without data
         compare = list(sweep.compare)
         try:
-            published = _published(compare, sweep, games)
+            published = _published(compare, sweep, games, notes, matched_budget)
         except FileNotFoundError as exc:
             published = {}
             notes = [f"Published agents ({', '.join(compare)}) left out: {exc}", ""]
     else:
         try:
-            published = _published(list(compare), sweep, games)
+            published = _published(list(compare), sweep, games, notes, matched_budget)
         except FileNotFoundError as exc:
             raise ValueError(f"--compare {','.join(compare)}: {exc}") from None
     scores = {**ours, **published}
@@ -201,6 +214,11 @@ def build_sweep_report(results_dir: str, compare: Sequence[str] | None = None,
               f"`{os.path.basename(paths['performance_profile'])}`", "", *notes]
     aggregate_md = render_markdown(report).split("\n", 2)[2]  # drop its title line
     markdown = "\n".join(header + [aggregate_md] + _trials_markdown(outcomes))
+    if sweep.suite == "crafter":  # Crafter scores beside the published ones (distwm.tune.crafter_report)
+        from distwm.tune.crafter_report import crafter_section
+
+        section, paths["crafter_json"] = crafter_section(results_dir, out_dir, num_samples, alpha, seed)
+        markdown += "\n" + section
     paths["md"] = os.path.join(out_dir, "report.md")
     with open(paths["md"], "w", encoding="utf-8") as f:
         f.write(markdown)

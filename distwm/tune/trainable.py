@@ -43,6 +43,7 @@ __all__ = [
     "search_overrides",
     "trial_run_config",
     "trial_run_dir",
+    "achievement_metrics",
     "TrialReporter",
     "train_trial",
     "data_parallel_trial_config",
@@ -57,6 +58,10 @@ TRIAL_STATE_FILE = "distwm_trial.json"
 #: progress-record keys reported to Tune as they are
 REPORTED_KEYS = ("env_steps", "updates", "env_steps_per_s", "updates_per_s", "replay_ratio",
                  "replay_fill", "weight_lag", "learner_idle", "episodes")
+#: final-result keys of an env that reports achievements (Crafter): the training episodes that
+#: reported them, and ``<prefix><name>``: the percent of those episodes that unlocked ``name``
+ACHIEVEMENT_EPISODES_KEY = "achievement_episodes"
+ACHIEVEMENT_SUCCESS_PREFIX = "achievement_success/"
 
 
 def _slug(text: str) -> str:
@@ -149,6 +154,18 @@ def resume_point(run_config: RunConfig, run_dir: str, checkpoint: Any) -> tuple[
     return run_config, storage.is_file(storage.join(run_dir, RUN_CONFIG_FILE))
 
 
+def achievement_metrics(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """The final-result entries of a run summary's ``achievements`` (empty for envs without):
+    ``achievement_episodes`` and ``achievement_success/<name>`` (percent of those episodes)."""
+    achievements = summary.get("achievements")
+    if not achievements:
+        return {}
+    out: dict[str, Any] = {ACHIEVEMENT_EPISODES_KEY: int(achievements["episodes"])}
+    out.update({f"{ACHIEVEMENT_SUCCESS_PREFIX}{name}": float(rate)
+                for name, rate in achievements["success_rates"].items()})
+    return out
+
+
 class TrialReporter:
     """Turns the runtime's progress records into Tune results and checkpoints."""
 
@@ -208,6 +225,7 @@ class TrialReporter:
             "final": True, "total_seconds": float(summary.get("total_seconds", 0.0)),
             "resumed": int(summary.get("epoch", 0)),
             "actor_restarts": int(sum(summary.get("restarts", {}).values())),
+            **achievement_metrics(summary),
         }
         last_train = summary.get("last_train_return")
         if last_train is not None:

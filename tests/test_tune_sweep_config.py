@@ -28,8 +28,13 @@ def test_shipped_configs_are_the_four_sweeps():
 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_every_shipped_config_loads_and_round_trips(name):
-    sweep = SweepConfig.load(ROOT / "tune_configs" / name)
-    assert SweepConfig.from_dict(sweep.to_dict()) == sweep
+    from distwm.tune.data_sweep import DataSweepConfig, load_sweep_file
+
+    sweep = load_sweep_file(ROOT / "tune_configs" / name)  # `kind: dataset-trained` or an RL sweep
+    assert type(sweep).from_dict(sweep.to_dict()) == sweep
+    if isinstance(sweep, DataSweepConfig):
+        assert sweep.num_grid_trials() == len(sweep.data_sets()) * len(sweep.seeds)
+        return
     assert sweep.num_grid_trials() == len(sweep.agents) * len(sweep.games) * len(sweep.seeds)
 
 

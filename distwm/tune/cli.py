@@ -22,7 +22,7 @@ def _sweep_to_run(args: argparse.Namespace) -> tuple[object, str | None]:
     """``(sweep config or None, experiment path to resume or None)`` from the arguments."""
     import os
 
-    from distwm.tune.sweep_config import SweepConfig
+    from distwm.tune.data_sweep import load_sweep_file
 
     resume, config = args.resume, args.config
     if isinstance(resume, str) and os.path.isfile(os.path.expanduser(resume)) and config is None:
@@ -38,14 +38,14 @@ def _sweep_to_run(args: argparse.Namespace) -> tuple[object, str | None]:
     if config is None:
         raise ValueError("give the sweep YAML (e.g. tune_configs/quickstart.yaml), or "
                          "--resume <experiment directory> to continue a sweep")
-    sweep = SweepConfig.load(config)
+    sweep = load_sweep_file(config)  # an RL sweep, or `kind: dataset-trained`
     overrides = {}
     if args.name:
         overrides["name"] = args.name
     if args.storage_path:
         overrides["tune"] = {**sweep.tune.to_dict(), "storage_path": args.storage_path}
     if overrides:
-        sweep = SweepConfig.from_dict({**sweep.to_dict(), **overrides})
+        sweep = type(sweep).from_dict({**sweep.to_dict(), **overrides})
     return sweep, (sweep.experiment_path() if resume else None)
 
 
@@ -54,13 +54,20 @@ def _continue_hint(path: str) -> str:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
+    from distwm.tune import data_sweep
     from distwm.tune.sweep import resume_sweep, run_sweep
     from distwm.utils.tables import format_table
 
     sweep, resume_path = _sweep_to_run(args)
     fit = False if args.no_fit_check else None
     echo = functools.partial(_say, "distwm sweep: ")
-    if sweep is not None:
+    if sweep is None and data_sweep.saved_sweep_kind(resume_path) == data_sweep.DATASET_TRAINED:
+        resume_sweep = data_sweep.resume_data_sweep
+    if isinstance(sweep, data_sweep.DataSweepConfig):
+        run_sweep = data_sweep.run_data_sweep
+        path = sweep.experiment_path()
+        echo(sweep.describe() + f" -> {path}" + (" (resuming)" if resume_path else ""))
+    elif sweep is not None:
         path = sweep.experiment_path()
         echo(f"{sweep.name}: {sweep.num_grid_trials()} trials ({len(sweep.agents)} agents x "
              f"{len(sweep.games)} games x {len(sweep.seeds)} seeds"
@@ -113,8 +120,10 @@ def _interrupted(path: str, outcome: object | None) -> None:
 
 def add_sweep_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "sweep", help="run a sweep (agents x games x seeds) with Ray Tune",
-        description="Run tune_configs/X.yaml: every trial is one distributed training run. "
+        "sweep", help="run a sweep (agents x games x seeds, or a dataset-trained model's data "
+        "sets x seeds) with Ray Tune",
+        description="Run tune_configs/X.yaml: every trial is one distributed training run (a "
+        "Ray Train run for `kind: dataset-trained`). "
         "Results go to <tune.storage_path>/<name>; `distwm report` aggregates them. Each trial "
         "is sized to the cluster before Tune starts; Ctrl-C stops the sweep (exit status 130) "
         "and `distwm sweep --resume <experiment>` continues it.",
@@ -140,8 +149,11 @@ def add_sweep_parser(subparsers: argparse._SubParsersAction) -> None:
 def _cmd_report(args: argparse.Namespace) -> int:
     import os
 
+    from distwm.tune.data_sweep import DATASET_TRAINED, saved_sweep_kind
     from distwm.tune.sweep_report import build_sweep_report, export_gauges
 
+    if saved_sweep_kind(args.results_dir) == DATASET_TRAINED:
+        return _cmd_data_report(args)
     compare = None
     if args.compare is not None:
         compare = [a.strip() for a in args.compare.split(",") if a.strip()]
@@ -161,12 +173,27 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_data_report(args: argparse.Namespace) -> int:
+    """``distwm report`` of a sweep of a dataset-trained model (no published agents, no gauges)."""
+    from distwm.tune.data_sweep_report import build_data_sweep_report
+
+    if args.compare:
+        raise ValueError(f"--compare {args.compare}: {args.results_dir} is a sweep of a "
+                         "dataset-trained model; there are no published agents to compare with")
+    result = build_data_sweep_report(args.results_dir, out_dir=args.out,
+                                     num_samples=args.num_samples, seed=args.seed)
+    print(result["markdown"], flush=True)
+    print("Files: " + ", ".join(sorted(result["paths"].values())), flush=True)
+    return 0
+
+
 def add_report_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "report", help="aggregate a sweep: IQM/median/mean/optimality gap with CIs, plots",
         description="Aggregate the sweep at RESULTS_DIR (<tune.storage_path>/<name>) into "
         "markdown, CSV and LaTeX tables and PNG plots, beside published agents when the "
-        "sweep's suite has them.")
+        "sweep's suite has them. A sweep of a dataset-trained model gets its metric's mean, std "
+        "and bootstrap CI over seeds per data set and search point (markdown and CSV).")
     p.add_argument("results_dir", help="the sweep's results directory (local path or URI)")
     p.add_argument("--compare", default=None,
                    help="published agents to put beside, e.g. DreamerV3,IRIS,DIAMOND "

@@ -38,6 +38,7 @@ __all__ = [
     "LEARNER_RESOURCE",
     "resolve_for_cluster",
     "trial_bundles",
+    "search_domain",
     "build_param_space",
     "build_scheduler",
     "run_sweep",
@@ -56,7 +57,9 @@ def _placement_group_factory(config: Mapping[str, Any], sweep: Mapping[str, Any]
         trial_bundles(sweep, config, cluster_has_learner_resource), strategy=strategy)
 
 
-def _domain(spec: Mapping[str, Any]) -> Any:
+def search_domain(spec: Mapping[str, Any]) -> Any:
+    """The Tune domain of a ``search`` entry ``{kind: argument}``
+    (:data:`~distwm.tune.sweep_config.SEARCH_KINDS`)."""
     from ray import tune
 
     kind, arg = next(iter(spec.items()))
@@ -76,7 +79,7 @@ def build_param_space(sweep: SweepConfig) -> dict[str, Any]:
         "game": tune.grid_search(list(sweep.games)),
         "seed": tune.grid_search(list(sweep.seeds)),
     }
-    space.update({key: _domain(spec) for key, spec in sweep.search.items()})
+    space.update({key: search_domain(spec) for key, spec in sweep.search.items()})
     return space
 
 
@@ -89,7 +92,7 @@ def build_scheduler(sweep: SweepConfig) -> Any:
         return ASHAScheduler(time_attr="env_steps", max_t=s.max_t or sweep.budget.env_steps,
                              grace_period=s.grace_period, reduction_factor=s.reduction_factor)
     if s.type == "pbt":
-        mutations = {key: (list(spec["choice"]) if "choice" in spec else _domain(spec))
+        mutations = {key: (list(spec["choice"]) if "choice" in spec else search_domain(spec))
                      for key, spec in sweep.search.items()}
         return PopulationBasedTraining(
             time_attr="env_steps", perturbation_interval=s.perturbation_interval,

@@ -39,6 +39,7 @@ __all__ = [
     "SchedulerConfig",
     "SweepConfig",
     "SEARCH_KINDS",
+    "check_search_domain",
     "REFERENCE_SUITES",
     "SUITES",
     "SWEEP_OWNED_RUNTIME_FIELDS",
@@ -119,6 +120,19 @@ class TuneSettings(ConfigBase):
     keep_checkpoints: int = 2
     verbose: int = 1
     fit_to_cluster: bool = True
+
+    def validate(self) -> "TuneSettings":
+        """Raise ``ValueError`` naming the first bad field (``tune.<field>``); returns ``self``."""
+        if self.max_concurrent_trials is not None and self.max_concurrent_trials < 1:
+            raise ValueError(
+                f"tune.max_concurrent_trials must be >= 1 or null, got {self.max_concurrent_trials}")
+        for name in ("max_failures", "num_samples", "keep_checkpoints"):
+            if getattr(self, name) < (0 if name == "max_failures" else 1):
+                raise ValueError(f"tune.{name} must be >= {0 if name == 'max_failures' else 1}, "
+                                 f"got {getattr(self, name)!r}")
+        if self.driver_cpus < 0:
+            raise ValueError(f"tune.driver_cpus must be >= 0, got {self.driver_cpus}")
+        return self
 
 
 @dataclass
@@ -206,21 +220,12 @@ class SweepConfig(ConfigBase):
                 raise ValueError(f"budget.{name} must be >= {low}, got {value!r}")
         if b.time_limit_s is not None and b.time_limit_s <= 0:
             raise ValueError(f"budget.time_limit_s must be > 0 or null, got {b.time_limit_s!r}")
-        t = self.tune
-        if t.max_concurrent_trials is not None and t.max_concurrent_trials < 1:
-            raise ValueError(
-                f"tune.max_concurrent_trials must be >= 1 or null, got {t.max_concurrent_trials}")
-        for name in ("max_failures", "num_samples", "keep_checkpoints"):
-            if getattr(t, name) < (0 if name == "max_failures" else 1):
-                raise ValueError(f"tune.{name} must be >= {0 if name == 'max_failures' else 1}, "
-                                 f"got {getattr(t, name)!r}")
+        t = self.tune.validate()
         if "://" in t.storage_path and t.runs_path is None:
             raise ValueError(
                 f"tune.runs_path is required when tune.storage_path is a URI ({t.storage_path!r}): "
                 "runs write checkpoints and replay snapshots to a filesystem path"
             )
-        if t.driver_cpus < 0:
-            raise ValueError(f"tune.driver_cpus must be >= 0, got {t.driver_cpus}")
         self._check_suite()
         self._check_runtime()
         self._check_search()
@@ -277,19 +282,7 @@ class SweepConfig(ConfigBase):
                     raise ValueError(f"search: runtime.{name} is set by the sweep")
                 if name not in RuntimeConfig.field_names() and name not in RuntimeConfig.aliases():
                     raise RuntimeConfig.unknown_field_error(name, "search: runtime.")
-            if not isinstance(spec, Mapping) or len(spec) != 1 or next(iter(spec)) not in SEARCH_KINDS:
-                raise ValueError(f"search.{key}: expected one of {{{', '.join(SEARCH_KINDS)}: ...}}, "
-                                 f"got {spec!r}")
-            kind, arg = next(iter(spec.items()))
-            if kind in ("grid", "choice"):
-                if not isinstance(arg, list) or not arg:
-                    raise ValueError(f"search.{key}.{kind}: expected a non-empty list, got {arg!r}")
-            elif (not isinstance(arg, list) or len(arg) != 2
-                  or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in arg)
-                  or not arg[0] < arg[1]):
-                raise ValueError(f"search.{key}.{kind}: expected [low, high] with low < high, got {arg!r}")
-            elif kind.startswith("log") and arg[0] <= 0:
-                raise ValueError(f"search.{key}.{kind}: the low end must be > 0, got {arg[0]!r}")
+            check_search_domain(key, spec)
 
     def _check_scheduler(self) -> None:
         s = self.scheduler
@@ -385,6 +378,25 @@ class SweepConfig(ConfigBase):
             if "grid" in spec:
                 n *= len(spec["grid"])
         return n
+
+
+def check_search_domain(key: str, spec: Any) -> None:
+    """``ValueError`` unless ``spec`` (the value of ``search.<key>``) is ``{kind: argument}``
+    with a kind of :data:`SEARCH_KINDS`: a non-empty list for ``grid`` / ``choice``, else
+    ``[low, high]`` with ``low < high`` (and ``low > 0`` for the log kinds)."""
+    if not isinstance(spec, Mapping) or len(spec) != 1 or next(iter(spec)) not in SEARCH_KINDS:
+        raise ValueError(f"search.{key}: expected one of {{{', '.join(SEARCH_KINDS)}: ...}}, "
+                         f"got {spec!r}")
+    kind, arg = next(iter(spec.items()))
+    if kind in ("grid", "choice"):
+        if not isinstance(arg, list) or not arg:
+            raise ValueError(f"search.{key}.{kind}: expected a non-empty list, got {arg!r}")
+    elif (not isinstance(arg, list) or len(arg) != 2
+          or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in arg)
+          or not arg[0] < arg[1]):
+        raise ValueError(f"search.{key}.{kind}: expected [low, high] with low < high, got {arg!r}")
+    elif kind.startswith("log") and arg[0] <= 0:
+        raise ValueError(f"search.{key}.{kind}: the low end must be > 0, got {arg[0]!r}")
 
 
 def _check_unique(name: str, values: list) -> None:

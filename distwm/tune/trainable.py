@@ -21,7 +21,8 @@ over :func:`train_data_parallel_trial`, whose ``param_space`` holds ``model_conf
 :class:`~distwm.configs.runtime_config.DataParallelRunConfig`; each trial runs
 ``distwm.runtime.data_parallel.run`` in ``<runs root>/<trial id>`` and reports ``updates``,
 ``loss`` (``train/loss``) and ``score`` (``-loss``) every progress line, with a Tune checkpoint
-pointing at the run; a restarted trial resumes its run.
+pointing at the run; a restarted trial resumes its run. Its final result also has the model's
+last report scalars as ``report/<name>`` (DiT: ``report/eval/sample_class_accuracy``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from distwm.tune.sweep_config import SweepConfig
 
 __all__ = [
     "TRIAL_STATE_FILE",
+    "REPORT_PREFIX",
     "trial_label",
     "search_overrides",
     "trial_run_config",
@@ -58,6 +60,9 @@ TRIAL_STATE_FILE = "distwm_trial.json"
 #: progress-record keys reported to Tune as they are
 REPORTED_KEYS = ("env_steps", "updates", "env_steps_per_s", "updates_per_s", "replay_ratio",
                  "replay_fill", "weight_lag", "learner_idle", "episodes")
+#: prefix of the model's report scalars (``Trainable.report``) in a data-parallel trial's final
+#: result, as in the run's TensorBoard: ``report/eval/sample_class_accuracy``
+REPORT_PREFIX = "report/"
 #: final-result keys of an env that reports achievements (Crafter): the training episodes that
 #: reported them, and ``<prefix><name>``: the percent of those episodes that unlocked ``name``
 ACHIEVEMENT_EPISODES_KEY = "achievement_episodes"
@@ -306,21 +311,30 @@ def train_data_parallel_trial(config: dict[str, Any], run: Mapping[str, Any]) ->
         on_progress=lambda rec, driver: reporter.report(_data_parallel_metrics(rec, False),
                                                         driver.checkpoint))
     summary = result.summary
+    report_scalars = (summary.get("media") or {}).get("scalars") or {}
     final = {"updates": summary["updates"], "updates_per_s": summary["updates_per_s"],
-             **summary["final_metrics"]}
+             **summary["final_metrics"],
+             **{f"{REPORT_PREFIX}{k}": v for k, v in report_scalars.items()}}
     reporter.report(_data_parallel_metrics(final, True), summary.get("checkpoint"))
 
 
 def data_parallel_tuner(base: DataParallelRunConfig, param_space: Mapping[str, Any], *,
                         name: str = "data-parallel", storage_path: str = "~/ray_results",
-                        metric: str = "loss", mode: str = "min", num_samples: int = 1,
+                        metric: str | None = "loss", mode: str | None = "min", num_samples: int = 1,
                         max_concurrent_trials: int | None = None, max_failures: int = 0,
-                        driver_cpus: float = 1.0) -> Any:
+                        driver_cpus: float = 1.0, keep_checkpoints: int | None = None,
+                        verbose: int | None = None, resume: bool = False) -> Any:
     """A ``tune.Tuner`` whose trials are Ray Train runs of ``base`` with ``param_space``
-    (``{"model_config": {...}, "data_parallel": {...}}`` of values or Tune domains) laid over it. Runs go to ``base.data_parallel.run_dir``
-    (default ``<storage_path>/<name>/runs``). A trial reserves ``driver_cpus`` for its driver
-    (as a sweep's ``tune.driver_cpus``); its Ray Train workers reserve theirs when they start,
-    so bound ``max_concurrent_trials`` to the runs the cluster holds at once."""
+    (``{"model_config": {...}, "data_parallel": {...}}`` of values or Tune domains) laid over
+    it. Runs go to ``base.data_parallel.run_dir`` (default ``<storage_path>/<name>/runs``). A
+    trial reserves ``driver_cpus`` for its driver (as a sweep's ``tune.driver_cpus``); its Ray
+    Train workers reserve theirs when they start, so bound ``max_concurrent_trials`` to the runs
+    the cluster holds at once. ``metric=None``: Tune checks no metric in the results (a metric
+    that only the final result has, e.g. a ``report/`` scalar). ``keep_checkpoints``: Tune
+    checkpoints kept per trial (``None``: all); ``verbose``: Tune's (``None``: its default).
+    ``resume``: continue the experiment at ``<storage_path>/<name>`` (``Tuner.restore``:
+    unfinished and errored trials from their checkpoints; the experiment keeps its own
+    settings, ``param_space`` is not used)."""
     from ray import tune
 
     from distwm.utils import storage
@@ -329,11 +343,17 @@ def data_parallel_tuner(base: DataParallelRunConfig, param_space: Mapping[str, A
         storage_path = os.path.abspath(os.path.expanduser(storage_path))
     runs = base.data_parallel.run_dir or storage.join(storage_path, name, "runs")
     base = base.replace(data_parallel=base.data_parallel.replace(run_dir=runs)).validate()
+    trainable = tune.with_resources(
+        tune.with_parameters(train_data_parallel_trial, run=base.to_dict()), {"cpu": driver_cpus})
+    if resume:
+        return tune.Tuner.restore(storage.join(storage_path, name), trainable=trainable,
+                                  resume_unfinished=True, resume_errored=True)
     return tune.Tuner(
-        tune.with_resources(tune.with_parameters(train_data_parallel_trial, run=base.to_dict()),
-                            {"cpu": driver_cpus}),
+        trainable,
         param_space=dict(param_space),
         tune_config=tune.TuneConfig(metric=metric, mode=mode, num_samples=num_samples,
                                     max_concurrent_trials=max_concurrent_trials),
         run_config=tune.RunConfig(name=name, storage_path=storage_path,
-                                  failure_config=tune.FailureConfig(max_failures=max_failures)))
+                                  failure_config=tune.FailureConfig(max_failures=max_failures),
+                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=keep_checkpoints),
+                                  verbose=verbose))

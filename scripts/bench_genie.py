@@ -5,17 +5,33 @@ run, as ratios (> 1 means distwm is faster); then DDP scaling on Ray Train (1 vs
 Both sides build the same networks: the seed's ``GenieConfig`` (32x32 RGB frames, 8 a clip,
 tokenizer 256/512 wide, 4/8 deep, 1024 codes of dim 32; LAM 256 wide, 4 deep, 8 codes;
 dynamics 512 wide, 8 deep, 8 heads), the same batch of random clips, torch thread count and
-``OMP_WAIT_POLICY`` (set it in the environment; it is passed on). Figures (frames = clips x
-frames per update):
+``OMP_WAIT_POLICY`` (set it in the environment; it is passed on). Every figure is one warm-up
+call of each side, then ``--repeats`` timed calls of each, alternating between distwm and the
+peer (which answers from a server process, ``bench_genie_peer.py --serve``), so a change in
+the machine's load reaches both sides alike; medians of both wall time and process CPU time.
+The ratios are given for both (``ratios`` on CPU time, ``ratios_wall`` on wall time). With one
+thread the CPU-time ratio is the one to read on a shared machine: another process on the
+cores stretches wall time far more than CPU time (the load averages are in the JSON).
+Figures (frames = clips x frames per clip):
 
 * ``tokenizer``: one VQ-VAE update; ``lam``: one latent action model update; ``dynamics``: one
-  dynamics update on the tokenizer's tokens (no grad through the tokenizer); ``lam_dynamics``:
-  the paper's co-training update (LAM + dynamics);
-* ``play``: generated frames/s of a ``--play-steps`` session from one prompt frame: distwm's
-  :class:`~distwm.models.genie.genie.GeniePlayer` (temporal KV caches; one frame per dynamics
-  pass and one decoder pass per frame) with 1 MaskGIT step per frame (the peer's number of
-  sampling passes: its ``play`` samples each frame in one pass) and with the paper's 25 steps;
-  the peer calls ``Genie.play(frame, action, history)`` each step, which re-tokenizes the history.
+  dynamics update on the tokenizer's tokens (no grad through the tokenizer; distwm also infers
+  the actions with the frozen LAM, the peer's bench draws random ones); ``lam_dynamics``: the
+  paper's co-training update (LAM + dynamics). The peer's dynamics model runs on the first
+  ``T - 1`` frames of a clip (next-frame shift), distwm's on all ``T`` (in-place MaskGIT); the
+  peer's co-training step also runs its tokenizer's decoder (its ``Genie.forward`` does);
+  distwm's update also clips gradients and steps its LR schedules;
+* ``play``: generated frames/s of a ``--play-steps`` session from one prompt frame (within the
+  ``num_frames`` window): distwm's :class:`~distwm.models.genie.genie.GeniePlayer` (temporal KV
+  caches; one sampling pass over the new frame, one pass that commits it to the cache, one
+  decoder pass) with 1 MaskGIT step per frame (the peer's number of sampling passes: its
+  ``play`` samples each frame in one pass) and with the paper's 25 steps; the peer calls
+  ``Genie.play(frame, action, history)`` each step, which re-tokenizes the history (up to
+  ``num_frames - 1`` frames);
+* ``play_long``: the same with 1 step for ``--long-play-steps`` frames (default
+  ``2 * num_frames``): past the window distwm's learned temporal positions shift every step,
+  so it refills its caches from the last ``num_frames - 1`` frames each step (one pass over
+  them) and the peer re-tokenizes a full ``num_frames - 1``-frame history.
 
 Collection scaling (``--collect``): ``distwm collect`` of ALE Breakout (random policy, 32x32)
 with 1 and 2 env-worker actors: env steps/s.
@@ -27,7 +43,8 @@ to read is the total.
 
 The peer runs in its own virtualenv (``--peer-python``, default ``.peer-venv/bin/python``;
 ``python3.11 -m venv .peer-venv && .peer-venv/bin/pip install torch==2.13.0 simulusion==1.1.0``)
-through ``scripts/bench_genie_peer.py``; distwm never imports it. Prints one JSON object.
+through ``scripts/bench_genie_peer.py``; distwm never imports it (this script imports that
+script's two timing helpers, which need only torch). Prints one JSON object.
 
     OMP_WAIT_POLICY=PASSIVE python scripts/bench_genie.py --threads 1 --repeats 3 --ddp
 """
@@ -37,15 +54,34 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
 
 import numpy as np
-from bench_timing import median_seconds, print_result, run_peer, speed_ratios
+from bench_genie_peer import figures_of, time_call
+from bench_timing import print_result
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PHASES = ("tokenizer", "lam", "dynamics", "lam_dynamics")
+#: the figures both sides time (distwm's 25-step play has no peer counterpart)
+PEER_FIGURES = tuple(f"{phase}_update" for phase in PHASES) + ("play", "play_long")
+NOTES = {
+    "ratios": "peer / distwm seconds of the same figure, on process CPU time (ratios) and wall "
+              "time (ratios_wall); > 1: distwm faster",
+    "frames": "training figures count the clips' frames (batch x num_frames) on both sides",
+    "dynamics": "the peer's dynamics network runs on num_frames - 1 frames of each clip (it "
+                "predicts the next frame), distwm's on all num_frames (in-place MaskGIT); the "
+                "peer's bench draws random actions, distwm's phase infers them with the LAM",
+    "lam_dynamics": "each side's own co-training step: the peer's also runs its tokenizer's "
+                    "decoder (no grad) and its LAM trains on the last transition only",
+    "play": "distwm: 1 sampling pass + 1 cache-filling pass over the new frame + 1 decoder pass "
+            "a frame (25 MaskGIT steps: 25 sampling passes); the peer: its tokenizer (encoder "
+            "and decoder) and dynamics model over the whole history each frame",
+    "play_long": "past num_frames distwm refills its caches from the last num_frames - 1 frames "
+                 "every step (learned temporal positions shift)",
+}
 
 
 def _config(args):
@@ -68,7 +104,8 @@ def peer_arch(config) -> dict:
     return {k: kwargs[k] for k in keep}
 
 
-def distwm_side(args) -> dict:
+def distwm_calls(args) -> dict:
+    """``{figure: (fn, frames per call)}`` on distwm's Genie (the peer's figure names)."""
     import torch
 
     from distwm.models.genie.genie import GeniePlayer
@@ -80,37 +117,88 @@ def distwm_side(args) -> dict:
     config = _config(args)
     T, S = config.num_frames, config.image_size
     video = torch.rand(args.batch, 3, T, S, S)
-    figures = {}
+    calls = {}
     for phase in PHASES:
         trainable = GenieTrainable(config.replace(stage=phase))
-        seconds = median_seconds(lambda: trainable.update_video(video), args.repeats)
-        figures[f"{phase}_update_s"] = seconds
-        figures[f"{phase}_frames_per_s"] = args.batch * T / seconds
-        print(f"distwm {phase}: {seconds:.3f}s", file=sys.stderr)
-    model = trainable.model.eval()
+        calls[f"{phase}_update"] = (lambda t=trainable: t.update_video(video), args.batch * T)
+    model = trainable.model
     prompt = video[:1, :, 0]
-    for steps, key in ((1, "play"), (25, "play_maskgit25")):
+    for steps, key, frames in ((1, "play", args.play_steps),
+                               (25, "play_maskgit25", args.play_steps),
+                               (1, "play_long", _long_play_steps(args, config))):
         sampler = MaskGITSampler(steps, config.sample_temperature)
 
-        def play():
-            player = GeniePlayer(model, prompt, sampler)
-            for i in range(args.play_steps):
-                player.step(torch.tensor([i % config.action_vocab_size]))
+        def play(sampler=sampler, frames=frames):
+            model.eval()
+            with torch.no_grad():
+                player = GeniePlayer(model, prompt, sampler)
+                for i in range(frames):
+                    player.step(torch.tensor([i % config.action_vocab_size]))
 
-        with torch.no_grad():
-            seconds = median_seconds(play, args.repeats)
-        figures[f"{key}_s"] = seconds
-        figures[f"{key}_frames_per_s"] = args.play_steps / seconds
-        print(f"distwm {key}: {seconds:.3f}s", file=sys.stderr)
-    return figures
+        calls[key] = (play, frames)
+    return calls
 
 
-def peer_side(args) -> dict:
-    cmd = [args.peer_python, os.path.join(ROOT, "scripts", "bench_genie_peer.py"),
-           "--arch", json.dumps(peer_arch(_config(args))), "--batch", str(args.batch),
-           "--repeats", str(args.repeats), "--threads", str(args.threads),
-           "--play-steps", str(args.play_steps), "--seed", str(args.seed)]
-    return run_peer(cmd)
+def _long_play_steps(args, config) -> int:
+    return args.long_play_steps or 2 * config.num_frames
+
+
+class PeerServer:
+    """``scripts/bench_genie_peer.py --serve`` in the peer's virtualenv: one timed call of a
+    named figure per :meth:`time`, so the two sides' calls can alternate."""
+
+    def __init__(self, args):
+        cmd = [args.peer_python, os.path.join(ROOT, "scripts", "bench_genie_peer.py"), "--serve",
+               "--arch", json.dumps(peer_arch(_config(args))), "--batch", str(args.batch),
+               "--threads", str(args.threads), "--play-steps", str(args.play_steps),
+               "--long-play-steps", str(_long_play_steps(args, _config(args))),
+               "--seed", str(args.seed)]
+        self.process = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        text=True, env=dict(os.environ))
+        self.header = self._answer()
+
+    def _answer(self) -> dict:
+        line = self.process.stdout.readline()
+        if not line:
+            raise SystemExit(f"the peer benchmark stopped (exit {self.process.wait()})")
+        answer = json.loads(line)
+        if "error" in answer:
+            raise SystemExit(f"the peer benchmark: {answer['error']}")
+        return answer
+
+    def time(self, name: str) -> tuple[float, float]:
+        self.process.stdin.write(name + "\n")
+        self.process.stdin.flush()
+        answer = self._answer()
+        return answer["wall"], answer["cpu"]
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait()
+
+
+def measure(args, ours: dict, peer: PeerServer | None) -> tuple[dict, dict]:
+    """Per figure: a warm-up call of each side, then ``--repeats`` timed calls of each,
+    alternating (distwm first on even repeats, the peer first on odd ones)."""
+    samples = {side: {} for side in ("distwm", "peer")}
+    for name, (fn, _) in ours.items():
+        shared = peer is not None and name in PEER_FIGURES
+        sides = {"distwm": lambda fn=fn: time_call(fn)}
+        if shared:
+            sides["peer"] = lambda name=name: peer.time(name)
+        for side, call in sides.items():
+            call()  # warm-up
+        for r in range(args.repeats):
+            for side in (sorted(sides) if r % 2 == 0 else sorted(sides, reverse=True)):
+                samples[side].setdefault(name, []).append(sides[side]())
+        for side in sides:
+            wall, cpu = samples[side][name][-1]
+            print(f"{side} {name}: {wall:.3f}s wall, {cpu:.3f}s cpu (last)", file=sys.stderr)
+    frames = {name: count for name, (_, count) in ours.items()}
+    return tuple({k: v for name, times in samples[side].items()
+                  for k, v in figures_of(name, [w for w, _ in times], [c for _, c in times],
+                                         frames[name]).items()}
+                 for side in ("distwm", "peer"))
 
 
 def _random_dataset(directory: str, files: int, steps: int, size: int) -> None:
@@ -183,7 +271,10 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--play-steps", type=int, default=7, dest="play_steps")
+    p.add_argument("--play-steps", type=int, default=7, dest="play_steps",
+                   help="frames generated in a play session (7: the 8-frame window)")
+    p.add_argument("--long-play-steps", type=int, default=None, dest="long_play_steps",
+                   help="frames of the long session (default 2 * num_frames)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ddp", action="store_true", help="also measure 1 vs 2 Ray Train workers")
     p.add_argument("--ddp-updates", type=int, default=40, dest="ddp_updates")
@@ -193,17 +284,31 @@ def main() -> None:
     p.add_argument("--skip-peer", action="store_true", help="time distwm only")
     p.add_argument("--out", default=None, help="also write the JSON here")
     args = p.parse_args()
+    import torch
+
     result = {"config": {k: v for k, v in vars(args).items() if k != "peer_python"},
-              "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
-    ours = distwm_side(args)
+              "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "torch": torch.__version__,
+              "load_average_start": os.getloadavg(), "notes": NOTES}
+    peer = None if args.skip_peer else PeerServer(args)
+    try:
+        ours, theirs = measure(args, distwm_calls(args), peer)
+    finally:
+        if peer is not None:
+            peer.close()
     result["distwm"] = ours
-    if not args.skip_peer:
-        peer = peer_side(args)
-        result["peer"] = peer
-        shared = {k: v for k, v in ours.items() if k in peer["figures"]}
-        result["ratios"] = speed_ratios(shared, peer["figures"])
-        result["ratios"]["play_maskgit25_frames_per_s_vs_peer_play"] = (
-            ours["play_maskgit25_frames_per_s"] / peer["figures"]["play_frames_per_s"])
+    if peer is not None:
+        result["peer"] = {"figures": theirs, **{k: v for k, v in peer.header.items()
+                                                if k != "ready"}}
+        times = [k for k in ours if k in theirs and "_per_" not in k]  # seconds: peer / distwm
+        result["ratios"] = {k[:-len("_cpu_s")]: theirs[k] / ours[k] for k in times
+                            if k.endswith("_cpu_s")}
+        result["ratios_wall"] = {k[:-len("_s")]: theirs[k] / ours[k] for k in times
+                                 if not k.endswith("_cpu_s")}
+        for kind, suffix in (("ratios", "_cpu_s"), ("ratios_wall", "_s")):
+            # distwm's 25 MaskGIT steps a frame against the peer's one-pass play
+            result[kind]["play_maskgit25_vs_peer_play"] = (
+                theirs[f"play{suffix}"] / ours[f"play_maskgit25{suffix}"])
+    result["load_average_end"] = os.getloadavg()
     if args.ddp:
         result["ddp"] = ddp_scaling(args)
     if args.collect:

@@ -86,6 +86,27 @@ def test_dynamics_loss_sends_no_gradient_into_the_lam():
     assert all(p.grad is None for p in model.video_tokenizer.parameters())
 
 
+def test_phase_all_encodes_once_and_feeds_the_dynamics_the_tokenizers_tokens():
+    torch.manual_seed(0)
+    model = Genie(**_tiny_kwargs())
+    video = torch.rand(2, 3, 4, 16, 16)
+    encoder_calls = []
+    hook = model.video_tokenizer.encoder.register_forward_pre_hook(
+        lambda module, args: encoder_calls.append(1))
+    try:
+        torch.manual_seed(1)
+        losses = model.phase_losses(video, "all")
+    finally:
+        hook.remove()
+    assert len(encoder_calls) == 1
+    # the reference: the dynamics loss on encode_video's tokens and the LAM's actions
+    tokens = model.encode_video(video)
+    actions = model.latent_action_model.clip_loss(video)["latent_actions"]
+    torch.manual_seed(1)  # the tokenizer and the LAM draw nothing: the same masks follow
+    want = model.dynamics_model.loss(tokens, actions, (0.5, 1.0))
+    torch.testing.assert_close(losses["dynamics/loss"], want["loss"])
+
+
 def _tiny_kwargs():
     from distwm.models.genie.factory import genie_kwargs
 

@@ -105,6 +105,14 @@ def test_cached_frame_by_frame_equals_full_call(chunk):
         torch.testing.assert_close(z, z_full[:, start:start + chunk])
         torch.testing.assert_close(rec, rec_full[:, :, start:start + chunk], atol=1e-5, rtol=1e-4)
     assert encoder_cache.length == decoder_cache.length == 4
+    # frames already shown fill the decoder cache without being decoded
+    decoder_cache = model.init_cache(2)[1]
+    model.fill_decoder_cache(z_full[:, :2], decoder_cache)
+    assert decoder_cache.length == 2
+    torch.testing.assert_close(model.decode(z_full[:, 2:], cache=decoder_cache),
+                               rec_full[:, :, 2:], atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="needs the decoder cache"):
+        model.fill_decoder_cache(z_full[:, :1], None)
 
 
 def test_a_few_adam_steps_reduce_the_loss():

@@ -79,6 +79,26 @@ def test_kv_cache_prefix_then_block_of_frames():
         model(x[:, :1], cache=cache)
 
 
+@pytest.mark.parametrize("depth", [1, 3])
+def test_fill_cache_stores_what_a_committing_forward_stores(depth):
+    model = small(depth=depth)
+    x = torch.randn(2, 5, 4, 16)
+    by_forward, by_fill = model.init_cache(batch_size=2), model.init_cache(batch_size=2)
+    model(x[:, :2], cache=by_forward)
+    model.fill_cache(x[:, :2].reshape(2, 8, 16), by_fill)  # flat tokens, as forward takes
+    assert by_fill.length == by_forward.length == 2
+    for got, want in zip(by_fill.keys + by_fill.values, by_forward.keys + by_forward.values):
+        assert torch.equal(got, want)  # bit for bit: the same projections
+    # and the frames after it see the same past
+    assert torch.equal(model(x[:, 2:3], cache=by_fill), model(x[:, 2:3], cache=by_forward))
+    torch.testing.assert_close(model(x[:, 3:], cache=by_fill), model(x)[:, 3:], atol=1e-5,
+                               rtol=1e-5)
+    with pytest.raises(ValueError, match="holds 5 frames"):
+        model.fill_cache(x[:, :1], by_fill)
+    with pytest.raises(ValueError, match="expects 4 patches of dim 16"):
+        model.fill_cache(torch.randn(2, 1, 3, 16), model.init_cache(batch_size=2))
+
+
 def test_drop_path_drops_whole_samples_in_training_only():
     torch.manual_seed(0)
     layer = DropPath(0.5)

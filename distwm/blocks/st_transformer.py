@@ -11,7 +11,9 @@ Because temporal attention is causal, a frame's activations never depend on late
 far, so a generator runs only the *new* frame through the network (Genie's tokenizer,
 dynamics model and ``play``), and the result equals that frame's slice of a full forward.
 ``commit=False`` evaluates a candidate frame without keeping it (MaskGIT's refinement steps
-re-run the same frame), ``commit=True`` appends it.
+re-run the same frame), ``commit=True`` appends it. :meth:`STTransformer.fill_cache` appends
+frames whose outputs are not needed (a finished frame, a prompt), skipping the work after the
+last block's temporal keys and values.
 """
 
 from __future__ import annotations
@@ -107,13 +109,27 @@ class STTemporalAttention(_TokenAttention):
     cached ones; they attend to the cached frames and causally among themselves.
     """
 
+    def _heads(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``q, k, v`` ``(B*N, heads, T, head_dim)`` of ``x`` ``(B, T, N, C)``: one sequence
+        per patch position."""
+        B, T, N, C = _check_4d(x, "STTemporalAttention")
+        h = self.num_heads
+        qkv = self.qkv(x).reshape(B, T, N, 3, h, C // h).permute(3, 0, 2, 4, 1, 5)
+        q, k, v = (t.reshape(B * N, h, T, C // h) for t in qkv)
+        return q, k, v
+
+    def write_cache(self, x: Tensor, cache: TemporalKVCache, layer: int = 0) -> None:
+        """Only store the keys and values of frames ``x`` ``(B, T, N, C)`` in ``cache`` (the
+        same ones :meth:`forward` stores), without attending: for a pass whose outputs are not
+        used."""
+        _, k, v = self._heads(x)
+        cache.write(layer, k, v)
+
     def forward(self, x: Tensor, causal: bool = True, cache: TemporalKVCache | None = None,
                 layer: int = 0) -> Tensor:
         B, T, N, C = _check_4d(x, "STTemporalAttention")
         h = self.num_heads
-        # (B, T, N, C) -> (B*N, heads, T, head_dim): one sequence per patch position
-        qkv = self.qkv(x).reshape(B, T, N, 3, h, C // h).permute(3, 0, 2, 4, 1, 5)
-        q, k, v = (t.reshape(B * N, h, T, C // h) for t in qkv)
+        q, k, v = self._heads(x)
         mask, is_causal = None, causal and T > 1
         if cache is not None:
             if not causal:
@@ -193,6 +209,14 @@ class STTransformerBlock(nn.Module):
         x = x + self.drop_path(self.attn_temporal(self.norm_temporal(x), causal, cache, layer))
         return x + self.drop_path(self.mlp(self.norm_mlp(x)))
 
+    def write_cache(self, x: Tensor, cache: TemporalKVCache, layer: int) -> None:
+        """The part of :meth:`forward` that ``cache`` needs: spatial attention, then the
+        temporal keys and values of ``x`` written to ``cache`` (no temporal attention, no
+        FFN)."""
+        _check_4d(x, "STTransformerBlock")
+        x = x + self.drop_path(self.attn_spatial(self.norm_spatial(x)))
+        self.attn_temporal.write_cache(self.norm_temporal(x), cache, layer)
+
 
 class STTransformer(nn.Module):
     """``depth`` :class:`STTransformerBlock` s and a final norm over ``(B, T*N, C)`` (or
@@ -229,19 +253,38 @@ class STTransformer(nn.Module):
                                self.num_heads, self.dim // self.num_heads,
                                capacity or self.num_frames, weight.device, weight.dtype)
 
-    def forward(self, x: Tensor, causal: bool = True, cache: TemporalKVCache | None = None,
-                commit: bool = True) -> Tensor:
-        flat = x.dim() == 3
-        if flat:
+    def _frames(self, x: Tensor) -> Tensor:
+        """``x`` as ``(B, T, N, C)`` frames (a view of ``(B, T*N, C)``), checked."""
+        if x.dim() == 3:
             B, TN, C = x.shape
             if TN % self.num_patches_per_frame:
                 raise ValueError(f"STTransformer: {TN} tokens are not whole frames of "
                                  f"{self.num_patches_per_frame} patches")
             x = x.reshape(B, TN // self.num_patches_per_frame, self.num_patches_per_frame, C)
-        B, T, N, C = _check_4d(x, "STTransformer")
+        _, _, N, C = _check_4d(x, "STTransformer")
         if N != self.num_patches_per_frame or C != self.dim:
             raise ValueError(f"STTransformer expects {self.num_patches_per_frame} patches of dim "
                              f"{self.dim} per frame, got (B, T, N, C) = {tuple(x.shape)}")
+        return x
+
+    def fill_cache(self, x: Tensor, cache: TemporalKVCache) -> None:
+        """Commit frames ``x`` (as :meth:`forward` takes them) to ``cache`` without computing
+        the outputs: the cache ends up exactly as after ``forward(x, cache=cache)``, but the
+        last block stops once its temporal keys and values are written (no temporal
+        attention, FFN or final norm there). For passes whose outputs are thrown away: a
+        generator committing a finished frame, a prompt or a refilled window."""
+        x = self._frames(x)
+        last = len(self.blocks) - 1
+        for layer, block in enumerate(self.blocks[:last]):
+            x = block(x, True, cache, layer)
+        self.blocks[last].write_cache(x, cache, last)
+        cache.advance(x.shape[1])
+
+    def forward(self, x: Tensor, causal: bool = True, cache: TemporalKVCache | None = None,
+                commit: bool = True) -> Tensor:
+        flat = x.dim() == 3
+        x = self._frames(x)
+        B, T, N, C = x.shape
         for layer, block in enumerate(self.blocks):
             x = block(x, causal, cache, layer)
         if cache is not None and commit:

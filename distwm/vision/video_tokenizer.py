@@ -209,21 +209,33 @@ class VideoTokenizer(nn.Module):
         z_q = self.vq.decode_indices(indices.reshape(B, T, self.grid, self.grid))
         return z_q.movedim(1, -1)
 
-    def decode(self, z_q: Tensor, cache: TemporalKVCache | None = None) -> Tensor:
-        """Pixels ``(B, C, T, H, W)`` in [0, 1] of ``z_q`` ``(B, T, H', W', embedding_dim)``.
-        With the decoder ``cache`` of :meth:`init_cache`, ``z_q`` holds only new frames."""
+    def _decoder_input(self, z_q: Tensor, cache: TemporalKVCache | None, what: str) -> Tensor:
+        """The decoder's input tokens ``(B, T, N, decoder_dim)`` of ``z_q``, checked."""
         expected = (self.grid, self.grid, self.embedding_dim)
         if z_q.dim() != 5 or tuple(z_q.shape[2:]) != expected or not 1 <= z_q.shape[1] <= self.num_frames:
-            raise ValueError(f"VideoTokenizer.decode expects z_q (B, T, {self.grid}, {self.grid}, "
+            raise ValueError(f"{what} expects z_q (B, T, {self.grid}, {self.grid}, "
                              f"{self.embedding_dim}) with 1 <= T <= {self.num_frames}, got shape "
                              f"{tuple(z_q.shape)}")
         B, T = z_q.shape[:2]
-        start = 0 if cache is None else _check_cache(cache, self.decoder, B, T,
-                                                     "VideoTokenizer.decode")
+        start = 0 if cache is None else _check_cache(cache, self.decoder, B, T, what)
         tokens = self.from_vq_embedding(z_q.reshape(B, T, self.num_patches, self.embedding_dim))
-        h = self.decoder(self.decoder_pos(tokens, start), cache=cache)
-        pixels = torch.sigmoid(self.to_pixels(h))
+        return self.decoder_pos(tokens, start)
+
+    def decode(self, z_q: Tensor, cache: TemporalKVCache | None = None) -> Tensor:
+        """Pixels ``(B, C, T, H, W)`` in [0, 1] of ``z_q`` ``(B, T, H', W', embedding_dim)``.
+        With the decoder ``cache`` of :meth:`init_cache`, ``z_q`` holds only new frames."""
+        tokens = self._decoder_input(z_q, cache, "VideoTokenizer.decode")
+        pixels = torch.sigmoid(self.to_pixels(self.decoder(tokens, cache=cache)))
         return unpatchify(pixels, self.patch_size, self.in_channels, self.grid)
+
+    def fill_decoder_cache(self, z_q: Tensor, cache: TemporalKVCache) -> None:
+        """Append frames ``z_q`` to the decoder ``cache`` as :meth:`decode` would, without
+        computing their pixels (:meth:`STTransformer.fill_cache`): for frames already shown,
+        e.g. a prompt or a refilled window."""
+        if cache is None:
+            raise ValueError("fill_decoder_cache needs the decoder cache of init_cache")
+        self.decoder.fill_cache(self._decoder_input(z_q, cache, "VideoTokenizer.fill_decoder_cache"),
+                                cache)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         """``(reconstructed (B, C, T, H, W), indices (B, T, H', W'), loss_dict)``; ``loss_dict``

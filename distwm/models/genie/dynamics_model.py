@@ -167,20 +167,30 @@ class DynamicsModel(nn.Module):
 
     # -- the network ---------------------------------------------------------------------------
 
-    def _logits(self, tokens: Tensor, incoming: Tensor, cache: TemporalKVCache | None = None,
-                commit: bool = True) -> Tensor:
-        """Logits ``(B, T, N, V)`` of frames ``start .. start+T-1`` (``start`` = frames in the
-        cache). ``incoming[:, i]`` is the action leading into the i-th of the frames that have
-        one: all of them, or all but the first when ``start`` is 0."""
+    def _inputs(self, tokens: Tensor, incoming: Tensor, start: int) -> Tensor:
+        """The transformer's input ``(B, T, N, dim)`` for frames ``start .. start+T-1``.
+        ``incoming[:, i]`` is the action leading into the i-th of the frames that have one:
+        all of them, or all but the first when ``start`` is 0."""
         T = tokens.shape[1]
-        start = cache.length if cache is not None else 0
         x = self.token_proj(self.token_embedding(tokens.long()))
         x = x + self.spatial_pos + self.temporal_pos[start:start + T, None]
         if incoming.shape[1]:
             act = self.action_proj(self.action_embedding(incoming.long()))[:, :, None]
             skip = T - incoming.shape[1]
             x = torch.cat([x[:, :skip], x[:, skip:] + act], dim=1)
+        return x
+
+    def _logits(self, tokens: Tensor, incoming: Tensor, cache: TemporalKVCache | None = None,
+                commit: bool = True) -> Tensor:
+        """Logits ``(B, T, N, V)`` of frames ``start .. start+T-1`` (``start`` = frames in the
+        cache; ``incoming`` as :meth:`_inputs`)."""
+        x = self._inputs(tokens, incoming, cache.length if cache is not None else 0)
         return self.head(self.transformer(x, cache=cache, commit=commit))
+
+    def _commit(self, tokens: Tensor, incoming: Tensor, cache: TemporalKVCache) -> None:
+        """Append frames ``tokens`` to ``cache`` as :meth:`_logits` would, without computing
+        logits nobody reads (:meth:`STTransformer.fill_cache`)."""
+        self.transformer.fill_cache(self._inputs(tokens, incoming, cache.length), cache)
 
     def forward(self, video_tokens: Tensor, actions: Tensor, mask_prob: float = 0.0,
                 generator: torch.Generator | None = None) -> Tensor:
@@ -253,7 +263,7 @@ class DynamicsModel(nn.Module):
             logits = self._logits(tokens[:, None], incoming, cache, commit=False)[:, 0]
             drawn, mask = sampler.sample(logits, mask, step, tokens, generator=generator)
             tokens = drawn.masked_fill(mask, self.mask_token_id)
-        self._logits(tokens[:, None], incoming, cache, commit=True)
+        self._commit(tokens[:, None], incoming, cache)
         return tokens
 
     @torch.no_grad()
@@ -271,7 +281,7 @@ class DynamicsModel(nn.Module):
                 raise ValueError(f"last_tokens must be one frame (B, N), got shape "
                                  f"{tuple(last_tokens.shape)}")
             self._check_tokens(last_tokens[:, None], "last_tokens")
-            self._logits(last_tokens[:, None], last_tokens.new_zeros(last_tokens.shape[0], 0),
+            self._commit(last_tokens[:, None], last_tokens.new_zeros(last_tokens.shape[0], 0),
                          cache)
         elif not cache.length:
             raise ValueError("the cache is empty: pass the first frame as last_tokens")
@@ -293,7 +303,7 @@ class DynamicsModel(nn.Module):
         B, T, _ = tokens.shape
         if T > cache.capacity:
             raise ValueError(f"{T} frames do not fit a cache of {cache.capacity}")
-        self._logits(tokens, self._leading_actions(actions, B, T) if T > 1 else
+        self._commit(tokens, self._leading_actions(actions, B, T) if T > 1 else
                      tokens.new_zeros(B, 0), cache)
 
     def _all_actions(self, prompt_actions: Tensor, batch: int, prompt_frames: int,
@@ -323,7 +333,7 @@ class DynamicsModel(nn.Module):
                              f"[{prompt_frames}, {self.num_frames}], got {num_frames!r}")
         actions = self._all_actions(prompt_actions, B, prompt_frames, num_frames, generator)
         cache = self.init_cache(B, num_frames)
-        self._logits(prompt_tokens, actions[:, :prompt_frames - 1], cache)
+        self._commit(prompt_tokens, actions[:, :prompt_frames - 1], cache)
         frames = [prompt_tokens.long()]
         for t in range(prompt_frames, num_frames):
             frames.append(self._decode_frame(cache, actions[:, t - 1], sampler, generator)[:, None])

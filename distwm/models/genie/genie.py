@@ -93,10 +93,12 @@ class Genie(nn.Module):
         video = video.to(next(self.parameters()).dtype)
         out: dict[str, Tensor] = {}
         total = video.new_zeros(())
+        tokens = None
         if phase in ("all", "tokenizer"):
-            _, _, losses = self.video_tokenizer(video)
+            _, indices, losses = self.video_tokenizer(video)
             out.update(_scalars(losses, "tokenizer/"))
             total = total + losses["loss"]
+            tokens = indices.flatten(2)  # what encode_video returns: no second encoder pass
         actions = None
         if phase in ("all", "lam_dynamics", "lam"):
             losses = self.latent_action_model.clip_loss(video)
@@ -105,7 +107,8 @@ class Genie(nn.Module):
             actions = losses["latent_actions"].detach()  # the dynamics model's stop-gradient
         if phase in ("all", "lam_dynamics", "dynamics"):
             with torch.no_grad():
-                tokens = self.encode_video(video)
+                if tokens is None:
+                    tokens = self.encode_video(video)
                 if actions is None:
                     actions = self.latent_action_model.infer_actions(video)
             losses = self.dynamics_model.loss(tokens, actions, mask_prob_range)
@@ -211,7 +214,8 @@ class GeniePlayer:
         acts = torch.stack(actions, 1) if actions else window.new_zeros(B, 0)
         g.dynamics_model.prefill(self.dynamics_cache, window, acts)
         _, self.decoder_cache = g.video_tokenizer.init_cache(B)
-        g.video_tokenizer.decode(g.video_tokenizer.decode_indices(window), cache=self.decoder_cache)
+        g.video_tokenizer.fill_decoder_cache(g.video_tokenizer.decode_indices(window),
+                                             self.decoder_cache)
 
     @torch.no_grad()
     def step(self, action: Tensor) -> Tensor:

@@ -89,15 +89,8 @@ class DataSweepConfig(ConfigBase):
                              "for an RL sweep of agents x games x seeds)")
         return super().from_dict(data, _prefix).validate()
 
-    @classmethod
-    def load(cls, path: str) -> "DataSweepConfig":
-        """Parse and validate a sweep YAML file; errors name the file."""
-        from pathlib import Path
-
-        try:
-            return cls.from_yaml(Path(path))
-        except ValueError as exc:
-            raise ValueError(f"{path}: {exc}") from None
+    # parse and validate a sweep YAML file; errors name the file (as SweepConfig.load)
+    load = classmethod(SweepConfig.load.__func__)
 
     # -- the run every trial starts from --------------------------------------------------------
     def run_config(self) -> DataParallelRunConfig:

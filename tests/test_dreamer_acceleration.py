@@ -24,7 +24,7 @@ from distwm.blocks.returns import TwoHotEncoder
 from distwm.configs.dreamer_config import DreamerConfig
 from distwm.models.dreamer import DreamerCore, acceleration
 from distwm.utils import precision
-from tests.dreamer_helpers import OBS_CASES, random_batch, tiny_config
+from dreamer_helpers import OBS_CASES, random_batch, tiny_config
 
 
 @pytest.fixture

@@ -12,7 +12,8 @@ import torch.nn.functional as F
 
 from distwm.configs.jepa_config import JEPA_PRESETS, JEPAConfig, jepa_preset
 from distwm.models.jepa.model import ema_momentum
-from distwm.models.jepa.probe import fit_ridge_classifier, probe_accuracy
+from distwm.models.jepa.probe import (cross_validated_accuracy, fit_ridge_classifier, fold_indices,
+                                      probe_accuracy)
 from distwm.models.jepa.trainable import JEPATrainable
 
 INFO = {"kind": "images", "frame_shape": [3, 16, 16], "num_classes": 2, "size": 64}
@@ -219,6 +220,45 @@ def test_probe_separates_linearly_separable_features():
     torch.testing.assert_close(weight, solution[:5])
     with pytest.raises(ValueError, match=r"labels must be in \[0, 3\)"):
         probe_accuracy(x[:30], y[:30] + 1, x[30:], y[30:], 3)
+
+
+def test_cross_validated_probe_tests_every_row_once_on_a_probe_that_never_saw_it():
+    parts = fold_indices(23, 5, seed=3)
+    assert sorted(torch.cat(parts).tolist()) == list(range(23))
+    assert max(len(p) for p in parts) - min(len(p) for p in parts) <= 1
+    assert not torch.equal(torch.cat(parts), torch.cat(fold_indices(23, 5, seed=4)))
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(60) % 3
+    x = torch.randn(60, 5, generator=g, dtype=torch.float64) + 6.0 * F.one_hot(y, 5).double()
+    assert cross_validated_accuracy(x, y, 3, folds=5) == 1.0
+    # features unrelated to the labels: near chance on rows the probe did not see
+    noise = torch.randn(60, 5, generator=g, dtype=torch.float64)
+    assert cross_validated_accuracy(noise, y, 3, folds=5) < 0.7
+    # the accuracy is the mean of the per-fold test accuracies, weighted by fold size
+    xn = x + 3.0 * noise
+    parts = fold_indices(60, 4)
+    manual = 0.0
+    for k, held in enumerate(parts):
+        kept = torch.cat([q for j, q in enumerate(parts) if j != k])
+        manual += probe_accuracy(xn[kept], y[kept], xn[held], y[held], 3) * len(held) / 60
+    assert 0.4 < manual < 1.0
+    assert cross_validated_accuracy(xn, y, 3, folds=4) == pytest.approx(manual)
+    for bad in (1, 61, 2.0):
+        with pytest.raises(ValueError, match="folds"):
+            cross_validated_accuracy(x, y, 3, folds=bad)
+
+
+def test_report_probe_cross_validates_over_the_batch_with_probe_folds():
+    batch = two_classes()
+    folded = JEPATrainable.from_config(tiny(probe_every=0, probe_folds=4), INFO).report(batch)["scalars"]
+    # every image is tested once, each probe fitted on the other three folds
+    assert (folded["probe/train_images"], folded["probe/test_images"]) == (30, 40)
+    assert folded["probe/accuracy"] >= 0.95
+    # the split protocol tests only its test share
+    split = JEPATrainable.from_config(tiny(probe_every=0), INFO).report(batch)["scalars"]
+    assert split["probe/test_images"] == 20
+    with pytest.raises(ValueError, match="probe_folds"):
+        tiny(probe_folds=1)
 
 
 def test_report_probes_two_separable_classes_against_a_random_encoder():

@@ -53,7 +53,7 @@ JEPA_SECTIONS: dict[str, tuple[str, ...]] = {
                      "start_lr", "lr", "final_lr", "total_updates", "max_grad_norm"),
     "logging": ("folder", "write_tag", "enable_wandb", "wandb_project", "wandb_entity",
                 "enable_sweep", "sweep_config"),
-    "probe": ("probe_every", "probe_size", "probe_train_fraction", "probe_penalty"),
+    "probe": ("probe_every", "probe_size", "probe_train_fraction", "probe_penalty", "probe_folds"),
 }
 
 
@@ -148,6 +148,10 @@ class JEPAConfig(ConfigBase):
     #: L2 penalty (per training row) of the probe's ridge classifier on standardised features
     #: (None: chosen by 3-fold cross-validation on the probe's training rows)
     probe_penalty: Optional[float] = None
+    #: k >= 2: when the report batch carries no training rows, the probe is k-fold
+    #: cross-validated over it (every image tested once, by a probe fitted on the other folds)
+    #: instead of one ``probe_train_fraction`` split; 0: that one split
+    probe_folds: int = 0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -182,6 +186,9 @@ class JEPAConfig(ConfigBase):
                                  f"of num_heads ({self.num_heads}; the predictor has as many heads)")
         if self.probe_penalty is not None and not self.probe_penalty > 0:
             raise ValueError(f"JEPAConfig.probe_penalty must be > 0 or None, got {self.probe_penalty!r}")
+        if self.probe_folds == 1 or self.probe_folds < 0:
+            raise ValueError(f"JEPAConfig.probe_folds must be 0 (one split) or >= 2, got "
+                             f"{self.probe_folds!r}")
         if self.max_grad_norm is not None and not self.max_grad_norm > 0:
             raise ValueError(f"JEPAConfig.max_grad_norm must be > 0 or None, got {self.max_grad_norm!r}")
         for name in ("crop_scale", "enc_mask_scale", "pred_mask_scale"):

@@ -8,8 +8,10 @@ training split's mean and standard deviation; a ridge classifier (least squares 
 one-hot labels with an L2 penalty, solved in closed form in float64 through one SVD) is fitted
 on the training split and the probe reports its accuracy on the held-out split. The penalty is
 given or chosen from :data:`RIDGE_GRID` by 3-fold cross-validation on the training split, so
-each encoder is probed with its best penalty. Deterministic, fast (no iterative fit), no
-scikit-learn. A ridge classifier is a linear probe like the paper's logistic regression; on
+each encoder is probed with its best penalty. With only held-out images to spare (the
+data-parallel path), :func:`cross_validated_accuracy` fits and tests it ``folds`` times so that
+every image is tested once, by a probe that never saw it. Deterministic, fast (no iterative
+fit), no scikit-learn. A ridge classifier is a linear probe like the paper's logistic regression; on
 the same features its accuracy is usually a little lower.
 
 The same probe on a randomly initialised encoder of the same architecture is the baseline: a
@@ -25,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["RIDGE_GRID", "fit_ridge_classifier", "linear_probe_accuracy", "pooled_features",
+__all__ = ["RIDGE_GRID", "cross_validated_accuracy", "fit_ridge_classifier", "fold_indices", "linear_probe_accuracy", "pooled_features",
            "probe_accuracy", "select_penalty", "split_indices"]
 
 #: penalties (per training row, on standardised features) cross-validation chooses from
@@ -77,6 +79,14 @@ def _accuracies(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor
     return [float(((test_x @ w + b).argmax(dim=1) == test_y.long()).double().mean()) for w, b in fits]
 
 
+def fold_indices(n: int, folds: int, seed: int = 0) -> list[Tensor]:
+    """``range(n)`` in ``folds`` contiguous chunks of a seeded shuffle (sizes differ by at most
+    one); ``ValueError`` unless ``2 <= folds <= n``."""
+    if isinstance(folds, bool) or not isinstance(folds, int) or not 2 <= folds <= n:
+        raise ValueError(f"cross-validation needs 2 <= folds <= rows, got {folds!r} folds of {n} rows")
+    return list(torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tensor_split(folds))
+
+
 def select_penalty(features: Tensor, labels: Tensor, num_classes: int,
                    grid: tuple[float, ...] = RIDGE_GRID) -> float:
     """The penalty of ``grid`` with the best mean accuracy over 3 folds of ``(features,
@@ -85,7 +95,7 @@ def select_penalty(features: Tensor, labels: Tensor, num_classes: int,
     n = len(features)
     if n < 2 * _FOLDS:
         return grid[len(grid) // 2]
-    folds = torch.randperm(n, generator=torch.Generator().manual_seed(0)).chunk(_FOLDS)
+    folds = fold_indices(n, _FOLDS)
     scores = torch.zeros(len(grid), dtype=torch.float64)
     for k, held in enumerate(folds):
         kept = torch.cat([f for j, f in enumerate(folds) if j != k])
@@ -110,6 +120,21 @@ def probe_accuracy(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Ten
     if penalty is None:
         penalty = select_penalty(train_x, train_y, num_classes)
     return _accuracies(train_x, train_y, test_x, test_y, num_classes, (penalty,))[0]
+
+
+def cross_validated_accuracy(features: Tensor, labels: Tensor, num_classes: int, folds: int,
+                             penalty: float | None = None, seed: int = 0) -> float:
+    """The share of ``(features, labels)`` rows the probe classifies correctly when each of
+    ``folds`` folds (:func:`fold_indices`) is tested by the probe fitted on the other folds
+    (:func:`probe_accuracy`; ``penalty=None``: chosen on those training rows): every row is
+    tested once, so the accuracy's standard error is that of ``len(features)`` test images."""
+    correct = 0.0
+    parts = fold_indices(len(features), folds, seed)
+    for k, held in enumerate(parts):
+        kept = torch.cat([f for j, f in enumerate(parts) if j != k])
+        correct += probe_accuracy(features[kept], labels[kept], features[held], labels[held],
+                                  num_classes, penalty) * len(held)
+    return correct / len(features)
 
 
 def split_indices(n: int, train_fraction: float, seed: int = 0) -> tuple[Tensor, Tensor]:

@@ -20,8 +20,9 @@ augmentation, masks from a fixed seed), the linear-probe accuracy of the current
 and of a randomly initialised encoder of the same architecture
 (:mod:`distwm.models.jepa.probe`; every ``probe_every`` updates): fitted on the batch's
 ``train_image`` / ``train_label`` rows and tested on its ``image`` / ``label`` rows when it
-carries both, else fitted on ``probe_train_fraction`` of the batch and tested on the rest; and an
-image of the masks over the first image.
+carries both, else fitted on ``probe_train_fraction`` of the batch and tested on the rest, or,
+with ``probe_folds`` k >= 2, k-fold cross-validated over the batch (every image tested once);
+and an image of the masks over the first image.
 """
 
 from __future__ import annotations
@@ -304,23 +305,35 @@ class JEPATrainable:
         return {"scalars": scalars, "images": {"masks": image}}
 
     def _probe(self, views: Tensor, labels: Tensor, n_train: int | None = None) -> dict[str, float]:
-        """Probe accuracies (fitted on the first ``n_train`` rows and tested on the rest, or on
-        a seeded ``probe_train_fraction`` split) and the pooled features' spread (the mean over
-        features of their standard deviation over the images: near 0 when the representation
-        has collapsed)."""
-        from distwm.models.jepa.probe import pooled_features, probe_accuracy, split_indices
+        """Probe accuracies (fitted on the first ``n_train`` rows and tested on the rest, else
+        ``probe_folds``-fold cross-validated over all rows, else on a seeded
+        ``probe_train_fraction`` split) and the pooled features' spread (the mean over features
+        of their standard deviation over the test images: near 0 when the representation has
+        collapsed)."""
+        from distwm.models.jepa.probe import (cross_validated_accuracy, pooled_features,
+                                              probe_accuracy, split_indices)
 
         c = self.config
         k = self.num_classes if self.num_classes is not None else int(labels.max()) + 1
-        if n_train is None:
-            train, test = split_indices(len(views), c.probe_train_fraction, seed=c.seed)
+        folds = min(c.probe_folds, len(views)) if n_train is None else 0
+        if folds >= 2:
+            train = test = torch.arange(len(views))
+            out = {"probe/train_images": float(len(views) - math.ceil(len(views) / folds)),
+                   "probe/test_images": float(len(views))}
         else:
-            train, test = torch.arange(n_train), torch.arange(n_train, len(views))
-        out = {"probe/train_images": float(len(train)), "probe/test_images": float(len(test))}
+            if n_train is None:
+                train, test = split_indices(len(views), c.probe_train_fraction, seed=c.seed)
+            else:
+                train, test = torch.arange(n_train), torch.arange(n_train, len(views))
+            out = {"probe/train_images": float(len(train)), "probe/test_images": float(len(test))}
         for name, encoder in (("", self.model.target_encoder), ("random_encoder_", self.random_encoder())):
             features = pooled_features(encoder, views)
-            out[f"probe/{name}accuracy"] = probe_accuracy(
-                features[train], labels[train], features[test], labels[test], k, c.probe_penalty)
+            if folds >= 2:
+                out[f"probe/{name}accuracy"] = cross_validated_accuracy(
+                    features, labels, k, folds, c.probe_penalty, seed=c.seed)
+            else:
+                out[f"probe/{name}accuracy"] = probe_accuracy(
+                    features[train], labels[train], features[test], labels[test], k, c.probe_penalty)
             out[f"probe/{name}feature_std"] = float(features[test].std(dim=0).mean())
         self._last_probe_update = self.updates
         return out

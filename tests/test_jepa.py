@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from distwm.configs.jepa_config import JEPA_PRESETS, JEPAConfig, jepa_preset
 from distwm.models.jepa.model import ema_momentum
 from distwm.models.jepa.probe import (cross_validated_accuracy, fit_ridge_classifier, fold_indices,
-                                      probe_accuracy)
+                                      probe_accuracy, select_penalty)
 from distwm.models.jepa.trainable import JEPATrainable
 
 INFO = {"kind": "images", "frame_shape": [3, 16, 16], "num_classes": 2, "size": 64}
@@ -222,6 +222,19 @@ def test_probe_separates_linearly_separable_features():
         probe_accuracy(x[:30], y[:30] + 1, x[30:], y[30:], 3)
 
 
+def test_probe_penalty_search_reaches_nearly_collinear_features():
+    # the label lives in the 1e-4 difference of two nearly equal features: only an almost
+    # unpenalised fit finds it (a penalty of 1e-5, the old grid's smallest, does not)
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(120) % 2
+    sign = (2 * y - 1).double()[:, None]
+    z = torch.randn(120, 8, generator=g, dtype=torch.float64)
+    x = torch.cat([z[:, :1] + 1e-4 * sign, z[:, :1] - 1e-4 * sign, z[:, 1:]], dim=1)
+    assert select_penalty(x[:60], y[:60], 2) < 1e-5
+    assert probe_accuracy(x[:60], y[:60], x[60:], y[60:], 2) == 1.0
+    assert probe_accuracy(x[:60], y[:60], x[60:], y[60:], 2, penalty=1e-5) < 0.8
+
+
 def test_cross_validated_probe_tests_every_row_once_on_a_probe_that_never_saw_it():
     parts = fold_indices(23, 5, seed=3)
     assert sorted(torch.cat(parts).tolist()) == list(range(23))
@@ -243,6 +256,13 @@ def test_cross_validated_probe_tests_every_row_once_on_a_probe_that_never_saw_it
         manual += probe_accuracy(xn[kept], y[kept], xn[held], y[held], 3) * len(held) / 60
     assert 0.4 < manual < 1.0
     assert cross_validated_accuracy(xn, y, 3, folds=4) == pytest.approx(manual)
+    # low shot: each fold alone is the training rows, the other three folds its test rows
+    manual = 0.0
+    for k, part in enumerate(parts):
+        rest = torch.cat([q for j, q in enumerate(parts) if j != k])
+        manual += probe_accuracy(xn[part], y[part], xn[rest], y[rest], 3) * len(rest) / (3 * 60)
+    assert cross_validated_accuracy(xn, y, 3, folds=4, low_shot=True) == pytest.approx(manual)
+    assert cross_validated_accuracy(x, y, 3, folds=4, low_shot=True) == 1.0
     for bad in (1, 61, 2.0):
         with pytest.raises(ValueError, match="folds"):
             cross_validated_accuracy(x, y, 3, folds=bad)
@@ -254,9 +274,13 @@ def test_report_probe_cross_validates_over_the_batch_with_probe_folds():
     # every image is tested once, each probe fitted on the other three folds
     assert (folded["probe/train_images"], folded["probe/test_images"]) == (30, 40)
     assert folded["probe/accuracy"] >= 0.95
+    # and the low-shot probe, fitted on one fold (10 images) at a time, for both encoders
+    assert folded["probe/low_shot_train_images"] == 10
+    assert folded["probe/low_shot_accuracy"] >= 0.9
+    assert 0.0 <= folded["probe/random_encoder_low_shot_accuracy"] <= 1.0
     # the split protocol tests only its test share
     split = JEPATrainable.from_config(tiny(probe_every=0), INFO).report(batch)["scalars"]
-    assert split["probe/test_images"] == 20
+    assert split["probe/test_images"] == 20 and "probe/low_shot_accuracy" not in split
     with pytest.raises(ValueError, match="probe_folds"):
         tiny(probe_folds=1)
 

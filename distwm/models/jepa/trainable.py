@@ -21,8 +21,10 @@ and of a randomly initialised encoder of the same architecture
 (:mod:`distwm.models.jepa.probe`; every ``probe_every`` updates): fitted on the batch's
 ``train_image`` / ``train_label`` rows and tested on its ``image`` / ``label`` rows when it
 carries both, else fitted on ``probe_train_fraction`` of the batch and tested on the rest, or,
-with ``probe_folds`` k >= 2, k-fold cross-validated over the batch (every image tested once);
-and an image of the masks over the first image.
+with ``probe_folds`` k >= 2, k-fold cross-validated over the batch (every image tested once),
+plus a low-shot probe fitted on one fold at a time (``probe/low_shot_accuracy``; the paper's
+low-shot evaluation uses 1% of ImageNet's labels); and an image of the masks over the first
+image.
 """
 
 from __future__ import annotations
@@ -306,8 +308,8 @@ class JEPATrainable:
 
     def _probe(self, views: Tensor, labels: Tensor, n_train: int | None = None) -> dict[str, float]:
         """Probe accuracies (fitted on the first ``n_train`` rows and tested on the rest, else
-        ``probe_folds``-fold cross-validated over all rows, else on a seeded
-        ``probe_train_fraction`` split) and the pooled features' spread (the mean over features
+        ``probe_folds``-fold cross-validated over all rows, with the low-shot probe, else on a
+        seeded ``probe_train_fraction`` split) and the pooled features' spread (the mean over features
         of their standard deviation over the test images: near 0 when the representation has
         collapsed)."""
         from distwm.models.jepa.probe import (cross_validated_accuracy, pooled_features,
@@ -319,7 +321,8 @@ class JEPATrainable:
         if folds >= 2:
             train = test = torch.arange(len(views))
             out = {"probe/train_images": float(len(views) - math.ceil(len(views) / folds)),
-                   "probe/test_images": float(len(views))}
+                   "probe/test_images": float(len(views)),
+                   "probe/low_shot_train_images": float(len(views) // folds)}
         else:
             if n_train is None:
                 train, test = split_indices(len(views), c.probe_train_fraction, seed=c.seed)
@@ -329,8 +332,9 @@ class JEPATrainable:
         for name, encoder in (("", self.model.target_encoder), ("random_encoder_", self.random_encoder())):
             features = pooled_features(encoder, views)
             if folds >= 2:
-                out[f"probe/{name}accuracy"] = cross_validated_accuracy(
-                    features, labels, k, folds, c.probe_penalty, seed=c.seed)
+                for kind, low_shot in (("", False), ("low_shot_", True)):
+                    out[f"probe/{name}{kind}accuracy"] = cross_validated_accuracy(
+                        features, labels, k, folds, c.probe_penalty, seed=c.seed, low_shot=low_shot)
             else:
                 out[f"probe/{name}accuracy"] = probe_accuracy(
                     features[train], labels[train], features[test], labels[test], k, c.probe_penalty)

@@ -133,7 +133,7 @@ def test_episode_ends_reach_the_trial_result_and_the_report():
 
 @pytest.fixture
 def crafter_sweep(tmp_path, monkeypatch):
-    from distwm.tune import crafter_report, sweep_report
+    from distwm.tune import sweep_report
     from distwm.tune.storage import SWEEP_FILE
     from distwm.tune.sweep_config import SweepConfig
     from distwm.tune.sweep_report import TrialOutcome
@@ -145,16 +145,13 @@ def crafter_sweep(tmp_path, monkeypatch):
                                    "seeds": [0, 1, 2]})
     (results / SWEEP_FILE).write_text(sweep.to_yaml())
     rates = [_rates(collect_wood=40, wake_up=80), _rates(collect_wood=60, wake_up=90, place_table=10)]
-    outcomes = [TrialOutcome("dreamer", "crafter:reward", s, "done", 3000, 2.0 + s) for s in (0, 1)]
+    finals = [{"final": True, "score": 2.0 + s, "env_steps": 3000,
+               **achievement_metrics({"achievements": {"episodes": 20 + s, "success_rates": r}})}
+              for s, r in enumerate(rates)]
+    outcomes = [TrialOutcome("dreamer", "crafter:reward", s, "done", 3000, 2.0 + s, "", finals[s])
+                for s in (0, 1)]
     outcomes.append(TrialOutcome("dreamer", "crafter:reward", 2, "failed", 700, None, "RuntimeError"))
-    trial_results = [({"agent": "dreamer", "game": "crafter:reward", "seed": s},
-                      {"final": True, "score": 2.0 + s, "env_steps": 3000,
-                       **achievement_metrics({"achievements": {"episodes": 20 + s, "success_rates": r}})})
-                     for s, r in enumerate(rates)]
-    trial_results.append(({"agent": "dreamer", "game": "crafter:reward", "seed": 2},
-                          {"final": False, "env_steps": 700}))
     monkeypatch.setattr(sweep_report, "load_trial_outcomes", lambda path: outcomes)
-    monkeypatch.setattr(crafter_report, "_trial_results", lambda path: trial_results)
     return str(results), [crafter_score(r) for r in rates]
 
 

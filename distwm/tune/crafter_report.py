@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from distwm.tune.trainable import ACHIEVEMENT_EPISODES_KEY, ACHIEVEMENT_SUCCESS_PREFIX
 
@@ -29,36 +29,28 @@ def trial_success_rates(result: Mapping[str, Any]) -> tuple[int, dict[str, float
     return int(episodes), rates
 
 
-def _trial_results(results_dir: str) -> list[tuple[Mapping[str, Any], Mapping[str, Any]]]:
-    """``[(trial config, last result)]`` of the sweep's Tune experiment."""
-    from ray.tune import ExperimentAnalysis
-
-    return [(trial.config, trial.last_result or {}) for trial in ExperimentAnalysis(results_dir).trials]
-
-
-def load_crafter_runs(results_dir: str) -> list[dict[str, Any]]:
+def load_crafter_runs(outcomes: Sequence[Any]) -> list[dict[str, Any]]:
     """``[{"agent", "game", "seed", "env_steps", "episodes", "success_rates"}]`` of the finished
-    trials whose final result has achievement success rates."""
-    from distwm.tune.sweep_report import _agent_label  # the labels of the report's other tables
-
+    trials (the report's :class:`~distwm.tune.sweep_report.TrialOutcome` s) whose final result
+    has achievement success rates."""
     runs = []
-    for config, result in _trial_results(results_dir):
-        found = trial_success_rates(result) if result.get("final") else None
+    for o in outcomes:
+        found = trial_success_rates(o.result) if o.result else None
         if found is not None:
-            runs.append({"agent": _agent_label(config), "game": str(config["game"]),
-                         "seed": int(config["seed"]), "env_steps": result.get("env_steps"),
+            runs.append({"agent": o.agent, "game": o.game, "seed": o.seed,
+                         "env_steps": o.result.get("env_steps"),
                          "episodes": found[0], "success_rates": found[1]})
     return sorted(runs, key=lambda r: (r["agent"], r["game"], r["seed"]))
 
 
-def crafter_section(results_dir: str, out_dir: str, num_samples: int = 2000, alpha: float = 0.05,
+def crafter_section(outcomes: Sequence[Any], out_dir: str, num_samples: int = 2000, alpha: float = 0.05,
                     seed: int = 0) -> tuple[str, str]:
-    """``(markdown, path of crafter_score.json)`` for the sweep at ``results_dir`` (with no run to
-    score, the JSON has no runs and the markdown says why)."""
+    """``(markdown, path of crafter_score.json)`` for the sweep's trial ``outcomes`` (with no run
+    to score, the JSON has no runs and the markdown says why)."""
     from distwm.benchmarks.crafter_score import (crafter_markdown, crafter_report,
                                                  load_published_crafter_scores)
 
-    runs = load_crafter_runs(results_dir)
+    runs = load_crafter_runs(outcomes)
     if runs:
         report = crafter_report(runs, num_samples=num_samples, alpha=alpha, seed=seed)
         markdown = crafter_markdown(report)

@@ -26,6 +26,7 @@ from typing import Any, Mapping, Sequence
 from distwm.tune.data_sweep import DataSweepConfig
 from distwm.tune.sweep import SweepOutcome, _saved_statuses
 from distwm.tune.trainable import REPORT_PREFIX
+from distwm.tune.sweep_report import trial_status
 
 __all__ = ["search_point", "format_point", "trial_label", "DataSweepOutcome", "sweep_outcome",
            "DataTrialOutcome", "FINAL_KEYS", "PUBLISHED_NOTES", "load_data_trial_outcomes",
@@ -139,11 +140,6 @@ def _final_metrics(result: Mapping[str, Any]) -> dict[str, float]:
             and isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
-def _last_line(text: Any) -> str:
-    lines = [line.strip() for line in str(text or "").strip().splitlines() if line.strip()]
-    return lines[-1] if lines else "unknown error"
-
-
 def load_data_trial_outcomes(results_dir: str) -> list[DataTrialOutcome]:
     """Every trial of the data sweep at ``results_dir``, sorted by label."""
     from ray.tune import ExperimentAnalysis
@@ -156,16 +152,8 @@ def load_data_trial_outcomes(results_dir: str) -> list[DataTrialOutcome]:
     for trial in analysis.trials:
         config, last = trial.config or {}, trial.last_result or {}
         updates = last.get("updates")
-        metrics, cause = {}, ""
-        if last.get("final"):
-            status, metrics = "done", _final_metrics(last)
-        elif trial.status == "ERROR":
-            status, cause = "failed", _last_line(trial.get_error())
-        elif trial.status == "TERMINATED":
-            status, cause = "stopped", f"stopped early at {updates or 0:,} updates"
-        else:
-            status = "unfinished"
-            cause = f"{trial.status.lower()}: continue it with `distwm sweep --resume`"
+        status, cause = trial_status(trial, bool(last.get("final")), f"{updates or 0:,} updates")
+        metrics = _final_metrics(last) if status == "done" else {}
         dp = config.get("data_parallel") or {}
         outcomes.append(DataTrialOutcome(trial_label(config), str(dp.get("data")), int(dp.get("seed", 0)),
                                          search_point(config), status,

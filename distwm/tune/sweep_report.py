@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import csv
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 from distwm.tune.sweep_config import REFERENCE_SUITES, SweepConfig
@@ -52,6 +52,8 @@ class TrialOutcome:
     env_steps: int | None
     score: float | None
     cause: str = ""
+    #: the trial's final result (its last ``final`` report; empty when it has none)
+    result: dict = field(default_factory=dict)
 
 
 def _agent_label(config: Mapping[str, Any]) -> str:
@@ -68,6 +70,19 @@ def _last_line(text: Any) -> str:
     return lines[-1] if lines else "unknown error"
 
 
+def trial_status(trial: Any, done: bool, progress: str) -> tuple[str, str]:
+    """``(status, cause)`` of a Tune trial for a report: ``done`` (its final result is there),
+    ``failed`` (the error's last line), ``stopped`` (at ``progress``, e.g. "4,000 env steps")
+    or ``unfinished``."""
+    if done:
+        return "done", ""
+    if trial.status == "ERROR":
+        return "failed", _last_line(trial.get_error())
+    if trial.status == "TERMINATED":
+        return "stopped", f"stopped early at {progress} (scheduler or time limit)"
+    return "unfinished", f"{trial.status.lower()}: continue it with `distwm sweep --resume`"
+
+
 def load_trial_outcomes(results_dir: str) -> list[TrialOutcome]:
     """Every trial of the sweep at ``results_dir`` (sorted by agent, game, seed)."""
     from ray.tune import ExperimentAnalysis
@@ -80,20 +95,11 @@ def load_trial_outcomes(results_dir: str) -> list[TrialOutcome]:
     for trial in analysis.trials:
         config, last = trial.config, trial.last_result or {}
         steps = last.get("env_steps")
-        if last.get("final") and last.get("score") is not None:
-            status, score, cause = "done", float(last["score"]), ""
-        else:
-            score = None
-            if trial.status == "ERROR":
-                status, cause = "failed", _last_line(trial.get_error())
-            elif trial.status == "TERMINATED":
-                status = "stopped"
-                cause = f"stopped early at {steps or 0:,} env steps (scheduler or time limit)"
-            else:
-                status = "unfinished"
-                cause = f"{trial.status.lower()}: continue it with `distwm sweep --resume`"
+        done = bool(last.get("final")) and last.get("score") is not None
+        status, cause = trial_status(trial, done, f"{steps or 0:,} env steps")
         outcomes.append(TrialOutcome(_agent_label(config), str(config["game"]), int(config["seed"]),
-                                     status, steps, score, cause))
+                                     status, steps, float(last["score"]) if done else None, cause,
+                                     dict(last) if last.get("final") else {}))
     return sorted(outcomes, key=lambda o: (o.agent, o.game, o.seed))
 
 
@@ -217,7 +223,7 @@ def build_sweep_report(results_dir: str, compare: Sequence[str] | None = None,
     if sweep.suite == "crafter":  # Crafter scores beside the published ones (distwm.tune.crafter_report)
         from distwm.tune.crafter_report import crafter_section
 
-        section, paths["crafter_json"] = crafter_section(results_dir, out_dir, num_samples, alpha, seed)
+        section, paths["crafter_json"] = crafter_section(outcomes, out_dir, num_samples, alpha, seed)
         markdown += "\n" + section
     paths["md"] = os.path.join(out_dir, "report.md")
     with open(paths["md"], "w", encoding="utf-8") as f:

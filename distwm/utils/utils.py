@@ -16,8 +16,7 @@ from distwm._lazy import lazy_exports
 
 #: the seed's other ``utils.utils`` names -> the modules they live in (loaded on first access)
 _SEED_NAMES = {name: module for module, names in {
-    "distwm.utils.video_io": ("VIDEO_FORMATS", "write_video", "save_video", "StreamingVideoWriter",
-                              "_video_format"),
+    "distwm.utils.video_io": ("VIDEO_FORMATS", "write_video", "save_video", "StreamingVideoWriter"),
     "distwm.utils.results_media": ("combine_videos", "ensure_results_dir_exists", "save_frames"),
     "distwm.utils.metrics_logging": ("TensorBoardMetrics", "plot_metrics"),
     "distwm.utils.batched_apply": ("apply_model",),
@@ -39,7 +38,7 @@ __all__ = [
     "flatten_dict",
     "normalize_frames_for_saving",
     "lineplot",
-    *(name for name in _SEED_NAMES if not name.startswith("_")),
+    *_SEED_NAMES,
 ]
 
 

@@ -13,7 +13,9 @@ Every class offers ``mode()``, ``log_prob(x)`` and (where needed) ``sample()`` /
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +29,7 @@ __all__ = [
     "OneHotDist",
     "mixed_probs",
     "sample_index",
+    "sampling_generator",
     "two_hot_parts",
     "TwoHotDist",
     "MSEDist",
@@ -48,11 +51,29 @@ def mixed_probs(logits: Tensor, unimix: float = 0.0) -> Tensor:
     return (1.0 - unimix) * torch.softmax(logits, -1) + unimix / logits.shape[-1]
 
 
+_THREAD = threading.local()  # .generator: the sampling_generator() of this thread
+
+
+@contextlib.contextmanager
+def sampling_generator(generator: torch.Generator | None):
+    """Within this scope :func:`sample_index` (so :meth:`OneHotDist.sample` too) draws from
+    ``generator`` in the calling thread (threads that sample at once stay reproducible);
+    ``None`` or outside it: PyTorch's default generator."""
+    outer = getattr(_THREAD, "generator", None)
+    _THREAD.generator = generator
+    try:
+        yield
+    finally:
+        _THREAD.generator = outer
+
+
 def sample_index(probs: Tensor) -> Tensor:
     """Class indices sampled from ``probs`` ``(..., K)`` by inverse CDF: one uniform number per
     categorical, the index is the number of CDF entries below it (a binary search of the sorted
     CDF: the same indices as counting, without a ``(..., K)`` comparison)."""
-    uniform = torch.rand(*probs.shape[:-1], 1, device=probs.device, dtype=probs.dtype)
+    generator = getattr(_THREAD, "generator", None)
+    uniform = torch.rand(*probs.shape[:-1], 1, device=probs.device, dtype=probs.dtype,
+                         generator=generator)
     index = torch.searchsorted(probs.cumsum(-1), uniform).squeeze(-1)
     return index.clamp_(max=probs.shape[-1] - 1)
 

@@ -221,6 +221,9 @@ class DreamerConfig(RLConfig):
     #: torch intra-op threads for the RSSM's observe loop on CPU, forward and backward (its
     #: steps have B rows, too few for a second thread to pay for its wake-up); 0: the process's
     observe_threads: int = 1
+    #: REINFORCE imagination on CPU: split the starts' rollout over this many Python threads,
+    #: each with torch_threads // n intra-op threads (distwm.models.dreamer.split_rollout); 1: off
+    imagine_split: int = 2
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -320,6 +323,10 @@ class DreamerConfig(RLConfig):
                 or self.observe_threads < 0:
             raise ValueError("DreamerConfig.observe_threads must be an int >= 0 (0: the "
                              f"process's torch threads), got {self.observe_threads!r}")
+        if isinstance(self.imagine_split, bool) or not isinstance(self.imagine_split, int) \
+                or self.imagine_split < 1:
+            raise ValueError("DreamerConfig.imagine_split must be an int >= 1 (1: one thread), "
+                             f"got {self.imagine_split!r}")
         for name in ("channels_last", "keep_freed_memory"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"DreamerConfig.{name} must be True or False, got {getattr(self, name)!r}")

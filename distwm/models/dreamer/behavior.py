@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from distwm.configs.dreamer_config import DreamerConfig
-from distwm.models.dreamer import acceleration
+from distwm.models.dreamer import acceleration, split_rollout
 from distwm.models.dreamer.world_model import WorldModel
 from distwm.vision.dreamer_decoder import ActionDecoder, DenseDecoder
 from distwm.blocks.dreamer_blocks import OneHotFeatures, init_weights_, reuse_embedding_tables
@@ -126,15 +126,21 @@ class ActorCritic(nn.Module):
         actor_raw: list[Tensor] = []
         fast = acceleration.compiled(self)
 
+        # REINFORCE: the rollout's actor records no gradient; one pass over the whole
+        # trajectory afterwards gives the outputs the loss differentiates (one backward over
+        # H + 1 steps at once instead of one per step)
+        batched_actor = self.reinforce
+
         def policy(feat: Tensor) -> Tensor:
-            with torch.enable_grad():
+            with torch.set_grad_enabled(not batched_actor):
                 if not fast:
                     raw = self.actor.mlp(feat.detach())
                 elif isinstance(feat, OneHotFeatures):
                     raw = fast["actor_onehot"](feat.index, feat.rest.detach(), feat.width)
                 else:
                     raw = fast["actor"](feat.detach())
-            actor_raw.append(raw)
+            if not batched_actor:
+                actor_raw.append(raw)
             dist = self.actor.dist_from_raw(raw)
             if self.reinforce:
                 return dist.sample().detach() if self.discrete else dist.sample()
@@ -146,7 +152,9 @@ class ActorCritic(nn.Module):
         frozen = contextlib.nullcontext() if self.reinforce else FreezeParameters([world_model, self.critic])
         with frozen, torch.set_grad_enabled(not self.reinforce), reuse_embedding_tables():
             if self.reinforce and rssm.discrete:
-                feat, actions = rssm.imagine_onehot(policy, start, cfg.imagine_horizon)
+                feat, actions = split_rollout.imagine_onehot(
+                    rssm, policy, start, cfg.imagine_horizon, split_rollout.parts(cfg, self),
+                    lambda: acceleration.autocast_context(cfg, self))
             else:
                 states, actions = rssm.imagine_rollout(policy, start, cfg.imagine_horizon,
                                                        keys=("stoch", "deter"))
@@ -159,13 +167,16 @@ class ActorCritic(nn.Module):
             if not self.reinforce:
                 value = _head(self.critic, feat).mode()  # differentiable w.r.t. the features only
         critic_raw = self.critic.mlp(head_feat.detach()).float()
+        if batched_actor:
+            actor_raw = [self.actor.mlp(head_feat.detach())]
         if cfg.slow_critic_target:
             with torch.no_grad():
                 value = _head(self.slow_critic, head_feat.detach()).mode()
         elif self.reinforce:
             value = self.critic.dist_from_raw(critic_raw.detach()).mode()
         returns = compute_return(reward, value[:-1], disc[1:], cfg.td_lambda, value[-1])
-        return Imagination(feat.detach(), actions, torch.stack(actor_raw, 0), critic_raw[:-1],
+        stacked = actor_raw[0] if batched_actor else torch.stack(actor_raw, 0)
+        return Imagination(feat.detach(), actions, stacked, critic_raw[:-1],
                            reward, cont, value, returns, weight)
 
     def _continuation(self, world_model: WorldModel, feat, start_cont: Tensor, reward: Tensor):

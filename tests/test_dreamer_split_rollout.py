@@ -1,0 +1,169 @@
+"""The REINFORCE imagination: one batched actor pass, and the rollout split over threads."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+from dreamer_helpers import OBS_CASES, random_batch, tiny_config
+from distwm.blocks.dreamer_distributions import sample_index, sampling_generator
+from distwm.configs.dreamer_config import DreamerConfig
+from distwm.models.dreamer import split_rollout
+from distwm.models.dreamer.core import DreamerCore
+
+
+def _core(**fields) -> DreamerCore:
+    torch.manual_seed(0)
+    return DreamerCore(tiny_config("v3", imagine_horizon=4, **fields), OBS_CASES["vector"], 3,
+                       discrete=True)
+
+
+def _starts(core: DreamerCore, rows: int = 12) -> tuple[dict, torch.Tensor]:
+    batch = random_batch(OBS_CASES["vector"], 3, True, batch=2, steps=rows // 2)
+    data = core._batch_to_tensors(batch)
+    with torch.no_grad():
+        _, post, _ = core.model_loss(data)
+    return {k: v.detach() for k, v in post.items()}, data["is_terminal"]
+
+
+def _flat(start: dict) -> dict:
+    return {k: v.reshape(-1, *v.shape[2:]) for k, v in start.items()}
+
+
+@pytest.fixture
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_batched_actor_outputs_are_the_per_step_actor_and_train_it():
+    core = _core(imagine_split=1)
+    start, term = _starts(core)
+    torch.manual_seed(1)
+    imag = core.imagine(start, term)
+    assert imag.actor_raw.shape[:2] == (5, 12) and imag.actor_raw.requires_grad
+    with torch.no_grad():  # what the rollout's actor computed in each state, step by step
+        feat = imag.feat
+        steps = [core.behavior.actor.mlp(type(feat)(feat.index[t], feat.rest[t], feat.width))
+                 for t in range(feat.index.shape[0])]
+    torch.testing.assert_close(imag.actor_raw, torch.stack(steps), rtol=1e-5, atol=1e-6)
+    loss, _ = core.actor_loss(imag)
+    loss.backward()
+    grads = [p.grad for p in core.behavior.actor.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert any(float(g.abs().sum()) > 0 for g in grads)
+
+
+def test_split_rollout_is_each_part_rolled_out_alone_in_order(two_threads):
+    core = _core(imagine_split=2)
+    start = _flat(_starts(core)[0])
+    seen: set = set()
+    policy = _recording_policy(core, seen)
+    rssm = core.world_model.rssm
+    torch.manual_seed(5)
+    with torch.no_grad():
+        feat, actions = split_rollout.imagine_onehot(rssm, policy, start, 4, 2, _nothing)
+    assert torch.get_num_threads() == 2  # the caller's threads again
+    # two threads (the caller's and one more), each with one intra-op thread
+    assert {name for name, _ in seen} == {threading.current_thread().name, "imagine-part-1"}
+    assert {threads for _, threads in seen} == {1}
+    torch.manual_seed(5)
+    seeds = torch.randint(0, 2 ** 62, (2,)).tolist()
+    for part, rows in enumerate((slice(0, 6), slice(6, 12))):
+        generator = torch.Generator().manual_seed(seeds[part])
+        with torch.no_grad(), sampling_generator(generator):
+            alone, alone_actions = rssm.imagine_onehot(
+                policy, {k: v[rows] for k, v in start.items()}, 4)
+        assert torch.equal(feat.index[:, rows], alone.index)
+        assert torch.equal(feat.rest[:, rows], alone.rest)
+        assert torch.equal(actions[:, rows], alone_actions)
+
+
+def test_split_update_is_reproducible_and_differs_only_in_its_draws(two_threads):
+    def run(split: int, seed: int) -> dict:
+        core = _core(imagine_split=split)
+        batch = random_batch(OBS_CASES["vector"], 3, True, batch=2, steps=6)
+        torch.manual_seed(seed)
+        return core.update({"sequences": batch})
+
+    first, again = run(2, 7), run(2, 7)
+    assert first == again
+    plain = run(1, 7)
+    assert first["model_loss"] == plain["model_loss"]  # the world-model step is the same
+    assert first["actor_loss"] != plain["actor_loss"]  # other random draws in imagination
+
+
+def test_a_failing_part_raises_in_the_caller(two_threads):
+    core = _core(imagine_split=2)
+    start = _flat(_starts(core)[0])
+
+    def policy(feat):
+        if threading.current_thread().name == "imagine-part-1":
+            raise RuntimeError("part 1 failed")
+        return _recording_policy(core, set())(feat)
+
+    with torch.no_grad(), pytest.raises(RuntimeError, match="part 1 failed"):
+        split_rollout.imagine_onehot(core.world_model.rssm, policy, start, 2, 2, _nothing)
+    assert torch.get_num_threads() == 2
+
+
+@pytest.mark.parametrize("fields, threads, parts", [
+    ({"imagine_split": 2}, 2, 2), ({"imagine_split": 4}, 2, 2), ({"imagine_split": 2}, 1, 1),
+    ({"imagine_split": 1}, 2, 1), ({"imagine_split": 2, "compile": "default"}, 2, 1)])
+def test_parts_follow_the_field_the_threads_and_compile(fields, threads, parts):
+    core = _core(**fields)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        assert split_rollout.parts(core.behavior.cfg, core.behavior) == parts
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_continuous_actions_do_not_split(two_threads):
+    torch.manual_seed(0)
+    core = DreamerCore(tiny_config("v3-2024", imagine_split=2), OBS_CASES["vector"], 2,
+                       discrete=False)
+    assert split_rollout.parts(core.behavior.cfg, core.behavior) == 1
+
+
+def test_sampling_generator_is_per_thread_and_scoped():
+    probs = torch.full((4000, 8), 1 / 8)
+    with sampling_generator(torch.Generator().manual_seed(3)):
+        a = sample_index(probs)
+    with sampling_generator(torch.Generator().manual_seed(3)):
+        b = sample_index(probs)
+        other: list = []
+        worker = threading.Thread(target=lambda: other.append(sample_index(probs)))
+        torch.manual_seed(3)
+        worker.start()
+        worker.join()
+    assert torch.equal(a, b)
+    torch.manual_seed(3)  # the other thread drew from the default generator
+    assert torch.equal(other[0], sample_index(probs))
+
+
+@pytest.mark.parametrize("value", [0, 1.5, True])
+def test_bad_imagine_split_is_named(value):
+    with pytest.raises(ValueError, match=rf"DreamerConfig\.imagine_split.*{value!r}"):
+        DreamerConfig(imagine_split=value)
+
+
+def _nothing():
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+def _recording_policy(core: DreamerCore, seen: set):
+    actor = core.behavior.actor
+
+    def policy(feat):
+        seen.add((threading.current_thread().name, torch.get_num_threads()))
+        return actor.dist_from_raw(actor.mlp(feat)).sample()
+
+    return policy

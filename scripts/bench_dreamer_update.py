@@ -93,8 +93,9 @@ def to_distwm_batch(sample) -> dict[str, np.ndarray]:
 #: named variants: DreamerConfig speed fields set on top of distwm's defaults
 #: (``keep_freed_memory`` is process-wide, so it is set per run: ``--keep-freed-memory``)
 VARIANTS: dict[str, dict] = {
-    "baseline": {"observe_threads": 0},  # every switch off
-    "defaults": {},  # observe_threads: 1
+    "baseline": {"observe_threads": 0, "imagine_split": 1},  # every switch off
+    "no-split": {"imagine_split": 1},  # the defaults less imagine_split (observe_threads: 1)
+    "defaults": {},  # observe_threads: 1, imagine_split: 2
     "compile": {"compile": "default"},
     "compile-max-autotune": {"compile": "max-autotune-no-cudagraphs"},
     "bf16": {"autocast": "bf16"},

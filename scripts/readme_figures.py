@@ -157,15 +157,18 @@ def before_after_table() -> str:
 #: ``keep_freed_memory`` (process-wide, so one run each)
 SPEED_RUNS = ("dreamer_update_speed_nokeep.json", "dreamer_update_speed.json")
 _SWITCHES = {"compile": "`compile: {}`", "autocast": "`autocast: {}`",
-             "channels_last": "`channels_last: {}`", "observe_threads": "`observe_threads: {}`"}
+             "channels_last": "`channels_last: {}`", "observe_threads": "`observe_threads: {}`",
+             "imagine_split": "`imagine_split: {}`"}
 
 
 def _speed_label(fields: dict) -> str:
-    if fields == {"observe_threads": 0}:
+    if fields in ({"observe_threads": 0}, {"observe_threads": 0, "imagine_split": 1}):
         return "distwm `baseline` (every switch off)"
     if not fields:
-        return "distwm defaults (`observe_threads: 1`)"
-    return "distwm " + " + ".join(_SWITCHES[k].format(v) for k, v in fields.items())
+        return "distwm defaults (`observe_threads: 1`, `imagine_split: 2`)"
+    if fields == {"imagine_split": 1}:
+        return "distwm defaults less `imagine_split` (`imagine_split: 1`)"
+    return "distwm defaults + " + " + ".join(_SWITCHES[k].format(v) for k, v in fields.items())
 
 
 def block_dreamer_speed() -> str:

@@ -97,6 +97,23 @@ def test_split_update_is_reproducible_and_differs_only_in_its_draws(two_threads)
     assert first["actor_loss"] != plain["actor_loss"]  # other random draws in imagination
 
 
+def test_compiled_split_update_is_the_plain_split_update(two_threads, monkeypatch):
+    from distwm.models.dreamer import acceleration
+
+    torch._dynamo.reset()
+    monkeypatch.setattr(acceleration, "BACKEND", "aot_eager")  # the traced path, no codegen
+    batch = random_batch(OBS_CASES["vector"], 3, True, batch=2, steps=6)
+    metrics = []
+    for speed in ({}, {"compile": "default"}):
+        core = _core(imagine_split=2, **speed)
+        torch.manual_seed(3)
+        metrics.append(core.update({"sequences": batch}))
+    torch._dynamo.reset()
+    assert metrics[0].keys() == metrics[1].keys()
+    for key in metrics[0]:
+        assert metrics[1][key] == pytest.approx(metrics[0][key], rel=1e-4, abs=1e-4), key
+
+
 def test_a_failing_part_raises_in_the_caller(two_threads):
     core = _core(imagine_split=2)
     start = _flat(_starts(core)[0])
@@ -113,7 +130,7 @@ def test_a_failing_part_raises_in_the_caller(two_threads):
 
 @pytest.mark.parametrize("fields, threads, parts", [
     ({"imagine_split": 2}, 2, 2), ({"imagine_split": 4}, 2, 2), ({"imagine_split": 2}, 1, 1),
-    ({"imagine_split": 1}, 2, 1), ({"imagine_split": 2, "compile": "default"}, 2, 1)])
+    ({"imagine_split": 1}, 2, 1), ({"imagine_split": 2, "compile": "default"}, 2, 2)])
 def test_parts_follow_the_field_the_threads_and_compile(fields, threads, parts):
     core = _core(**fields)
     before = torch.get_num_threads()
@@ -167,3 +184,17 @@ def _recording_policy(core: DreamerCore, seen: set):
         return actor.dist_from_raw(actor.mlp(feat)).sample()
 
     return policy
+
+
+def test_mixed_probs_in_place_without_a_graph_and_differentiable_with_one():
+    from distwm.blocks.dreamer_distributions import mixed_probs
+
+    logits = torch.randn(5, 4, 8, requires_grad=True)
+    with torch.no_grad():
+        fast = mixed_probs(logits, 0.01)
+    slow = mixed_probs(logits, 0.01)
+    torch.testing.assert_close(fast, 0.99 * torch.softmax(logits.detach(), -1) + 0.01 / 8,
+                               rtol=0, atol=0)
+    torch.testing.assert_close(slow.detach(), fast, rtol=0, atol=0)
+    (slow[..., 0].sum()).backward()
+    assert logits.grad is not None and float(logits.grad.abs().sum()) > 0

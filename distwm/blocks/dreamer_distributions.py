@@ -48,7 +48,10 @@ def mixed_probs(logits: Tensor, unimix: float = 0.0) -> Tensor:
     without the log-probabilities the class also computes."""
     if unimix <= 0.0:
         return torch.log_softmax(logits, -1).exp()
-    return (1.0 - unimix) * torch.softmax(logits, -1) + unimix / logits.shape[-1]
+    probs = torch.softmax(logits, -1)
+    if not (torch.is_grad_enabled() and logits.requires_grad):  # in place: no graph to keep
+        return probs.mul_(1.0 - unimix).add_(unimix / logits.shape[-1])
+    return (1.0 - unimix) * probs + unimix / logits.shape[-1]
 
 
 _THREAD = threading.local()  # .generator: the sampling_generator() of this thread

@@ -151,9 +151,9 @@ class TwoHotEncoder:
         self._check_logits(logits)
         compute = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
         probs = torch.softmax(compute, dim=-1)
+        if self.spacing == "symlog":  # one matrix-vector product: no (..., K) temporary
+            return symexp(probs @ self._buckets_like(compute)).to(logits.dtype)
         weighted = probs * self._buckets_like(compute)
-        if self.spacing == "symlog":
-            return symexp(weighted.sum(dim=-1)).to(logits.dtype)
         # pair each negative centre with its positive mirror first: no left-to-right rounding
         half = self.num_buckets // 2
         low, high = weighted[..., :half].flip(-1), weighted[..., self.num_buckets - half:]

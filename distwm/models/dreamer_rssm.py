@@ -314,17 +314,19 @@ class RSSM(nn.Module):
         for _ in range(horizon):
             action = policy(OneHotFeatures(index, deter, width))
             actions.append(action)
-            index, deter = body(index, deter, action, offsets)
+            probs, deter = body(index, deter, action)
+            # drawn outside the compiled body: from the thread's sampling_generator() if any
+            index = sample_index(probs) + offsets
             indices.append(index)
             deters.append(deter)
         actions.append(policy(OneHotFeatures(index, deter, width)))
         feat = OneHotFeatures(torch.stack(indices, 0), torch.stack(deters, 0), width)
         return feat, torch.stack(actions, 0)
 
-    def _imagine_onehot_body(self, index: Tensor, deter: Tensor, action: Tensor,
-                             offsets: Tensor) -> tuple[Tensor, Tensor]:
+    def _imagine_onehot_body(self, index: Tensor, deter: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
         """One prior step of :meth:`imagine_onehot` (what ``compile`` compiles): the next
-        ``(index, deter)`` from the class indices, ``deter`` and the action taken."""
+        latent's class probabilities ``(..., stoch_size, stoch_classes)`` and ``deter``, from
+        the class indices, ``deter`` and the action taken."""
         width = self.stoch_dim
         seen = self._clip_action(action)
         if self.blocks:
@@ -333,7 +335,7 @@ class RSSM(nn.Module):
             deter = self.cell(self.img_in(OneHotFeatures(index, seen, width)), deter)
         logits = self.img_out(deter).float().reshape(*deter.shape[:-1], self.stoch_size,
                                                      self.stoch_classes)
-        return sample_index(mixed_probs(logits, self.unimix)) + offsets, deter.float()
+        return mixed_probs(logits, self.unimix), deter.float()
 
     @property
     def _compiled(self) -> dict:

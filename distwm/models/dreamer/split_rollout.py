@@ -12,8 +12,8 @@ so an update is reproducible from the seed; the draws differ from those of the u
 The heads and the losses run afterwards on the whole batch, on every thread.
 
 Applies on the CPU, with REINFORCE, categorical latents and discrete actions (continuous
-actions sample from PyTorch's default generator), without ``compile`` (the compiled step
-draws from the default generator too), and with at least ``parts`` torch threads.
+actions sample from PyTorch's default generator), and with at least ``parts`` torch threads;
+with ``compile`` too (the compiled steps return probabilities; the draws happen outside them).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ __all__ = ["parts", "imagine_onehot"]
 def parts(cfg, behavior: nn.Module) -> int:
     """Into how many threads the rollout splits (1: it does not; module docstring)."""
     wanted = int(getattr(cfg, "imagine_split", 1) or 1)
-    if wanted <= 1 or getattr(cfg, "compile", "off") != "off" or not behavior.discrete:
+    if wanted <= 1 or not behavior.discrete:
         return 1
     param = next(behavior.parameters(), None)
     if param is None or param.device.type != "cpu":

@@ -31,6 +31,12 @@ figures are the steadier ones):
   labels in one pass), i.e. 50 image-evaluations a generated image as in ``sample_ddpm50``;
   compared with the peer's ``sample_ddpm50`` (the same network work per image, half the calls).
 
+Mixed precision (``--autocast bf16``): distwm's figures are also timed with
+``DiTConfig.autocast="bf16"`` (the network's forward passes under bf16 autocast; float32
+weights, optimizer state and loss terms), as extra figures ``train[bf16]``,
+``sample_ddpm50[bf16]``, ...; their ratios are against the peer's float32 figures (the peer has
+no mixed precision). The figures without a suffix are float32 on both sides.
+
 DDP scaling (``--ddp``): :func:`distwm.runtime.data_parallel.run` of the ``digits`` preset
 (16x16 grey, width 128, 4 blocks, batch 64 a worker) on ``sklearn:digits:16`` with 1 and then 2
 Ray Train workers (gloo), ``--ddp-updates`` updates each: images/s in all and per worker from
@@ -52,15 +58,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import sys
 import tempfile
 import time
 
-from bench_timing import print_result, run_peer, speed_ratios, timed
+from bench_timing import print_result, run_peer, timed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_CLASSES = 10
+
+
+def base_figure(key: str) -> str:
+    """``key`` without its precision suffix (``train[bf16]_images_per_s`` ->
+    ``train_images_per_s``): the peer's figure a variant is compared with."""
+    return re.sub(r"\[[a-z0-9]+\]", "", key)
 
 
 def _config(args, **overrides):
@@ -89,16 +102,29 @@ def _median_times(fn, repeats: int, label: str) -> tuple[float, float]:
 def distwm_side(args) -> dict:
     import torch
 
-    from distwm.models.dit.trainable import DiTTrainable
-
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     S, C = 32, 3
     images = torch.rand(args.batch, C, S, S) * 2 - 1
     labels = torch.randint(0, NUM_CLASSES, (args.batch,))
+    sample_labels = torch.randint(0, NUM_CLASSES, (args.sample_batch,))
     figures = {}
-    for key, sigma in (("train", True), ("train_eps", False)):
-        trainable = DiTTrainable(_config(args, learn_sigma=sigma))
+    variants = [("", "off")] + ([(f"[{args.autocast}]", args.autocast)]
+                                if args.autocast != "off" else [])
+    for suffix, autocast in variants:
+        figures.update(_precision_figures(args, images, labels, sample_labels, suffix, autocast))
+    return figures
+
+
+def _precision_figures(args, images, labels, sample_labels, suffix: str, autocast: str) -> dict:
+    import torch
+
+    from distwm.models.dit.trainable import DiTTrainable
+
+    figures = {}
+    for key, sigma in ((f"train{suffix}", True), (f"train_eps{suffix}", False)):
+        torch.manual_seed(args.seed)
+        trainable = DiTTrainable(_config(args, learn_sigma=sigma, autocast=autocast))
         wall, cpu = _median_times(lambda t=trainable: t.update_images(images, labels), args.repeats,
                                   f"distwm {key}")
         figures.update({f"{key}_update_s": wall, f"{key}_images_per_s": args.batch / wall,
@@ -106,10 +132,10 @@ def distwm_side(args) -> dict:
         if sigma:
             paper = trainable
     n = args.sample_batch
-    sample_labels = torch.randint(0, NUM_CLASSES, (n,))
     for key, steps, guidance, calls, batch in (
-            (f"sample_ddpm{args.sample_steps}", args.sample_steps, 1.0, args.sample_steps, n),
-            (f"sample_cfg{args.cfg_steps}", args.cfg_steps, args.guidance, args.cfg_steps, 2 * n)):
+            (f"sample_ddpm{args.sample_steps}{suffix}", args.sample_steps, 1.0, args.sample_steps, n),
+            (f"sample_cfg{args.cfg_steps}{suffix}", args.cfg_steps, args.guidance, args.cfg_steps,
+             2 * n)):
         wall, cpu = _median_times(
             lambda s=steps, g=guidance: paper.sample(sample_labels, seed=args.seed, sample_steps=s,
                                                      guidance_scale=g),
@@ -118,7 +144,8 @@ def distwm_side(args) -> dict:
                         f"{key}_images_per_cpu_s": n / cpu,
                         f"{key}_s_per_network_call": wall / calls,
                         f"{key}_network_calls": calls, f"{key}_network_batch": batch})
-    figures["parameters"] = sum(p.numel() for p in paper.model.parameters())
+    if not suffix:
+        figures["parameters"] = sum(p.numel() for p in paper.model.parameters())
     return figures
 
 
@@ -132,16 +159,20 @@ def peer_side(args) -> dict:
 
 
 def ratios(ours: dict, peer: dict, args) -> dict:
-    """> 1: distwm faster. The shared figures, then distwm's variants against the peer's."""
-    out = speed_ratios({k: v for k, v in ours.items() if k in peer and k.endswith("_per_s")}, peer)
-    # speed_ratios reads *_per_s as rates: the CPU-time rates likewise
-    out.update({k: ours[k] / peer[k] for k in ours if k in peer and k.endswith("_per_cpu_s")})
+    """> 1: distwm faster. The shared figures, then distwm's variants against the peer's; a
+    ``[bf16]`` figure against the peer's float32 one."""
+    # rates: distwm / peer, on wall time (*_per_s) and on process CPU time (*_per_cpu_s)
+    out = {k: ours[k] / peer[base_figure(k)] for k in ours
+           if base_figure(k) in peer and k.endswith(("_per_s", "_per_cpu_s"))}
     ddpm = f"sample_ddpm{args.sample_steps}"
-    for mine, theirs in (("train_eps", "train"), (f"sample_cfg{args.cfg_steps}", ddpm)):
-        for unit in ("images_per_s", "images_per_cpu_s"):
-            out[f"{mine}_{unit}_vs_peer_{theirs}"] = ours[f"{mine}_{unit}"] / peer[f"{theirs}_{unit}"]
-    out[f"{ddpm}_s_per_network_call"] = peer[f"{ddpm}_s_per_network_call"] / ours[
-        f"{ddpm}_s_per_network_call"]
+    variants = [""] + ([f"[{args.autocast}]"] if args.autocast != "off" else [])
+    for v in variants:
+        for mine, theirs in (("train_eps", "train"), (f"sample_cfg{args.cfg_steps}", ddpm)):
+            for unit in ("images_per_s", "images_per_cpu_s"):
+                out[f"{mine}{v}_{unit}_vs_peer_{theirs}"] = (ours[f"{mine}{v}_{unit}"]
+                                                             / peer[f"{theirs}_{unit}"])
+        out[f"{ddpm}{v}_s_per_network_call"] = peer[f"{ddpm}_s_per_network_call"] / ours[
+            f"{ddpm}{v}_s_per_network_call"]
     return out
 
 
@@ -202,6 +233,8 @@ def main() -> None:
                    help="respaced steps of distwm's guided few-step figure")
     p.add_argument("--guidance", type=float, default=1.5)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--autocast", choices=("off", "bf16"), default="off",
+                   help="also time distwm with DiTConfig.autocast=bf16: <figure>[bf16] rows")
     p.add_argument("--ddp", action="store_true", help="also measure 1 vs 2 Ray Train workers")
     p.add_argument("--ddp-updates", type=int, default=40, dest="ddp_updates")
     p.add_argument("--peer-python", default=os.path.join(ROOT, ".peer-venv", "bin", "python"))
@@ -236,6 +269,9 @@ def main() -> None:
                       f"image, as sample_ddpm{args.sample_steps}); its ratio is vs the peer's "
                       f"sample_ddpm{args.sample_steps}",
         "ratios": "> 1: distwm faster; *_per_s from wall time, *_per_cpu_s from process CPU time",
+        "precision": "figures without a suffix: float32 on both sides; <figure>[bf16]: distwm "
+                     "with DiTConfig.autocast='bf16' (float32 weights), its ratio against the "
+                     "peer's float32 <figure>",
     }
     result["seconds"] = time.perf_counter() - started
     print_result(result, args.out)

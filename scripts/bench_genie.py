@@ -33,6 +33,12 @@ Figures (frames = clips x frames per clip):
   so it refills its caches from the last ``num_frames - 1`` frames each step (one pass over
   them) and the peer re-tokenizes a full ``num_frames - 1``-frame history.
 
+Mixed precision (``--autocast bf16``): every distwm figure is also timed with
+``GenieConfig.autocast="bf16"`` (bf16 autocast of the updates and of play, float32 weights and
+optimizer state), as extra figures named ``<figure>[bf16]``, each timed right after its float32
+sibling; its ratio is against the peer's float32 figure of the same name (the peer has no
+mixed precision). The figures without a suffix are float32 on both sides.
+
 Collection scaling (``--collect``): ``distwm collect`` of ALE Breakout (random policy, 32x32)
 with 1 and 2 env-worker actors: env steps/s.
 
@@ -54,6 +60,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -81,13 +88,22 @@ NOTES = {
             "and decoder) and dynamics model over the whole history each frame",
     "play_long": "past num_frames distwm refills its caches from the last num_frames - 1 frames "
                  "every step (learned temporal positions shift)",
+    "precision": "figures without a suffix: float32 on both sides; <figure>[bf16]: distwm with "
+                 "GenieConfig.autocast='bf16' (float32 weights), its ratio against the peer's "
+                 "float32 <figure>",
 }
 
 
-def _config(args):
+def base_figure(key: str) -> str:
+    """``key`` without its precision suffix (``tokenizer_update[bf16]_s`` ->
+    ``tokenizer_update_s``): the peer's figure a variant is compared with."""
+    return re.sub(r"\[[a-z0-9]+\]", "", key)
+
+
+def _config(args, autocast: str = "off"):
     from distwm.configs.genie_config import GenieConfig
 
-    return GenieConfig(batch_size=args.batch, maskgit_steps=25)
+    return GenieConfig(batch_size=args.batch, maskgit_steps=25, autocast=autocast)
 
 
 def peer_arch(config) -> dict:
@@ -105,22 +121,37 @@ def peer_arch(config) -> dict:
 
 
 def distwm_calls(args) -> dict:
-    """``{figure: (fn, frames per call)}`` on distwm's Genie (the peer's figure names)."""
+    """``{figure: (fn, frames per call)}`` on distwm's Genie (the peer's figure names), with
+    each figure's ``[bf16]`` variant right after it under ``--autocast bf16``."""
     import torch
-
-    from distwm.models.genie.genie import GeniePlayer
-    from distwm.models.genie.maskgit import MaskGITSampler
-    from distwm.models.genie.trainable import GenieTrainable
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     config = _config(args)
     T, S = config.num_frames, config.image_size
     video = torch.rand(args.batch, 3, T, S, S)
+    variants = [("", "off")] + ([(f"[{args.autocast}]", args.autocast)]
+                                if args.autocast != "off" else [])
+    by_variant = [_precision_calls(args, _config(args, autocast), video, suffix)
+                  for suffix, autocast in variants]
+    return {name + suffix: by_variant[i][name + suffix] for name in by_variant[0]
+            for i, (suffix, _) in enumerate(variants)}
+
+
+def _precision_calls(args, config, video, suffix: str) -> dict:
+    import torch
+
+    from distwm.models.genie.genie import GeniePlayer
+    from distwm.models.genie.maskgit import MaskGITSampler
+    from distwm.models.genie.trainable import GenieTrainable
+
+    T = config.num_frames
     calls = {}
+    torch.manual_seed(args.seed + 1)  # the same weights for every precision
     for phase in PHASES:
         trainable = GenieTrainable(config.replace(stage=phase))
-        calls[f"{phase}_update"] = (lambda t=trainable: t.update_video(video), args.batch * T)
+        calls[f"{phase}_update{suffix}"] = (lambda t=trainable: t.update_video(video),
+                                            args.batch * T)
     model = trainable.model
     prompt = video[:1, :, 0]
     for steps, key, frames in ((1, "play", args.play_steps),
@@ -135,7 +166,7 @@ def distwm_calls(args) -> dict:
                 for i in range(frames):
                     player.step(torch.tensor([i % config.action_vocab_size]))
 
-        calls[key] = (play, frames)
+        calls[key + suffix] = (play, frames)
     return calls
 
 
@@ -276,6 +307,8 @@ def main() -> None:
     p.add_argument("--long-play-steps", type=int, default=None, dest="long_play_steps",
                    help="frames of the long session (default 2 * num_frames)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--autocast", choices=("off", "bf16"), default="off",
+                   help="also time distwm with GenieConfig.autocast=bf16: <figure>[bf16] rows")
     p.add_argument("--ddp", action="store_true", help="also measure 1 vs 2 Ray Train workers")
     p.add_argument("--ddp-updates", type=int, default=40, dest="ddp_updates")
     p.add_argument("--collect", action="store_true", help="also time distwm collect, 1 vs 2 workers")
@@ -299,15 +332,18 @@ def main() -> None:
     if peer is not None:
         result["peer"] = {"figures": theirs, **{k: v for k, v in peer.header.items()
                                                 if k != "ready"}}
-        times = [k for k in ours if k in theirs and "_per_" not in k]  # seconds: peer / distwm
-        result["ratios"] = {k[:-len("_cpu_s")]: theirs[k] / ours[k] for k in times
+        # seconds: peer / distwm; a [bf16] variant against the peer's float32 figure
+        times = [k for k in ours if base_figure(k) in theirs and "_per_" not in k]
+        result["ratios"] = {k[:-len("_cpu_s")]: theirs[base_figure(k)] / ours[k] for k in times
                             if k.endswith("_cpu_s")}
-        result["ratios_wall"] = {k[:-len("_s")]: theirs[k] / ours[k] for k in times
+        result["ratios_wall"] = {k[:-len("_s")]: theirs[base_figure(k)] / ours[k] for k in times
                                  if not k.endswith("_cpu_s")}
         for kind, suffix in (("ratios", "_cpu_s"), ("ratios_wall", "_s")):
             # distwm's 25 MaskGIT steps a frame against the peer's one-pass play
-            result[kind]["play_maskgit25_vs_peer_play"] = (
-                theirs[f"play{suffix}"] / ours[f"play_maskgit25{suffix}"])
+            for key in [k for k in ours if base_figure(k) == f"play_maskgit25{suffix}"]:
+                variant = key[len("play_maskgit25"):-len(suffix)]
+                result[kind][f"play_maskgit25{variant}_vs_peer_play"] = (
+                    theirs[f"play{suffix}"] / ours[key])
     result["load_average_end"] = os.getloadavg()
     if args.ddp:
         result["ddp"] = ddp_scaling(args)

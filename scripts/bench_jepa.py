@@ -24,6 +24,12 @@ Figures (images = ``--batch`` views per update):
 * distwm only: ``update``: ``JEPATrainable.update`` from a uint8 image batch (float
   conversion, random resized crop, normalisation, masks, train step).
 
+Mixed precision (``--autocast bf16``): each distwm round also times ``train_step`` with
+``JEPAConfig.use_bfloat16=True`` (ijepa's switch: the forward passes under bf16 autocast, float32
+weights, targets' layer norm and loss), as the figure ``train_step[bf16]`` (and ``update[bf16]``),
+its ratio against the peer's float32 ``train_step`` (the peer's bench runs float32); its losses
+are recorded beside the float32 ones. Figures without a suffix are float32 on both sides.
+
 Wall clock and process CPU time are both reported (``*_cpu_*``: CPU seconds of the process,
 which a busy machine disturbs less than the wall clock). The timing runs in ``--rounds`` rounds
 that alternate the order (distwm then peer, peer then distwm, ...); each round builds fresh
@@ -56,6 +62,7 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -68,6 +75,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def log(msg: str) -> None:
     print(f"[bench_jepa {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def base_figure(key: str) -> str:
+    """``key`` without its precision suffix (``train_step[bf16]_s`` -> ``train_step_s``)."""
+    return re.sub(r"\[[a-z0-9]+\]", "", key)
+
+
+def variants(args) -> list[tuple[str, bool]]:
+    """``(figure suffix, use_bfloat16)`` of the precisions distwm is timed in."""
+    return [("", False)] + ([(f"[{args.autocast}]", True)] if args.autocast != "off" else [])
 
 
 def _config(args):
@@ -114,12 +131,16 @@ def make_inputs(args, config, path: str) -> dict:
     return inputs
 
 
-def distwm_round(args, config, inputs) -> dict:
+def distwm_round(args, config, inputs, suffix: str = "") -> dict:
     import torch
 
     from distwm.models.jepa.trainable import JEPATrainable, make_mask_collator
 
     trainable = JEPATrainable(config, config.total_updates)
+    # every precision starts from the weights the peer loads
+    trainable.learner.model.encoder.load_state_dict(inputs["encoder"])
+    trainable.learner.model.target_encoder.load_state_dict(inputs["encoder"])
+    trainable.learner.model.predictor.load_state_dict(inputs["predictor"])
     sets = list(zip(inputs["masks_enc"], inputs["masks_pred"]))
     losses = []  # every call's loss (warm-up first), to compare with the peer's
 
@@ -127,7 +148,10 @@ def distwm_round(args, config, inputs) -> dict:
         masks_enc, masks_pred = sets[len(losses) % len(sets)]
         losses.append(trainable.train_step(inputs["images"], masks_enc, masks_pred)["loss"])
 
-    walls, cpus, _ = timed(step, args.repeats, "distwm train_step", log)
+    walls, cpus, _ = timed(step, args.repeats, f"distwm train_step{suffix}", log)
+    if suffix:
+        return {f"train_step{suffix}_walls": walls, f"train_step{suffix}_cpus": cpus,
+                f"losses{suffix}": losses}
     samples = [torch.zeros(1) for _ in range(args.batch)]
     collator = make_mask_collator(config)
     mask_walls, mask_cpus, _ = timed(lambda: collator(samples), max(5, 3 * args.repeats),
@@ -136,7 +160,7 @@ def distwm_round(args, config, inputs) -> dict:
             "masks_walls": mask_walls, "masks_cpus": mask_cpus}
 
 
-def distwm_update(args, config) -> dict:
+def distwm_update(args, config, suffix: str = "") -> dict:
     import numpy as np
 
     from distwm.models.jepa.trainable import JEPATrainable
@@ -146,8 +170,9 @@ def distwm_update(args, config) -> dict:
     batch = {"images": {"image": rng.integers(0, 256, (args.batch, 3, args.image_size,
                                                        args.image_size), dtype=np.uint8),
                         "label": np.zeros(args.batch, np.int64)}}
-    walls, cpus, _ = timed(lambda: trainable.update(batch), args.repeats, "distwm update", log)
-    return {"update_walls": walls, "update_cpus": cpus}
+    walls, cpus, _ = timed(lambda: trainable.update(batch), args.repeats,
+                           f"distwm update{suffix}", log)
+    return {f"update{suffix}_walls": walls, f"update{suffix}_cpus": cpus}
 
 
 def peer_round(args, config, inputs_path: str) -> dict:
@@ -164,11 +189,10 @@ def peer_round(args, config, inputs_path: str) -> dict:
 def figures(rounds: list[dict], batch: int) -> dict:
     """Medians over the rounds' timed calls -> seconds and images/s."""
     out = {}
-    for name, key in (("train_step", "train_step"), ("masks", "masks"), ("update", "update")):
-        if f"{key}_walls" not in rounds[0]:
-            continue
-        wall = statistics.median([w for r in rounds for w in r[f"{key}_walls"]])
-        cpu = statistics.median([c for r in rounds for c in r[f"{key}_cpus"]])
+    names = sorted({k[:-len("_walls")] for k in rounds[0] if k.endswith("_walls")})
+    for name in names:
+        wall = statistics.median([w for r in rounds for w in r[f"{name}_walls"]])
+        cpu = statistics.median([c for r in rounds for c in r[f"{name}_cpus"]])
         out[f"{name}_s"] = wall
         out[f"{name}_images_per_s"] = batch / wall
         out[f"{name}_cpu_s"] = cpu
@@ -237,6 +261,8 @@ def main() -> None:
     p.add_argument("--target-blocks", type=int, default=4, dest="target_blocks")
     p.add_argument("--min-keep", type=int, default=4, dest="min_keep")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--autocast", choices=("off", "bf16"), default="off",
+                   help="also time distwm with JEPAConfig.use_bfloat16=True: <figure>[bf16] rows")
     p.add_argument("--ddp", action="store_true", help="also measure 1 vs 2 Ray Train workers")
     p.add_argument("--ddp-updates", type=int, default=40, dest="ddp_updates")
     p.add_argument("--ddp-probe-size", type=int, default=200, dest="ddp_probe_size")
@@ -265,22 +291,31 @@ def main() -> None:
             order = ("distwm", "peer") if r % 2 == 0 else ("peer", "distwm")
             for side in order:
                 if side == "distwm":
-                    ours_rounds.append(distwm_round(args, config, inputs))
+                    ours_rounds.append({k: v for suffix, bf16 in variants(args) for k, v in
+                                        distwm_round(args, config.replace(use_bfloat16=bf16),
+                                                     inputs, suffix).items()})
                 elif not args.skip_peer:
                     peer_rounds.append(peer_round(args, config, inputs_path))
     ours = figures(ours_rounds, args.batch)
-    ours.update(figures([distwm_update(args, config)], args.batch))
-    result["distwm"] = {"figures": ours, "losses": ours_rounds[0]["losses"]}
+    ours.update(figures([{k: v for suffix, bf16 in variants(args) for k, v in distwm_update(
+        args, config.replace(use_bfloat16=bf16), suffix).items()}], args.batch))
+    result["distwm"] = {"figures": ours, **{k: v for k, v in ours_rounds[0].items()
+                                            if k.startswith("losses")}}
     if peer_rounds:
         peer = figures(peer_rounds, args.batch)
         result["peer"] = {"figures": peer, "losses": peer_rounds[0]["losses"],
                           "torch": peer_rounds[0]["torch"], "simulusion": peer_rounds[0]["simulusion"],
                           "notes": peer_rounds[0]["notes"]}
-        shared = {k: v for k, v in ours.items() if k in peer}
-        result["ratios"] = speed_ratios(shared, peer)
+        # a [bf16] figure against the peer's float32 one
+        shared = {k: v for k, v in ours.items() if base_figure(k) in peer}
+        result["ratios"] = speed_ratios(shared, {k: peer[base_figure(k)] for k in shared})
         diffs = [abs(a - b) for a, b in zip(ours_rounds[0]["losses"], peer_rounds[0]["losses"])]
         result["loss_check"] = {"max_abs_diff": max(diffs), "calls": len(diffs),
                                 "first_loss": [ours_rounds[0]["losses"][0], peer_rounds[0]["losses"][0]]}
+        for suffix, _ in variants(args)[1:]:
+            mine = ours_rounds[0][f"losses{suffix}"]
+            result["loss_check"][f"max_abs_diff{suffix}"] = max(
+                abs(a - b) for a, b in zip(mine, peer_rounds[0]["losses"]))
     if args.ddp:
         result["ddp"] = ddp_scaling(args)
     result["load_average_at_end"] = list(os.getloadavg())

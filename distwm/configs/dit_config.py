@@ -24,7 +24,8 @@ diffusion code is:
   FID, 2.27 for DiT-XL/2, is at 1.5, its sample figures use 4.0);
 * the optimizer: AdamW with ``weight_decay`` 0 (the paper: lr 1e-4, no weight decay, no
   warmup, EMA decay 0.9999: the ``DiT-*`` presets), optional ``max_grad_norm`` (the reference
-  clips nothing);
+  clips nothing); ``autocast`` ``off`` | ``bf16`` (mixed precision of the network,
+  :mod:`distwm.utils.precision`);
 * the in-run evaluation of :meth:`~distwm.models.dit.trainable.DiTTrainable.report`: a grid of
   ``report_classes`` x ``report_samples_per_class`` class-conditional samples, and
   ``eval_samples`` samples judged by the small classifier trained in the run
@@ -99,6 +100,10 @@ class DiTConfig(ConfigBase):
     weight_decay: float = 0.0
     #: clip the global gradient norm (after averaging over the workers); None: no clipping
     max_grad_norm: Optional[float] = None
+    #: ``bf16``: the network's forward passes (training and sampling) under bf16 autocast, its
+    #: output cast back to float32 (weights, optimizer state, the diffusion's loss terms and
+    #: sampling arithmetic stay float32; a CUDA device or a CPU with native bf16 matmuls)
+    autocast: Literal["off", "bf16"] = "off"
     #: sampling steps (respaced from TIMESTEPS); None: all of them
     sample_steps: Optional[int] = 250
     sampler: Literal["ddpm", "ddim"] = "ddpm"

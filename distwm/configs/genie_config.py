@@ -6,7 +6,8 @@ latent action model, dynamics model), the optimizer and MaskGIT's training mask 
 sampling steps. The fields after the seed's are distwm's, with the paper's values (Bruce et al.
 2024, arXiv:2402.15391): patch 4 for the tokenizer and 16 for the LAM, which part(s) to train
 (``stage``), the tokenizer-first schedule of ``stage="all"``, gradient clipping and the
-controllability horizon of the report (Delta_t PSNR at t = 4).
+controllability horizon of the report (Delta_t PSNR at t = 4), and ``autocast`` (``off`` |
+``bf16``: mixed precision of the updates and of play, :mod:`distwm.utils.precision`).
 
 ``stage``: ``tokenizer`` trains the video tokenizer; ``lam`` the latent action model;
 ``dynamics`` the dynamics model on the (frozen) tokenizer's tokens and the (frozen) LAM's
@@ -93,7 +94,12 @@ class GenieConfig(ConfigBase):
     #: (None: half of ``max_steps``)
     tokenizer_updates: Optional[int] = None
     max_grad_norm: float = 1.0
+    #: the seed's switch: the whole model (weights, optimizer state) stored in bf16
     use_bfloat16: bool = False
+    #: ``bf16``: the training updates and play / generation under bf16 autocast (weights and
+    #: optimizer state stay float32; a CUDA device or a CPU with native bf16 matmuls). The VQ's
+    #: nearest-code search, the losses and MaskGIT's softmax stay float32
+    autocast: Literal["off", "bf16"] = "off"
     #: the report's controllability horizon: Delta_t PSNR at t = this
     delta_psnr_t: int = 4
     seed: int = 0
@@ -115,6 +121,9 @@ class GenieConfig(ConfigBase):
         if self.num_frames < 2:
             raise ValueError(f"{type(self).__name__}.num_frames must be >= 2 (a transition), "
                              f"got {self.num_frames}")
+        if self.use_bfloat16 and self.autocast != "off":
+            raise ValueError(f"{type(self).__name__}: use_bfloat16=True stores the model in bf16; "
+                             f"autocast={self.autocast!r} needs float32 weights (choose one)")
         if self.tokenizer_updates is not None and self.tokenizer_updates < 0:
             raise ValueError(f"{type(self).__name__}.tokenizer_updates must be >= 0, "
                              f"got {self.tokenizer_updates}")

@@ -76,6 +76,9 @@ class JEPAConfig(ConfigBase):
     expected by ``train_jepa.main`` (:meth:`to_dict`)."""
 
     # -- meta -----------------------------------------------------------------------------------
+    #: the update's forward passes under bf16 autocast (``distwm.utils.precision``; a CUDA device
+    #: or a CPU with native bf16 matmuls); the weights, the targets' layer norm and the loss stay
+    #: float32
     use_bfloat16: bool = False
     model_name: str = "vit_huge"
     load_checkpoint: bool = False
@@ -157,6 +160,9 @@ class JEPAConfig(ConfigBase):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if not isinstance(self.use_bfloat16, bool):
+            raise ValueError(f"JEPAConfig.use_bfloat16 {self.use_bfloat16!r} is not one of "
+                             f"(True, False)")
         if self.model_name not in JEPA_MODEL_NAMES:
             raise ValueError(f"JEPAConfig.model_name {self.model_name!r} is not one of "
                              f"{', '.join(JEPA_MODEL_NAMES)}")

@@ -26,6 +26,9 @@ Where this deviates from the seed / the peer implementation:
   linear maps) and has one joint ``T*N`` position table; here the position embeddings are
   factorised into spatial and temporal ones (so a cached frame gets its temporal position);
 * the peer's decoder output is unbounded; here a sigmoid keeps pixels in [0, 1] like the input;
+* under autocast (Genie's ``autocast="bf16"``) the encoder's output is cast to the codebook's
+  dtype before the VQ, so the nearest-code search and the VQ losses are float32, and the
+  reconstruction loss is float32 too;
 * the loss dict adds ``loss`` (what to minimise), ``codebook_loss`` and ``commitment_loss`` to
   the peer's ``recon_loss``, ``vq_loss`` and ``perplexity`` (over the whole clip's tokens).
 
@@ -193,6 +196,7 @@ class VideoTokenizer(nn.Module):
                                                      "VideoTokenizer.encode")
         tokens = self.encoder_pos(self.patch_embed(patchify(x, self.patch_size)), start)
         z = self.to_vq_embedding(self.encoder(tokens, cache=cache))  # (B, T, N, D)
+        z = z.to(self.vq.codebook.dtype)  # float32 under autocast: the VQ and its losses
         z_q, indices, losses = self.vq(z.reshape(-1, self.embedding_dim))
         shape = (B, T, self.grid, self.grid)
         return z_q.reshape(*shape, self.embedding_dim), indices.reshape(shape), losses
@@ -242,7 +246,7 @@ class VideoTokenizer(nn.Module):
         holds ``loss = recon_loss + vq_loss`` and the VQ terms."""
         z_q, indices, vq_losses = self.encode(x)
         reconstructed = self.decode(z_q)
-        recon_loss = F.mse_loss(reconstructed, x)
+        recon_loss = F.mse_loss(reconstructed.to(x.dtype), x)  # float32 under autocast
         loss_dict = {"loss": recon_loss + vq_losses["vq_loss"], "recon_loss": recon_loss,
                      **vq_losses}
         return reconstructed, indices, loss_dict

@@ -22,7 +22,7 @@ def dit_kwargs(config: DiTConfig, num_classes: Optional[int] = None) -> dict[str
                 d_model=config.WIDTH, depth=config.DEPTH, heads=config.HEADS, drop=config.DROP,
                 t_dim=config.t_dim, num_classes=int(classes or 0),
                 class_dropout_prob=config.class_dropout_prob, learn_sigma=config.learn_sigma,
-                mlp_ratio=config.mlp_ratio)
+                mlp_ratio=config.mlp_ratio, autocast=config.autocast)
 
 
 def dit_from_config(config: Optional[DiTConfig] = None, num_classes: Optional[int] = None) -> DiT:

@@ -29,7 +29,9 @@ t_dim=256)`` builds, as the seed, an unconditional noise predictor (``num_classe
 ``num_classes=K, learn_sigma=True`` (what :class:`~distwm.models.dit.trainable.DiTTrainable`
 builds from a :class:`~distwm.configs.dit_config.DiTConfig`). ``DiT.train(epochs, dataset,
 ...)`` on the class is the seed's training entry point (:func:`distwm.models.dit.fit.train_dit`);
-``model.train(mode)`` on an instance is ``nn.Module.train``.
+``model.train(mode)`` on an instance is ``nn.Module.train``. ``autocast="bf16"`` runs
+:meth:`DiT.forward` under bf16 autocast (:mod:`distwm.utils.precision`) and returns float32, so
+the diffusion's loss terms and the sampling arithmetic stay float32.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ import torch
 from torch import Tensor, nn
 
 from distwm.blocks.mhsa import MultiHeadSelfAttention
+from distwm.utils.precision import AUTOCAST_DTYPES, autocast as autocast_context
 
 __all__ = ["DiT", "FinalLayer", "LabelEmbedder", "PatchEmbed", "PatchUnEmbed",
            "TimestepEmbedder", "TransformerBlock", "get_2d_sincos_pos_embed", "modulate",
@@ -240,7 +243,8 @@ class DiT(nn.Module):
     the noise then the variance interpolation).
 
     ``num_classes`` 0: unconditional (``y`` must be None); K: class-conditional, ``y=None``
-    means the null class (unconditional, needs ``class_dropout_prob > 0``).
+    means the null class (unconditional, needs ``class_dropout_prob > 0``). ``autocast``
+    ``"bf16"``: the forward pass under bf16 autocast, its output float32.
     """
 
     train = _TrainEntryPoint()
@@ -248,8 +252,11 @@ class DiT(nn.Module):
     def __init__(self, img_size: int, patch_size: int, in_channels: int, d_model: int, depth: int,
                  heads: int, drop: float = 0.0, t_dim: int = 256, *, num_classes: int = 0,
                  class_dropout_prob: float = 0.1, learn_sigma: bool = False,
-                 mlp_ratio: float = 4.0):
+                 mlp_ratio: float = 4.0, autocast: str = "off"):
         super().__init__()
+        if autocast not in AUTOCAST_DTYPES:
+            raise ValueError(f"DiT autocast {autocast!r} is not one of {AUTOCAST_DTYPES}")
+        self.autocast = autocast
         if d_model % heads:
             raise ValueError(f"DiT: d_model ({d_model}) must be divisible by heads ({heads})")
         if depth < 1 or num_classes < 0:
@@ -301,11 +308,13 @@ class DiT(nn.Module):
         t = torch.as_tensor(t, device=x.device).reshape(-1)
         if t.shape[0] == 1 and x.shape[0] > 1:
             t = t.expand(x.shape[0])
-        c = self.condition(t, y)
-        h = self.patchify(x)
-        for block in self.blocks:
-            h = block(h, c)
-        return self.final_layer(h, c)
+        with autocast_context(self.autocast, x.device.type, "DiTConfig.autocast"):
+            c = self.condition(t, y)
+            h = self.patchify(x)
+            for block in self.blocks:
+                h = block(h, c)
+            out = self.final_layer(h, c)
+        return out if self.autocast == "off" else out.float()
 
     def forward_with_cfg(self, x: Tensor, t: Tensor, y: Tensor, cfg_scale: float) -> Tensor:
         """Classifier-free guidance: ``eps_null + cfg_scale * (eps_y - eps_null)`` from one

@@ -12,7 +12,9 @@ An update: images to [-1, 1], uniform random timesteps, the hybrid loss of
 the network), AdamW (``LR``, ``weight_decay``) with the gradients averaged over the
 ``torch.distributed`` group before the optional clipping (:func:`distwm.utils.gradient_step.
 apply_step`: a non-finite loss or gradient skips the step on every rank), then the EMA of the
-weights (``EMA_DECAY``). With ``eval_classifier`` the evaluation classifier
+weights (``EMA_DECAY``). ``autocast="bf16"``: the network's forward passes (training and
+sampling) under bf16 autocast, float32 weights and loss terms (:class:`~distwm.models.dit.
+network.DiT`). With ``eval_classifier`` the evaluation classifier
 (:mod:`distwm.models.dit.evaluation`) takes one Adam step on the same clean images and labels.
 ``MAX_NONFINITE_UPDATES`` consecutive skips raise :class:`~distwm.agent.NonFiniteLossError`.
 Timesteps and noise come from a generator seeded with (``seed``, the rank, the update count):
@@ -42,6 +44,7 @@ from distwm.utils import distributed
 from distwm.utils.checkpoint import check_state, checkpoint_format, cpu_state, make_state
 from distwm.utils.devices import resolve_device
 from distwm.utils.gradient_step import apply_step
+from distwm.utils.precision import check_autocast
 
 __all__ = ["ARCHITECTURE_FIELDS", "DiTTrainable", "SAMPLE", "images_from_batch"]
 
@@ -97,6 +100,7 @@ class DiTTrainable:
                              "DiTTrainable.from_config(config, dataset_info), or set it")
         self.config = config
         self.device = resolve_device(device)
+        check_autocast(config.autocast, self.device.type, "DiTConfig.autocast")
         self.data_classes = int(config.num_classes if data_classes is None else data_classes)
         torch.manual_seed(config.seed)
         self.model = dit_from_config(config).to(self.device)

@@ -69,7 +69,7 @@ def masked_token_loss(logits: Tensor, targets: Tensor, mask: Tensor) -> dict[str
     count = mask.sum()
     picked = logits[mask].float()
     if picked.shape[0] == 0:
-        zero = logits.sum() * 0.0
+        zero = logits.float().sum() * 0.0
         return {"loss": zero, "accuracy": zero.detach(), "num_masked": count}
     truth = targets[mask]
     return {"loss": F.cross_entropy(picked, truth),

@@ -39,7 +39,7 @@ def genie_kwargs(config: GenieConfig) -> dict[str, Any]:
         tokenizer_commitment_weight=c.tokenizer_commitment_weight,
         action_commitment_weight=c.action_commitment_weight,
         action_variance_weight=c.action_variance_weight, maskgit_steps=c.maskgit_steps,
-        sample_temperature=c.sample_temperature)
+        sample_temperature=c.sample_temperature, autocast=c.autocast)
 
 
 def genie_from_config(config: GenieConfig | None = None, **overrides: Any) -> Genie:

@@ -15,6 +15,12 @@ player keeps a sliding window of the last ``num_frames - 1`` frames and refills 
 their tokens (one pass over the window). :meth:`Genie.play` is the seed's stateless form: it
 tokenizes the history it is given and infers its latent actions with the LAM.
 
+Mixed precision: ``autocast="bf16"`` runs the training losses (:meth:`Genie.phase_losses`) and
+generation (:class:`GeniePlayer`, :meth:`Genie.generate`, :meth:`Genie.play`) under bf16
+autocast (:mod:`distwm.utils.precision`) with float32 weights; the VQ's nearest-code search and
+the losses are float32 (the parts cast their outputs before them) and MaskGIT draws from
+float32 logits. ``use_bfloat16`` (the seed's) instead casts the whole model to bf16.
+
 Deviation from the seed's signature: ``dynamics_num_heads`` defaults to 40, as 36 does not
 divide ``dynamics_dim=5120`` (the paper's 36 heads have key size 128; 40 x 128 = 5120).
 """
@@ -29,6 +35,7 @@ from torch import Tensor, nn
 from distwm.models.genie.dynamics_model import DynamicsModel
 from distwm.models.genie.latent_action_model import LatentActionModel
 from distwm.models.genie.maskgit import MaskGITSampler
+from distwm.utils.precision import AUTOCAST_DTYPES, autocast as autocast_context
 from distwm.vision.video_tokenizer import VideoTokenizer
 
 __all__ = ["Genie", "GeniePlayer", "TRAINING_PHASES"]
@@ -57,10 +64,17 @@ class Genie(nn.Module):
                  action_num_heads: int = 16, tokenizer_patch_size: int = 4,
                  action_patch_size: int = 16, action_decoder_depth: int | None = None,
                  tokenizer_commitment_weight: float = 0.25, action_commitment_weight: float = 1.0,
-                 action_variance_weight: float = 1.0, maskgit_steps: int = 25, sample_temperature: float = 2.0):
+                 action_variance_weight: float = 1.0, maskgit_steps: int = 25, sample_temperature: float = 2.0,
+                 autocast: str = "off"):
         super().__init__()
+        if autocast not in AUTOCAST_DTYPES:
+            raise ValueError(f"Genie autocast {autocast!r} is not one of {AUTOCAST_DTYPES}")
+        if use_bfloat16 and autocast != "off":
+            raise ValueError(f"Genie: use_bfloat16=True stores the model in bf16; autocast="
+                             f"{autocast!r} needs float32 weights (choose one)")
         self.num_frames, self.image_size, self.in_channels = num_frames, image_size, in_channels
         self.use_bfloat16 = bool(use_bfloat16)
+        self.autocast = autocast
         self.video_tokenizer = VideoTokenizer(
             num_frames, image_size, in_channels, tokenizer_encoder_dim, tokenizer_decoder_dim,
             encoder_depth, decoder_depth, tokenizer_num_heads, tokenizer_patch_size,
@@ -82,6 +96,12 @@ class Genie(nn.Module):
     def action_vocab_size(self) -> int:
         return self.latent_action_model.vocab_size
 
+    def precision(self):
+        """The autocast context of ``autocast`` on the parameters' device (a no-op for
+        ``"off"``; a ``ValueError`` where bf16 is not native)."""
+        device = next(self.parameters()).device.type
+        return autocast_context(self.autocast, device, "GenieConfig.autocast")
+
     # -- training -------------------------------------------------------------------------------
     def phase_losses(self, video: Tensor, phase: str,
                      mask_prob_range: tuple[float, float] = (0.5, 1.0)) -> dict[str, Tensor]:
@@ -90,7 +110,12 @@ class Genie(nn.Module):
         if phase not in TRAINING_PHASES:
             raise ValueError(f"unknown Genie training phase {phase!r}; choose one of "
                              f"{', '.join(TRAINING_PHASES)}")
-        video = video.to(next(self.parameters()).dtype)
+        with self.precision():
+            return self._phase_losses(video.to(next(self.parameters()).dtype), phase,
+                                      mask_prob_range)
+
+    def _phase_losses(self, video: Tensor, phase: str, mask_prob_range: tuple[float, float]
+                      ) -> dict[str, Tensor]:
         out: dict[str, Tensor] = {}
         total = video.new_zeros(())
         tokens = None
@@ -169,9 +194,10 @@ class Genie(nn.Module):
         the LAM; for many steps :class:`GeniePlayer` keeps its caches instead."""
         history = current_frame[:, :, None] if current_frames is None else current_frames
         history = history[:, :, -(self.num_frames - 1):]
-        tokens = self.encode_video(history)
-        past = self.infer_actions(history) if history.shape[2] > 1 else tokens.new_zeros(
-            tokens.shape[0], 0)
+        with self.precision():
+            tokens = self.encode_video(history)
+            past = self.infer_actions(history) if history.shape[2] > 1 else tokens.new_zeros(
+                tokens.shape[0], 0)
         return GeniePlayer.from_tokens(self, tokens, past, self.sampler).step(action)
 
     def get_num_parameters(self) -> int:
@@ -191,7 +217,7 @@ class GeniePlayer:
         if prompt_frame is not None:
             if prompt_frame.dim() != 4:
                 raise ValueError(f"prompt_frame must be (B, C, H, W), got {tuple(prompt_frame.shape)}")
-            with torch.no_grad():
+            with torch.no_grad(), genie.precision():
                 tokens = genie.encode_video(prompt_frame[:, :, None].to(
                     next(genie.parameters()).dtype))
             self._refill(list(tokens.unbind(1)), [])
@@ -204,8 +230,13 @@ class GeniePlayer:
         player._refill(list(tokens.unbind(1)), list(actions.unbind(1)))
         return player
 
+    @torch.no_grad()
     def _refill(self, tokens: list[Tensor], actions: list[Tensor]) -> None:
         """Restart both caches from the window ``tokens`` (one pass over it)."""
+        with self.genie.precision():
+            self._fill(tokens, actions)
+
+    def _fill(self, tokens: list[Tensor], actions: list[Tensor]) -> None:
         g = self.genie
         self.tokens, self.actions = tokens, actions
         B = tokens[0].shape[0]
@@ -225,9 +256,11 @@ class GeniePlayer:
             keep = g.num_frames - 1
             self._refill(self.tokens[-keep:], self.actions[-(keep - 1):] if keep > 1 else [])
         action = action.to(self.tokens[0].device).long()
-        new = g.dynamics_model.next_frame(self.dynamics_cache, None, action, self.sampler,
-                                          self.generator)
-        self.tokens.append(new)
-        self.actions.append(action)
-        z_q = g.video_tokenizer.decode_indices(new[:, None])
-        return g.video_tokenizer.decode(z_q, cache=self.decoder_cache)[:, :, 0].float()
+        with g.precision():
+            new = g.dynamics_model.next_frame(self.dynamics_cache, None, action, self.sampler,
+                                              self.generator)
+            self.tokens.append(new)
+            self.actions.append(action)
+            z_q = g.video_tokenizer.decode_indices(new[:, None])
+            frame = g.video_tokenizer.decode(z_q, cache=self.decoder_cache)[:, :, 0]
+        return frame.float()

@@ -126,14 +126,17 @@ class LatentActionModel(nn.Module):
 
     def continuous_actions(self, video: Tensor) -> Tensor:
         """The encoder's actions before quantisation, ``(B, T-1, embedding_dim)``: action ``t``
-        pooled from frame ``t+1``'s patch features."""
+        pooled from frame ``t+1``'s patch features; in the codebook's dtype (float32 under
+        autocast: the VQ and the variance loss read them)."""
         B, _, T, _, _ = self._check_clip(video, "LatentActionModel")
         tokens = self.encoder_pos(self.patch_embed(patchify(video, self.patch_size)))
         later = self.to_action(self.encoder(tokens)[:, 1:])  # (B, T-1, N, D)
         if self.pool is None:
-            return later.mean(dim=2)
-        pooled = self.pool(later.reshape(B * (T - 1), -1, self.embedding_dim))
-        return pooled.reshape(B, T - 1, self.embedding_dim)
+            actions = later.mean(dim=2)
+        else:
+            pooled = self.pool(later.reshape(B * (T - 1), -1, self.embedding_dim))
+            actions = pooled.reshape(B, T - 1, self.embedding_dim)
+        return actions.to(self.vq.codebook.dtype)
 
     def _quantize(self, actions: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         B, T = actions.shape[:2]
@@ -180,7 +183,7 @@ class LatentActionModel(nn.Module):
         actions = self.continuous_actions(video)
         z_q, indices, vq_losses = self._quantize(actions)
         predictions = self.predict_next_frames(video[:, :, :-1], z_q)
-        recon_loss = F.mse_loss(predictions, video[:, :, 1:])
+        recon_loss = F.mse_loss(predictions.to(video.dtype), video[:, :, 1:])
         variance_loss = self.action_variance_loss(actions)
         loss = recon_loss + vq_losses["vq_loss"] + self.action_variance_weight * variance_loss
         return {"loss": loss, "recon_loss": recon_loss, **vq_losses,

@@ -13,7 +13,9 @@ runs the tokenizer phase for ``tokenizer_phase_updates`` updates, then the co-tr
 
 Each part has its own AdamW (``learning_rate``, ``weight_decay``) with a linear warmup over
 ``warmup_steps`` and a cosine decay to 0 at ``max_steps``, counted in that part's own
-updates. Gradients are averaged over the ``torch.distributed`` group (Ray Train's DDP group)
+updates. ``autocast="bf16"`` runs the losses' forward passes (and play) under bf16 autocast
+(:meth:`Genie.precision <distwm.models.genie.genie.Genie.precision>`); the weights, gradients
+and optimizer state stay float32. Gradients are averaged over the ``torch.distributed`` group (Ray Train's DDP group)
 before clipping to ``max_grad_norm``; a non-finite loss or gradient skips the step on every
 rank. ``max_nonfinite_updates`` consecutive skips raise
 :class:`~distwm.agent.NonFiniteLossError`.
@@ -34,6 +36,7 @@ from distwm.configs.genie_config import GenieConfig, GenieSmallConfig
 from distwm.utils import distributed
 from distwm.utils.checkpoint import check_state, checkpoint_format, cpu_state, make_state
 from distwm.utils.devices import resolve_device
+from distwm.utils.precision import check_autocast
 
 __all__ = ["GenieTrainable", "PARTS", "PHASE_PARTS", "SAMPLE", "video_from_batch"]
 
@@ -106,6 +109,7 @@ class GenieTrainable:
             torch.manual_seed(config.seed)
             model = genie_from_config(config)
         self.model = model.to(self.device)
+        check_autocast(self.model.autocast, self.device.type, "GenieConfig.autocast")
         self.optimizers = {}
         self.schedulers = {}
         for part in PARTS:

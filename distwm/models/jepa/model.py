@@ -19,7 +19,10 @@ both stepped once per update as in ijepa; the EMA momentum of update ``k`` (0-ba
 Gradients are averaged over the ``torch.distributed`` group
 (:func:`distwm.utils.distributed.reduce_gradients`) after backward and before the optional
 clipping and the step, so every replica applies the same step and then the same EMA update
-(ijepa wraps the networks in DDP instead). A non-finite loss or gradient skips the step (and
+(ijepa wraps the networks in DDP instead). ``use_bfloat16`` (ijepa's name) runs the three
+networks under bf16 autocast (:mod:`distwm.utils.precision`, as ijepa's
+``torch.cuda.amp.autocast(dtype=torch.bfloat16)``, on a CUDA device or a CPU with native bf16);
+the targets' layer norm and the loss are float32, the weights and optimizer state too. A non-finite loss or gradient skips the step (and
 its EMA update) on every rank; the schedules advance all the same, so they stay a function of
 the update count.
 
@@ -32,7 +35,6 @@ from __future__ import annotations
 
 import copy
 import math
-from contextlib import nullcontext
 from functools import partial
 from typing import Any, Mapping, Sequence
 
@@ -42,6 +44,7 @@ from torch import Tensor, nn
 
 from distwm.configs.jepa_config import JEPAConfig
 from distwm.utils import distributed
+from distwm.utils.precision import autocast, check_autocast
 from distwm.utils.jepa_utils import apply_masks, repeat_interleave_batch
 
 __all__ = ["IJEPA", "JEPALearner", "build_networks", "ema_momentum", "warmup_updates"]
@@ -97,7 +100,7 @@ class IJEPA(nn.Module):
     def targets(self, images: Tensor, masks_enc: list[Tensor], masks_pred: list[Tensor]) -> Tensor:
         """Layer-normed target-encoder features at the target blocks, ordered as the
         predictions: ``(len(masks_pred) * len(masks_enc) * B, K_pred, D)``."""
-        h = self.target_encoder(images)
+        h = self.target_encoder(images).float()  # float32 under autocast: the layer norm
         h = F.layer_norm(h, (h.size(-1),))
         h = apply_masks(h, masks_pred)
         return repeat_interleave_batch(h, len(images), repeat=len(masks_enc))
@@ -108,9 +111,9 @@ class IJEPA(nn.Module):
         return self.predictor(z, masks_enc, masks_pred)
 
     def loss(self, images: Tensor, masks_enc: list[Tensor], masks_pred: list[Tensor]) -> Tensor:
-        """Smooth-L1 between predictions and targets (a scalar)."""
+        """Smooth-L1 between predictions and targets (a scalar; float32 under autocast)."""
         h = self.targets(images, masks_enc, masks_pred)
-        z = self.predictions(images, masks_enc, masks_pred)
+        z = self.predictions(images, masks_enc, masks_pred).to(h.dtype)
         return F.smooth_l1_loss(z, h)
 
     @torch.no_grad()
@@ -132,6 +135,7 @@ class JEPALearner:
         self.config = config
         self.total_updates = total_updates
         self.device = torch.device(device)
+        check_autocast(self.autocast_setting, self.device.type, "JEPAConfig.use_bfloat16")
         self.model = (model or IJEPA(*build_networks(config, self.device))).to(self.device)
         # init_opt counts in epochs: one "epoch" of total_updates iterations, the warmup its share
         self.optimizer, _, self.lr_schedule, self.wd_schedule = init_opt(
@@ -147,10 +151,13 @@ class JEPALearner:
     def params(self) -> list[nn.Parameter]:
         return [p for group in self.optimizer.param_groups for p in group["params"]]
 
+    @property
+    def autocast_setting(self) -> str:
+        """``use_bfloat16`` as a :mod:`distwm.utils.precision` setting: ``bf16`` or ``off``."""
+        return "bf16" if self.config.use_bfloat16 else "off"
+
     def _autocast(self):
-        if not self.config.use_bfloat16:
-            return nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return autocast(self.autocast_setting, self.device.type, "JEPAConfig.use_bfloat16")
 
     def step(self, images: Tensor, masks_enc: list[Tensor], masks_pred: list[Tensor]) -> dict[str, float]:
         """One update on normalised ``images`` ``(B, 3, crop, crop)`` and their masks."""

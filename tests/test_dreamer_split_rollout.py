@@ -40,8 +40,9 @@ def two_threads():
     torch.set_num_threads(before)
 
 
-def test_batched_actor_outputs_are_the_per_step_actor_and_train_it():
-    core = _core(imagine_split=1)
+@pytest.mark.parametrize("split", [1, 2])
+def test_batched_actor_outputs_are_the_per_step_actor_and_train_it(split, two_threads):
+    core = _core(imagine_split=split)
     start, term = _starts(core)
     torch.manual_seed(1)
     imag = core.imagine(start, term)
@@ -198,3 +199,58 @@ def test_mixed_probs_in_place_without_a_graph_and_differentiable_with_one():
     torch.testing.assert_close(slow.detach(), fast, rtol=0, atol=0)
     (slow[..., 0].sum()).backward()
     assert logits.grad is not None and float(logits.grad.abs().sum()) > 0
+
+
+@pytest.mark.parametrize("per_step, free", [(True, 1.0), (False, 1.0), (True, 0.0)])
+def test_shared_kl_loss_is_the_two_balanced_kls(per_step, free):
+    core = _core(free_nats_per_step=per_step, free_nats=free, kl_dyn_scale=0.5, kl_rep_scale=0.1)
+    model = core.world_model
+    logits = lambda: (torch.randn(2, 6, 4, 4) * 2).requires_grad_(True)  # noqa: E731
+    post_logits, prior_logits = logits(), logits()
+
+    def states():
+        post = {"logits": torch.log_softmax(post_logits, -1)}
+        prior = {"logits": torch.log_softmax(prior_logits, -1)}
+        return post, prior
+
+    loss, dyn, rep = model.kl_loss(*states())
+    grads = torch.autograd.grad(loss, (post_logits, prior_logits))
+    # the two KLs of DreamerV2/V3, written out
+    post, prior = states()
+    dist = lambda s: __import__("distwm.blocks.dreamer_distributions", fromlist=["x"]).OneHotDist(  # noqa: E731
+        s["logits"], 0.0, event_dims=1)
+    sg = lambda s: {k: v.detach() for k, v in s.items()}  # noqa: E731
+    dyn_kl = dist(sg(post)).kl(dist(prior))
+    rep_kl = dist(post).kl(dist(sg(prior)))
+    clamp = (lambda x: x.clamp(min=free).mean()) if per_step else (lambda x: x.mean().clamp(min=free))
+    expected = 0.5 * clamp(dyn_kl) + 0.1 * clamp(rep_kl)
+    expected_grads = torch.autograd.grad(expected, (post_logits, prior_logits))
+    torch.testing.assert_close(loss, expected)
+    assert float(dyn) == pytest.approx(float(dyn_kl.mean())) and float(rep) == pytest.approx(float(rep_kl.mean()))
+    for got, want in zip(grads, expected_grads):
+        torch.testing.assert_close(got, want)
+    assert float(grads[0].abs().sum()) > 0 and float(grads[1].abs().sum()) > 0
+
+
+@pytest.mark.parametrize("norm", ["layer", "rms"])
+def test_replayed_first_layer_gives_the_plain_mlp_and_its_gradients(norm):
+    from distwm.blocks.dreamer_blocks import MLP, OneHotFeatures
+
+    torch.manual_seed(0)
+    mlp = MLP(4 * 3 + 5, 8, 2, layer_norm=True, out_dim=3, norm=norm).double()
+    assert mlp.replays_first_layer()
+    index = torch.randint(0, 3, (2, 7, 4)) + torch.arange(4) * 3
+    feat = OneHotFeatures(index, torch.randn(2, 7, 5, dtype=torch.float64), 12)
+    with torch.no_grad():
+        first, out = mlp.first_and_output(feat)
+    replayed = mlp.from_first(first, feat)
+    plain = mlp(feat)
+    torch.testing.assert_close(out, plain.detach())
+    torch.testing.assert_close(replayed, plain)
+    grad_out = torch.randn_like(plain)
+    params = list(mlp.parameters())
+    got = torch.autograd.grad(replayed, params, grad_out)
+    want = torch.autograd.grad(plain, params, grad_out)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w)
+    assert not MLP(6, 8, 1, layer_norm=False).replays_first_layer()  # an in-place act follows

@@ -136,20 +136,46 @@ class _OneHotMatmul(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         (index,) = ctx.saved_tensors
-        dtype = ctx.table_dtype  # under bf16 autocast the matmul it replaces is in bf16
-        grad = grad.to(dtype)
-        if grad.device.type == "cpu" and dtype == torch.float32 and not torch.compiler.is_compiling():
-            return None, (_sparse_one_hot_t(index, ctx.width) @ grad).t(), None
-        out = None
-        # in row blocks: a (rows, width) one-hot of a whole imagination (16k rows x 1024 classes,
-        # 64 MB) would be a fresh allocation, and its page faults, at every update
-        for start in range(0, index.shape[0], _BACKWARD_ROWS):
-            rows = index[start:start + _BACKWARD_ROWS]
-            onehot = torch.zeros(rows.shape[0], ctx.width, dtype=dtype, device=grad.device)
-            onehot.scatter_(1, rows, 1.0)
-            block = grad[start:start + _BACKWARD_ROWS].t()
-            out = block @ onehot if out is None else out.addmm_(block, onehot)
-        return None, out.to(ctx.dtype), None
+        # under bf16 autocast the matmul it replaces is in bf16
+        return None, _one_hot_weight_grad(index, grad, ctx.width, ctx.table_dtype).to(ctx.dtype), None
+
+
+def _one_hot_weight_grad(index: Tensor, grad: Tensor, width: int, dtype: torch.dtype) -> Tensor:
+    """``grad.T @ one_hot(index)`` ``(units, width)`` for ``index`` ``(rows, S)`` and ``grad``
+    ``(rows, units)``, computed in ``dtype`` (see :class:`_OneHotMatmul`)."""
+    grad = grad.to(dtype)
+    if grad.device.type == "cpu" and dtype == torch.float32 and not torch.compiler.is_compiling():
+        return (_sparse_one_hot_t(index, width) @ grad).t()
+    out = None
+    # in row blocks: a (rows, width) one-hot of a whole imagination (16k rows x 1024 classes,
+    # 64 MB) would be a fresh allocation, and its page faults, at every update
+    for start in range(0, index.shape[0], _BACKWARD_ROWS):
+        rows = index[start:start + _BACKWARD_ROWS]
+        onehot = torch.zeros(rows.shape[0], width, dtype=dtype, device=grad.device)
+        onehot.scatter_(1, rows, 1.0)
+        block = grad[start:start + _BACKWARD_ROWS].t()
+        out = block @ onehot if out is None else out.addmm_(block, onehot)
+    return out
+
+
+class _ReplayedFirstLayer(torch.autograd.Function):
+    """The output ``first`` ``(rows, units)`` of ``linear(OneHotFeatures(index, rest))``,
+    computed earlier without a graph, given the linear layer's gradient: the weight's (and the
+    bias's) gradient from ``index`` and ``rest``, nothing to the inputs."""
+
+    @staticmethod
+    def forward(ctx, first: Tensor, index: Tensor, rest: Tensor, weight: Tensor, bias, width: int):
+        ctx.save_for_backward(index, rest)
+        ctx.width, ctx.has_bias, ctx.dtype = width, bias is not None, weight.dtype
+        return first.view_as(first)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        index, rest = ctx.saved_tensors
+        grad = grad.to(ctx.dtype)
+        onehot = _one_hot_weight_grad(index, grad, ctx.width, ctx.dtype)
+        weight = torch.cat([onehot, grad.t() @ rest.to(ctx.dtype)], 1)
+        return None, None, None, weight, (grad.sum(0) if ctx.has_bias else None), None
 
 
 def _sparse_one_hot_t(index: Tensor, width: int) -> Tensor:
@@ -286,6 +312,30 @@ class MLP(nn.Sequential):
             width = out_dim
         super().__init__(*modules)
         self.out_dim = width
+
+    def replays_first_layer(self) -> bool:
+        """Whether :meth:`first_and_output` / :meth:`from_first` apply: a first linear whose
+        output no in-place activation overwrites."""
+        return (len(self) > 1 and isinstance(self[0], nn.Linear)
+                and type(self[1]) not in _INPLACE_ACTS)
+
+    def first_and_output(self, x: "OneHotFeatures") -> tuple[Tensor, Tensor]:
+        """``(first layer's output, MLP output)`` of one-hot features (call without a graph;
+        see :meth:`from_first`)."""
+        first = linear_features(self[0], x)
+        return first, _run_layers(list(self)[1:], first)
+
+    def from_first(self, first: Tensor, x: "OneHotFeatures") -> Tensor:
+        """``self(x)`` with the gradient to every parameter, given the first layer's output
+        ``first`` that :meth:`first_and_output` computed from ``x`` without a graph: the first
+        layer is not computed again (its weight gradient comes from ``x``)."""
+        lead = x.index.shape[:-1]
+        index = x.index.reshape(-1, x.index.shape[-1])
+        rest = x.rest.reshape(index.shape[0], x.rest.shape[-1]).detach()
+        linear = self[0]
+        first = _ReplayedFirstLayer.apply(first.reshape(index.shape[0], -1), index, rest,
+                                          linear.weight, linear.bias, x.width)
+        return _run_layers(list(self)[1:], first).reshape(*lead, -1)
 
     def forward(self, x):
         if isinstance(x, OneHotFeatures):

@@ -74,9 +74,7 @@ def sample_index(probs: Tensor) -> Tensor:
     """Class indices sampled from ``probs`` ``(..., K)`` by inverse CDF: one uniform number per
     categorical, the index is the number of CDF entries below it (a binary search of the sorted
     CDF: the same indices as counting, without a ``(..., K)`` comparison)."""
-    # compiled code (the observe step) draws from the default generator: no thread-local
-    # lookup for dynamo to break its graph on
-    generator = None if torch.compiler.is_compiling() else getattr(_THREAD, "generator", None)
+    generator = getattr(_THREAD, "generator", None)
     uniform = torch.rand(*probs.shape[:-1], 1, device=probs.device, dtype=probs.dtype,
                          generator=generator)
     index = torch.searchsorted(probs.cumsum(-1), uniform).squeeze(-1)

@@ -130,10 +130,18 @@ class ActorCritic(nn.Module):
         # trajectory afterwards gives the outputs the loss differentiates (one backward over
         # H + 1 steps at once instead of one per step)
         batched_actor = self.reinforce
+        # ... reusing the rollout's first-layer outputs (the first layer is not run again)
+        # (per part of a split rollout, in the part's order of steps)
+        firsts: dict[int, list[Tensor]] | None = (
+            {} if batched_actor and not fast and cfg.autocast == "off"
+            and self.actor.mlp.replays_first_layer() else None)
 
         def policy(feat: Tensor) -> Tensor:
             with torch.set_grad_enabled(not batched_actor):
-                if not fast:
+                if firsts is not None and isinstance(feat, OneHotFeatures):
+                    first, raw = self.actor.mlp.first_and_output(feat.detach())
+                    firsts.setdefault(split_rollout.current_part(), []).append(first)
+                elif not fast:
                     raw = self.actor.mlp(feat.detach())
                 elif isinstance(feat, OneHotFeatures):
                     raw = fast["actor_onehot"](feat.index, feat.rest.detach(), feat.width)
@@ -167,7 +175,10 @@ class ActorCritic(nn.Module):
             if not self.reinforce:
                 value = _head(self.critic, feat).mode()  # differentiable w.r.t. the features only
         critic_raw = self.critic.mlp(head_feat.detach()).float()
-        if batched_actor:
+        if batched_actor and firsts:
+            first = torch.cat([torch.stack(firsts[part], 0) for part in sorted(firsts)], 1)
+            actor_raw = [self.actor.mlp.from_first(first, feat.detach())]
+        elif batched_actor:
             actor_raw = [self.actor.mlp(head_feat.detach())]
         if cfg.slow_critic_target:
             with torch.no_grad():

@@ -27,7 +27,14 @@ from torch import Tensor, nn
 from distwm.blocks.dreamer_blocks import OneHotFeatures
 from distwm.blocks.dreamer_distributions import sampling_generator
 
-__all__ = ["parts", "imagine_onehot"]
+__all__ = ["parts", "imagine_onehot", "current_part"]
+
+_THREAD = threading.local()  # .part: the part this thread rolls out
+
+
+def current_part() -> int:
+    """The index of the part the calling thread rolls out (0 outside a split rollout)."""
+    return getattr(_THREAD, "part", 0)
 
 
 def parts(cfg, behavior: nn.Module) -> int:
@@ -60,6 +67,7 @@ def imagine_onehot(rssm: nn.Module, policy: Callable, start: dict[str, Tensor], 
 
     def run(i: int) -> None:
         try:
+            _THREAD.part = i
             torch.set_num_threads(threads_each)
             generator = torch.Generator(start["deter"].device).manual_seed(seeds[i])
             part = {k: v[bounds[i]:bounds[i + 1]] for k, v in start.items()}
@@ -67,6 +75,8 @@ def imagine_onehot(rssm: nn.Module, policy: Callable, start: dict[str, Tensor], 
                 results[i] = rssm.imagine_onehot(policy, part, horizon)
         except BaseException as error:  # re-raised in the caller's thread
             errors.append(error)
+        finally:
+            _THREAD.part = 0
 
     workers = [threading.Thread(target=run, args=(i,), name=f"imagine-part-{i}")
                for i in range(1, num_parts)]

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from torch.distributions import kl_divergence
 
 from distwm.blocks.dreamer_blocks import init_weights_
+from distwm.blocks.dreamer_distributions import OneHotDist
 from distwm.configs.dreamer_config import DreamerConfig
 from distwm.vision.dreamer_decoder import DenseDecoder, MultiDecoder
 from distwm.vision.dreamer_encoder import MultiEncoder
@@ -68,6 +69,8 @@ class WorldModel(nn.Module):
         cfg = self.cfg
         rssm = self.rssm
         sg = rssm.detach_state
+        if rssm.discrete and cfg.kl_dyn_scale > 0 and cfg.kl_rep_scale > 0:
+            return self._shared_kl_loss(post, prior)
         if rssm.discrete:
             dyn = rssm.state_dist(sg(post)).kl(rssm.state_dist(prior))
             rep = rssm.state_dist(post).kl(rssm.state_dist(sg(prior)))
@@ -81,6 +84,24 @@ class WorldModel(nn.Module):
             dyn_loss, rep_loss = dyn.mean().clamp(min=free), rep.mean().clamp(min=free)
         loss = cfg.kl_dyn_scale * dyn_loss + cfg.kl_rep_scale * rep_loss
         return loss, dyn.detach().mean(), rep.detach().mean()
+
+    def _shared_kl_loss(self, post: Mapping[str, Tensor], prior: Mapping[str, Tensor]):
+        """:meth:`kl_loss` of categorical latents with one KL instead of two: ``dyn`` =
+        KL(sg(post) || prior) and ``rep`` = KL(post || sg(prior)) have the same value and the
+        same free-nats clamp, and differ only in where the gradient goes, so ``dyn_scale * dyn +
+        rep_scale * rep`` is ``(dyn_scale + rep_scale) * KL(post || prior)`` with the
+        gradient into the posterior scaled by ``rep_scale / (dyn_scale + rep_scale)`` and into
+        the prior by ``dyn_scale / (dyn_scale + rep_scale)`` (the same loss and gradients)."""
+        cfg = self.cfg
+        dyn_scale, rep_scale = cfg.kl_dyn_scale, cfg.kl_rep_scale
+        total = dyn_scale + rep_scale
+        post_logits = _ScaleGrad.apply(post["logits"], rep_scale / total)
+        prior_logits = _ScaleGrad.apply(prior["logits"], dyn_scale / total)
+        kl = OneHotDist(post_logits, 0.0, event_dims=1).kl(OneHotDist(prior_logits, 0.0, event_dims=1))
+        free = cfg.free_nats
+        clamped = kl.clamp(min=free).mean() if cfg.free_nats_per_step else kl.mean().clamp(min=free)
+        value = kl.detach().mean()
+        return total * clamped, value, value
 
     def loss(self, data: Mapping[str, Tensor]):
         """:meth:`_loss` with the speed switches of the config applied (compiled steps,
@@ -123,3 +144,16 @@ class WorldModel(nn.Module):
         loss = per_step.mean() + kl
         metrics.update(kl_dyn=dyn, kl_rep=rep, model_loss=loss.detach())
         return loss, post, metrics
+
+
+class _ScaleGrad(torch.autograd.Function):
+    """The identity whose backward scales the gradient by ``scale``."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, scale: float) -> Tensor:
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        return grad * ctx.scale, None

@@ -215,8 +215,9 @@ def test_cached_sampling_equals_full_history_sampling(choice_temperature):
     reference = full_history_sample(model, prompt, actions, 5, sampler,
                                     torch.Generator().manual_seed(3))
     assert torch.equal(cached, reference)
-    # the prompt runs once, then each frame is num_steps + 1 passes over that one frame; the
-    # prompt's and each finished frame's pass only fill the cache (no logits: no full forward)
+    # the prompt but its last frame fills the cache once (no logits: no full forward); then
+    # each frame is num_steps passes over that one frame, the first also committing the frame
+    # before it (two frames in that pass)
     frames_per_pass, full_forwards = [], []
     hooks = [model.transformer.blocks[0].attn_spatial.register_forward_pre_hook(
                  lambda module, args: frames_per_pass.append(args[0].shape[1])),
@@ -228,8 +229,9 @@ def test_cached_sampling_equals_full_history_sampling(choice_temperature):
     finally:
         for hook in hooks:
             hook.remove()
-    assert frames_per_pass == [2] + [1] * 3 * (sampler.num_steps + 1)
-    assert full_forwards == [1] * 3 * sampler.num_steps
+    per_frame = [2] + [1] * (sampler.num_steps - 1)
+    assert frames_per_pass == [1] + per_frame * 3
+    assert full_forwards == per_frame * 3
     assert torch.equal(cached[:, :2], prompt)
     assert not torch.equal(cached[:, 2], cached[:, 3])  # an untrained model draws noise
     # play frame by frame: the same frames from a one-frame prompt

@@ -220,8 +220,16 @@ def test_bf16_autocast_and_channels_last_train_every_part_with_float32_codes():
     assert torch.equal(codes, distances.argmin(1))
     with fast.precision():
         assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
-    # bf16 latents may pick another code for a few tokens; the frames stay those of float32
-    assert float((fast.reconstruct(frames) - plain.reconstruct(frames)).abs().mean()) < 0.02
+    # bf16 latents may pick another code for a few tokens (1 of these 24 on a CPU with AMX);
+    # from the same codes, the bf16 decoder draws the float32 frames to bf16 rounding
+    with torch.no_grad():
+        flat = frames.flatten(0, -4)
+        plain_codes = plain.tokenizer.encode(flat)
+        with fast.precision():
+            fast_codes = fast.tokenizer.encode(flat)
+            fast_frames = fast.tokenizer.decode(plain_codes).float()
+        assert float((fast_codes == plain_codes).float().mean()) >= 0.9
+        assert float((fast_frames - plain.tokenizer.decode(plain_codes)).abs().mean()) < 0.02
     assert fast.reconstruct(frames).dtype == torch.float32
     metrics = {**fast.update_autoencoder(frames[:, 0]),
                **fast.update_transformer(frames, torch.zeros(2, 3, dtype=torch.long), torch.zeros(2, 3),

@@ -11,16 +11,18 @@ Because temporal attention is causal, a frame's activations never depend on late
 far, so a generator runs only the *new* frame through the network (Genie's tokenizer,
 dynamics model and ``play``), and the result equals that frame's slice of a full forward.
 ``commit=False`` evaluates a candidate frame without keeping it (MaskGIT's refinement steps
-re-run the same frame), ``commit=True`` appends it. :meth:`STTransformer.fill_cache` appends
-frames whose outputs are not needed (a finished frame, a prompt), skipping the work after the
-last block's temporal keys and values.
+re-run the same frame), ``commit=True`` appends it, ``commit=k`` only the first ``k`` frames
+(a finished frame and the next frame's first candidate in one pass).
+:meth:`STTransformer.fill_cache` appends frames whose outputs are not needed (a finished frame,
+a prompt), skipping the work after the last block's temporal keys and values.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
+
+from distwm.utils.precision import scaled_dot_product_attention
 
 __all__ = ["DropPath", "STMLP", "STSpatialAttention", "STTemporalAttention", "STTransformer",
            "STTransformerBlock", "TemporalKVCache", "create_st_transformer"]
@@ -43,6 +45,9 @@ class TemporalKVCache:
 
     ``keys[l]`` / ``values[l]``: ``(B * N, heads, capacity, head_dim)``, allocated once and
     written in place; ``length`` frames are valid. Build with :meth:`STTransformer.init_cache`.
+    They are held in the dtype the layer's keys come in (bf16 under bf16 autocast: the
+    attention reads them without a cast; a layer whose keys arrive in another dtype converts
+    its storage once).
     """
 
     def __init__(self, num_layers: int, batch_size: int, num_patches: int, num_heads: int,
@@ -62,6 +67,9 @@ class TemporalKVCache:
         if stop > self.capacity:
             raise ValueError(f"TemporalKVCache holds {self.capacity} frames; "
                              f"{self.length} cached + {k.shape[2]} new do not fit")
+        if k.dtype != self.keys[layer].dtype:  # kept in the dtype the layer computes them in
+            self.keys[layer] = self.keys[layer].to(k.dtype)
+            self.values[layer] = self.values[layer].to(v.dtype)
         self.keys[layer][:, :, start:stop] = k
         self.values[layer][:, :, start:stop] = v
         return self.keys[layer][:, :, :stop], self.values[layer][:, :, :stop]
@@ -95,7 +103,7 @@ class STSpatialAttention(_TokenAttention):
         B, T, N, C = _check_4d(x, "STSpatialAttention")
         h = self.num_heads
         q, k, v = self.qkv(x).reshape(B * T, N, 3, h, C // h).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(
+        out = scaled_dot_product_attention(
             q, k, v, dropout_p=self.attn_drop if self.training else 0.0, scale=self.scale)
         out = out.transpose(1, 2).reshape(B, T, N, C)
         return self.proj_drop(self.proj(out))
@@ -143,8 +151,8 @@ class STTemporalAttention(_TokenAttention):
             elif past:
                 is_causal = False  # one new frame sees every cached one
         dropout = self.attn_drop if self.training else 0.0
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout,
-                                             is_causal=is_causal, scale=self.scale)
+        out = scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout,
+                                           is_causal=is_causal, scale=self.scale)
         out = out.reshape(B, N, h, T, C // h).permute(0, 3, 1, 2, 4).reshape(B, T, N, C)
         return self.proj_drop(self.proj(out))
 
@@ -246,12 +254,15 @@ class STTransformer(nn.Module):
         self.norm = norm_layer(dim)
 
     def init_cache(self, batch_size: int, capacity: int | None = None) -> TemporalKVCache:
-        """An empty :class:`TemporalKVCache` for ``capacity`` frames (default num_frames)."""
+        """An empty :class:`TemporalKVCache` for ``capacity`` frames (default num_frames), in
+        the autocast dtype when autocast is on here, else in the weights' dtype."""
         weight = self.norm.weight if getattr(self.norm, "weight", None) is not None else \
             next(self.parameters())
+        dtype = torch.get_autocast_dtype(weight.device.type) \
+            if torch.is_autocast_enabled(weight.device.type) else weight.dtype
         return TemporalKVCache(len(self.blocks), batch_size, self.num_patches_per_frame,
                                self.num_heads, self.dim // self.num_heads,
-                               capacity or self.num_frames, weight.device, weight.dtype)
+                               capacity or self.num_frames, weight.device, dtype)
 
     def _frames(self, x: Tensor) -> Tensor:
         """``x`` as ``(B, T, N, C)`` frames (a view of ``(B, T*N, C)``), checked."""
@@ -281,14 +292,17 @@ class STTransformer(nn.Module):
         cache.advance(x.shape[1])
 
     def forward(self, x: Tensor, causal: bool = True, cache: TemporalKVCache | None = None,
-                commit: bool = True) -> Tensor:
+                commit: bool | int = True) -> Tensor:
+        """With ``cache``: ``commit=True`` keeps all frames of ``x`` in it, ``False`` none (a
+        candidate frame), an int the first ``commit`` of them (a finished frame committed in
+        the same pass that evaluates the next one's candidate)."""
         flat = x.dim() == 3
         x = self._frames(x)
         B, T, N, C = x.shape
         for layer, block in enumerate(self.blocks):
             x = block(x, causal, cache, layer)
-        if cache is not None and commit:
-            cache.advance(T)
+        if cache is not None and commit is not False:
+            cache.advance(T if commit is True else min(int(commit), T))
         x = self.norm(x)
         return x.reshape(B, T * N, C) if flat else x
 

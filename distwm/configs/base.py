@@ -22,7 +22,7 @@ import typing
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Mapping, TypeVar, Union, get_args, get_origin
 
-__all__ = ["ConfigBase", "check_value"]
+__all__ = ["ConfigBase", "check_value", "parse_override_value"]
 
 C = TypeVar("C", bound="ConfigBase")
 
@@ -103,6 +103,36 @@ def check_value(field: str, value: Any, tp: Any) -> Any:
         return value
     if isinstance(tp, type) and not isinstance(value, tp):
         raise ValueError(f"Config field {field!r}: expected {tp.__name__}, got {value!r}")
+    return value
+
+
+def _takes_text(tp: Any) -> bool:
+    """Whether ``tp`` accepts some string: ``str``, a ``Literal`` with a string choice, or a
+    union (``Optional``) holding one."""
+    if tp is str:
+        return True
+    if get_origin(tp) is Literal:
+        return any(isinstance(choice, str) for choice in get_args(tp))
+    if get_origin(tp) in (Union, types.UnionType):
+        return any(_takes_text(arg) for arg in get_args(tp))
+    return False
+
+
+def parse_override_value(raw: str, tp: Any = Any) -> Any:
+    """The value of a ``--set key=raw`` for a field of type ``tp``: ``raw`` parsed as YAML,
+    except that a field taking strings keeps the text itself when YAML's value does not fit
+    it (YAML reads ``off`` / ``on`` / ``yes`` / ``no`` as booleans and ``123`` as an int):
+    ``autocast=off`` is ``"off"``, while ``null`` for an ``Optional[str]`` stays None.
+    ``tp=Any`` (the field is not known): plain YAML."""
+    import yaml
+
+    value = yaml.safe_load(raw)
+    if isinstance(value, str) or not _takes_text(tp):
+        return value
+    try:
+        check_value("", value, tp)
+    except ValueError:
+        return raw.strip()
     return value
 
 
@@ -270,11 +300,16 @@ class ConfigBase(metaclass=_ConfigMeta):
             data[key] = check_value(written, value, types_[key])
         return type(self)(**data)
 
-    def set_dotted(self: C, assignment: str) -> C:
-        """Apply ``key=value`` (value parsed as YAML), as in ``--set key=value``."""
-        import yaml
+    @classmethod
+    def field_type(cls, name: str) -> Any:
+        """The type of field ``name`` (an old name of ``ALIASES`` too); ``Any`` if unknown."""
+        return cls._field_types().get(cls.aliases().get(name, name), Any)
 
+    def set_dotted(self: C, assignment: str) -> C:
+        """Apply ``key=value`` (:func:`parse_override_value`: YAML, a string field keeps
+        the text), as in ``--set key=value``."""
         if "=" not in assignment:
             raise ValueError(f"Bad override {assignment!r}: expected key=value")
         key, _, raw = assignment.partition("=")
-        return self.replace(**{key.strip(): yaml.safe_load(raw)})
+        key = key.strip()
+        return self.replace(**{key: parse_override_value(raw, self.field_type(key))})

@@ -100,6 +100,10 @@ class GenieConfig(ConfigBase):
     #: optimizer state stay float32; a CUDA device or a CPU with native bf16 matmuls). The VQ's
     #: nearest-code search, the losses and MaskGIT's softmax stay float32
     autocast: Literal["off", "bf16"] = "off"
+    #: the training process keeps the memory it frees (glibc; process-wide, from the first
+    #: update: :func:`distwm.utils.allocator.keep_freed_memory`, as Dreamer's learner), so an
+    #: update's tensors reuse pages instead of faulting fresh ones in; what is computed is unchanged
+    keep_freed_memory: bool = True
     #: the report's controllability horizon: Delta_t PSNR at t = this
     delta_psnr_t: int = 4
     seed: int = 0

@@ -43,7 +43,8 @@ JEPA_MODEL_NAMES = ("vit_tiny", "vit_small", "vit_base", "vit_large", "vit_huge"
 #: section of :meth:`JEPAConfig.to_dict` -> its fields, in order
 JEPA_SECTIONS: dict[str, tuple[str, ...]] = {
     "meta": ("use_bfloat16", "model_name", "load_checkpoint", "read_checkpoint", "copy_data",
-             "pred_depth", "pred_emb_dim", "embed_dim", "depth", "num_heads", "seed"),
+             "pred_depth", "pred_emb_dim", "embed_dim", "depth", "num_heads",
+             "keep_freed_memory", "seed"),
     "data": ("dataset", "val_split", "use_gaussian_blur", "use_horizontal_flip",
              "use_color_distortion", "color_jitter_strength", "batch_size", "pin_mem",
              "num_workers", "root_path", "image_folder", "crop_size", "crop_scale", "download"),
@@ -156,6 +157,10 @@ class JEPAConfig(ConfigBase):
     #: instead of one ``probe_train_fraction`` split, and a low-shot probe is added (fitted on
     #: one fold, 1/k of the labels, tested on the others); 0: that one split
     probe_folds: int = 0
+    #: the training process keeps the memory it frees (glibc; process-wide, from the first
+    #: update: :func:`distwm.utils.allocator.keep_freed_memory`, as Dreamer's learner), so an
+    #: update's tensors reuse pages instead of faulting fresh ones in; what is computed is unchanged
+    keep_freed_memory: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:

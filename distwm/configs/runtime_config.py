@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Mapping, Optional, Union
 
-from distwm.configs.base import ConfigBase
+from distwm.configs.base import ConfigBase, parse_override_value
 
 __all__ = ["RuntimeConfig", "RunConfig", "DataParallelConfig", "DataParallelRunConfig",
            "DATASET_TRAINED", "dataset_trained_spec", "is_dataset_trained",
@@ -369,24 +369,36 @@ class DataParallelRunConfig(ConfigBase):
         return self
 
 
+def _model_field_type(run: Any, build: Any, name: str) -> Any:
+    """The type of field ``name`` of ``run``'s model config (``Any`` when the config cannot be
+    built yet or has no such field: the value is then plain YAML and ``build`` judges it)."""
+    try:
+        config = build(run)
+    except (ValueError, ImportError, AttributeError, TypeError):
+        return Any
+    field_type = getattr(type(config), "field_type", None)
+    return field_type(name) if field_type is not None else Any
+
+
 def _apply_override(run: Any, assignment: str, section: str, section_cls: type, config_field: str,
                     build: Any) -> Any:
     """``run`` with ``key=value`` applied (value parsed as YAML): ``<section>.X=`` sets field X
     of the run's ``section`` (a ``section_cls``), ``model=`` the model, ``<config_field>.X=`` or
     a bare ``X=`` a field of the model's config (checked by ``build(updated run)``; a bare name
     that is a ``section`` field says so)."""
-    import yaml
-
     if "=" not in assignment:
         raise ValueError(f"Bad --set {assignment!r}: expected key=value")
     key, _, raw = assignment.partition("=")
-    key, value = key.strip(), yaml.safe_load(raw)
+    key = key.strip()
     if key.startswith(f"{section}."):
-        return run.replace(**{section: getattr(run, section).replace(**{key[len(section) + 1:]: value})})
+        field = key[len(section) + 1:]
+        value = parse_override_value(raw, section_cls.field_type(field))
+        return run.replace(**{section: getattr(run, section).replace(**{field: value})})
     if key == "model":
-        return run.replace(model=value)
+        return run.replace(model=parse_override_value(raw, str))
     explicit = key.startswith(f"{config_field}.")
     name = key[len(config_field) + 1:] if explicit else key
+    value = parse_override_value(raw, _model_field_type(run, build, name))
     updated = run.replace(**{config_field: {**getattr(run, config_field), name: value}})
     try:
         build(updated)

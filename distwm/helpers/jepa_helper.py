@@ -106,8 +106,9 @@ def _split(module: torch.nn.Module) -> tuple[list, list]:
 
 def init_opt(encoder, predictor, iterations_per_epoch: int, start_lr: float, ref_lr: float, warmup: float,
              num_epochs: int, wd: float = 1e-6, final_wd: float = 1e-6, final_lr: float = 0.0,
-             use_bfloat16: bool = False, ipe_scale: float = 1.25):
-    """``(optimizer, scaler, scheduler, wd_scheduler)`` (see the module docstring)."""
+             use_bfloat16: bool = False, ipe_scale: float = 1.25, fused: bool = False):
+    """``(optimizer, scaler, scheduler, wd_scheduler)`` (see the module docstring); ``fused``:
+    PyTorch's fused AdamW kernel where it has one (:func:`distwm.utils.optim.fused_adamw`)."""
     if iterations_per_epoch < 1 or num_epochs < 1:
         raise ValueError(f"init_opt: iterations_per_epoch ({iterations_per_epoch}) and num_epochs "
                          f"({num_epochs}) must be >= 1")
@@ -119,7 +120,12 @@ def init_opt(encoder, predictor, iterations_per_epoch: int, start_lr: float, ref
         {"params": enc_no_decay, "WD_exclude": True, "weight_decay": 0},
         {"params": pred_no_decay, "WD_exclude": True, "weight_decay": 0},
     ]
-    optimizer = torch.optim.AdamW(param_groups)
+    if fused:
+        from distwm.utils.optim import fused_adamw
+
+        optimizer = fused_adamw(param_groups)
+    else:
+        optimizer = torch.optim.AdamW(param_groups)
     total = int(ipe_scale * num_epochs * iterations_per_epoch)
     scheduler = WarmupCosineSchedule(optimizer, warmup_steps=int(warmup * iterations_per_epoch), start_lr=start_lr,
                                      ref_lr=ref_lr, final_lr=final_lr, T_max=total)

@@ -13,7 +13,8 @@ and second MLP weights by ``sqrt(2 l)``. Sizes (width / depth / heads): tiny 192
 384/12/6, base 768/12/12, large 1024/24/16, huge 1280/32/16, giant 1408/40/16 (MLP ratio 48/11).
 
 Where this differs from the ijepa code: :class:`Attention` runs on
-``F.scaled_dot_product_attention`` and returns the output only (ijepa also returns the
+``F.scaled_dot_product_attention`` (float32 under CPU autocast when a gradient is wanted:
+:func:`distwm.utils.precision.scaled_dot_product_attention`) and returns the output only (ijepa also returns the
 attention matrix, which the fused kernel never forms); :meth:`VisionTransformer.interpolate_pos_encoding`
 resizes the patch grid's embedding bicubically when an image has another number of patches
 (ijepa's copy of DINO's code treats the first position as a class token, which this ViT does
@@ -34,6 +35,7 @@ from torch import nn
 from distwm.blocks.st_transformer import STMLP
 from distwm.blocks.st_transformer import DropPath as _STDropPath
 from distwm.utils.jepa_utils import apply_masks, repeat_interleave_batch, trunc_normal_
+from distwm.utils.precision import scaled_dot_product_attention
 
 __all__ = ["MLP", "VIT_EMBED_DIMS", "VIT_SIZES", "Attention", "Block", "ConvEmbed", "DropPath",
            "PatchEmbed", "VisionTransformer", "VisionTransformerPredictor", "drop_path",
@@ -137,8 +139,8 @@ class Attention(nn.Module):
         batch, length, channels = x.shape
         qkv = self.qkv(x).reshape(batch, length, 3, self.num_heads, channels // self.num_heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-        out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop if self.training else 0.0,
-                                             scale=self.scale)
+        out = scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop if self.training else 0.0,
+                                           scale=self.scale)
         return self.proj_drop(self.proj(out.transpose(1, 2).reshape(batch, length, channels)))
 
 

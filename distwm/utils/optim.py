@@ -21,6 +21,14 @@ optimiser per module with the same settings stepped together.
 :class:`ClippedAdam` is Adam with the same clipping and warmup (for ablations), and
 :func:`make_optimizer` picks one of the three (plain ``torch.optim.Adam`` without clipping
 and warmup, so that its state stays the one of earlier checkpoints).
+
+:func:`fused_adamw` is ``torch.optim.AdamW`` with PyTorch's fused kernel where it has one (CPU
+and CUDA, floating-point parameters): the same update, one kernel for all tensors instead of
+about ten elementwise operations per tensor (at the dataset-trained families' sizes those
+per-call costs are a fifth of an update on one CPU core); the optimizer state and its
+checkpoints are those of the unfused AdamW. :func:`keep_fused_on_load` keeps the kernel
+choice when a state saved by either form is loaded (``load_state_dict`` would take it from
+the saved groups).
 """
 
 from __future__ import annotations
@@ -30,7 +38,8 @@ from typing import Iterable
 import torch
 from torch import Tensor
 
-__all__ = ["ClippedAdam", "LaProp", "OPTIMIZERS", "agc_clip_", "make_optimizer", "warmup_factor"]
+__all__ = ["ClippedAdam", "LaProp", "OPTIMIZERS", "agc_clip_", "fused_adamw", "fused_supported",
+           "keep_fused_on_load", "make_optimizer", "warmup_factor"]
 
 #: the kinds :func:`make_optimizer` builds
 OPTIMIZERS = ("adam", "laprop")
@@ -42,6 +51,33 @@ def warmup_factor(step: int, warmup: int) -> float:
     if warmup <= 0:
         return 1.0
     return min(1.0, (step - 1) / warmup)
+
+
+def fused_supported(params: Iterable) -> bool:
+    """Whether PyTorch's fused AdamW takes ``params`` (floating point, on CPU or CUDA)."""
+    params = [p for group in params for p in (group["params"] if isinstance(group, dict) else [group])]
+    return bool(params) and all(p.is_floating_point() and p.device.type in ("cpu", "cuda")
+                                for p in params)
+
+
+def keep_fused_on_load(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+    """Make ``optimizer.load_state_dict`` keep this optimizer's ``fused`` choice per group
+    (the state of a fused and an unfused AdamW is the same); returns ``optimizer``."""
+    def hook(opt, state_dict):
+        groups = [{**saved, "fused": group.get("fused")}
+                  for saved, group in zip(state_dict["param_groups"], opt.param_groups)]
+        return {**state_dict, "param_groups": groups}
+
+    optimizer.register_load_state_dict_pre_hook(hook)
+    return optimizer
+
+
+def fused_adamw(params: Iterable, **kwargs) -> torch.optim.AdamW:
+    """``torch.optim.AdamW(params, **kwargs)`` on the fused kernel where
+    :func:`fused_supported` (module docstring), keeping it on load."""
+    params = list(params)
+    return keep_fused_on_load(torch.optim.AdamW(params, fused=fused_supported(params) or None,
+                                                **kwargs))
 
 
 @torch.no_grad()

@@ -24,9 +24,10 @@ The paper's choices, as built here:
 * **Sampling** (:meth:`DynamicsModel.sample`): each new frame starts fully masked and is decoded
   by MaskGIT (:class:`~distwm.models.genie.maskgit.MaskGITSampler`: 25 steps, temperature 2,
   cosine schedule). Causal temporal attention lets a temporal KV cache hold the history: the
-  prompt runs once, each refinement pass runs only the new frame (``commit=False``) and one more
-  pass commits the finished frame, so a frame costs ``num_steps + 1`` passes over *one* frame.
-  :meth:`DynamicsModel.next_frame` is that step for interactive play.
+  prompt runs once, each refinement pass runs only the new frame (``commit=False``), and a
+  finished frame is committed in the next frame's first pass (the two frames in one pass; the
+  finished one cannot see the candidate), so a frame costs ``num_steps`` passes, the first over
+  two frames. :meth:`DynamicsModel.next_frame` is that step for interactive play.
 
 Where the seed and the peer (simulusion 1.1.0) deviate:
 
@@ -181,11 +182,12 @@ class DynamicsModel(nn.Module):
         return x
 
     def _logits(self, tokens: Tensor, incoming: Tensor, cache: TemporalKVCache | None = None,
-                commit: bool = True) -> Tensor:
-        """Logits ``(B, T, N, V)`` of frames ``start .. start+T-1`` (``start`` = frames in the
-        cache; ``incoming`` as :meth:`_inputs`)."""
+                commit: bool | int = True, first: int = 0) -> Tensor:
+        """Logits ``(B, T - first, N, V)`` of frames ``start + first .. start+T-1`` (``start`` =
+        frames in the cache; ``incoming`` as :meth:`_inputs`; ``commit`` as
+        :meth:`STTransformer.forward`)."""
         x = self._inputs(tokens, incoming, cache.length if cache is not None else 0)
-        return self.head(self.transformer(x, cache=cache, commit=commit))
+        return self.head(self.transformer(x, cache=cache, commit=commit)[:, first:])
 
     def _commit(self, tokens: Tensor, incoming: Tensor, cache: TemporalKVCache) -> None:
         """Append frames ``tokens`` to ``cache`` as :meth:`_logits` would, without computing
@@ -253,45 +255,71 @@ class DynamicsModel(nn.Module):
         return self.transformer.init_cache(batch_size, capacity)
 
     def _decode_frame(self, cache: TemporalKVCache, action: Tensor, sampler,
-                      generator: torch.Generator | None) -> Tensor:
-        """Decode the frame after the cached ones under ``action (B,)``, then commit it."""
+                      generator: torch.Generator | None,
+                      pending: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """Decode the frame after the cached ones under ``action (B,)`` and return its tokens
+        ``(B, N)``, not committed. ``pending``: ``(tokens (B, N), incoming (B, 0 or 1))`` of the
+        frame before it when that frame is not in the cache yet: the first pass runs it and
+        the new frame's first candidate together and commits it (its keys and values are
+        those a pass of its own would store: causal attention keeps the candidate out)."""
         B, N = action.shape[0], self.num_patches
         tokens = torch.full((B, N), self.mask_token_id, dtype=torch.long, device=action.device)
         mask = torch.ones(B, N, dtype=torch.bool, device=action.device)
         incoming = action.long()[:, None]
         for step in range(sampler.num_steps):
-            logits = self._logits(tokens[:, None], incoming, cache, commit=False)[:, 0]
+            if pending is not None:
+                frames = torch.stack([pending[0].long(), tokens], 1)
+                logits = self._logits(frames, torch.cat([pending[1].long(), incoming], 1),
+                                      cache, commit=1, first=1)[:, 0]
+                pending = None
+            else:
+                logits = self._logits(tokens[:, None], incoming, cache, commit=False)[:, 0]
             drawn, mask = sampler.sample(logits, mask, step, tokens, generator=generator)
             tokens = drawn.masked_fill(mask, self.mask_token_id)
-        self._commit(tokens[:, None], incoming, cache)
         return tokens
 
     @torch.no_grad()
     def next_frame(self, cache: TemporalKVCache, last_tokens: Tensor | None, action: Tensor,
                    sampler: MaskGITSampler | None = None,
-                   generator: torch.Generator | None = None) -> Tensor:
+                   generator: torch.Generator | None = None, last_action: Tensor | None = None,
+                   commit: bool = True) -> Tensor:
         """One step of play: the tokens ``(B, N)`` of the frame that ``action (B,)`` leads to,
-        committed to ``cache``. ``last_tokens (B, N)`` starts play on an empty cache (the
-        prompt frame); afterwards pass None: the cache already ends with the last frame."""
+        committed to ``cache`` (``commit=False``: not). ``last_tokens (B, N)``: the frame
+        before it when the cache does not hold it yet: the prompt frame on an empty cache, or
+        the frame of the last ``commit=False`` step, with ``last_action`` the action that led
+        to it; it is committed in the new frame's first pass (one pass a frame less than a
+        separate commit). None: the cache already ends with the last frame."""
+        batch = cache.keys[0].shape[0] // self.num_patches
+        pending = None
         if last_tokens is not None:
-            if cache.length:
-                raise ValueError(f"last_tokens starts play on an empty cache; this one holds "
-                                 f"{cache.length} frames (pass None to continue)")
+            if cache.length and last_action is None:
+                raise ValueError(f"last_tokens without last_action starts play on an empty "
+                                 f"cache; this one holds {cache.length} frames (pass None to "
+                                 f"continue, or last_action with a frame not committed yet)")
+            if not cache.length and last_action is not None:
+                raise ValueError("the first frame of a cache has no incoming action: "
+                                 "last_action must be None on an empty cache")
             if last_tokens.dim() != 2:
                 raise ValueError(f"last_tokens must be one frame (B, N), got shape "
                                  f"{tuple(last_tokens.shape)}")
             self._check_tokens(last_tokens[:, None], "last_tokens")
-            self._commit(last_tokens[:, None], last_tokens.new_zeros(last_tokens.shape[0], 0),
-                         cache)
+            incoming = last_tokens.new_zeros(last_tokens.shape[0], 0) if last_action is None \
+                else last_action.reshape(-1, 1)
+            if last_action is not None:
+                self._check_actions(incoming, batch, "last_action")
+            pending = (last_tokens, incoming)
         elif not cache.length:
             raise ValueError("the cache is empty: pass the first frame as last_tokens")
-        batch = cache.keys[0].shape[0] // self.num_patches
         if action.dim() != 1:
             raise ValueError(f"action must be (B,) action ids, got shape {tuple(action.shape)}")
         self._check_actions(action[:, None], batch, "action")
-        if cache.length >= cache.capacity:
+        if cache.length + (pending is not None) >= cache.capacity:
             raise ValueError(f"the cache is full ({cache.capacity} frames); start a new one")
-        return self._decode_frame(cache, action, sampler or MaskGITSampler(), generator)
+        tokens = self._decode_frame(cache, action, sampler or MaskGITSampler(), generator,
+                                    pending)
+        if commit:
+            self._commit(tokens[:, None], action.long()[:, None], cache)
+        return tokens
 
     @torch.no_grad()
     def prefill(self, cache: TemporalKVCache, tokens: Tensor, actions: Tensor) -> None:
@@ -333,10 +361,14 @@ class DynamicsModel(nn.Module):
                              f"[{prompt_frames}, {self.num_frames}], got {num_frames!r}")
         actions = self._all_actions(prompt_actions, B, prompt_frames, num_frames, generator)
         cache = self.init_cache(B, num_frames)
-        self._commit(prompt_tokens, actions[:, :prompt_frames - 1], cache)
+        if prompt_frames > 1:  # the last prompt frame is committed with the first new one
+            self._commit(prompt_tokens[:, :-1], actions[:, :prompt_frames - 2], cache)
+        pending = (prompt_tokens[:, -1], actions[:, max(0, prompt_frames - 2):prompt_frames - 1])
         frames = [prompt_tokens.long()]
         for t in range(prompt_frames, num_frames):
-            frames.append(self._decode_frame(cache, actions[:, t - 1], sampler, generator)[:, None])
+            new = self._decode_frame(cache, actions[:, t - 1], sampler, generator, pending)
+            pending = (new, actions[:, t - 1:t])
+            frames.append(new[:, None])
         return torch.cat(frames, dim=1)
 
     @torch.no_grad()

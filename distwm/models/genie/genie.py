@@ -9,8 +9,9 @@ tokenizer first, then the LAM and the dynamics model together, the dynamics mode
 tokenizer's tokens and the LAM's actions through a stop-gradient (:meth:`Genie.phase_losses`).
 
 Generation runs frame by frame on temporal KV caches (:class:`GeniePlayer`): the prompt is
-tokenized once, each new frame costs ``maskgit_steps + 1`` dynamics passes over *one* frame and
-one decoder pass over one frame. Past ``num_frames`` frames (the learned temporal positions) the
+tokenized once, each new frame costs ``maskgit_steps`` dynamics passes over *one* frame (the
+first also commits the previous frame: two frames in that pass) and one decoder pass over one
+frame. Past ``num_frames`` frames (the learned temporal positions) the
 player keeps a sliding window of the last ``num_frames - 1`` frames and refills its caches from
 their tokens (one pass over the window). :meth:`Genie.play` is the seed's stateless form: it
 tokenizes the history it is given and infers its latent actions with the LAM.
@@ -27,6 +28,7 @@ divide ``dynamics_dim=5120`` (the paper's 36 heads have key size 128; 40 x 128 =
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Literal
 
 import torch
@@ -35,7 +37,7 @@ from torch import Tensor, nn
 from distwm.models.genie.dynamics_model import DynamicsModel
 from distwm.models.genie.latent_action_model import LatentActionModel
 from distwm.models.genie.maskgit import MaskGITSampler
-from distwm.utils.precision import AUTOCAST_DTYPES, autocast as autocast_context
+from distwm.utils.precision import AUTOCAST_DTYPES, CastWeights, autocast as autocast_context
 from distwm.vision.video_tokenizer import VideoTokenizer
 
 __all__ = ["Genie", "GeniePlayer", "TRAINING_PHASES"]
@@ -212,15 +214,18 @@ class GeniePlayer:
     def __init__(self, genie: Genie, prompt_frame: Tensor | None, sampler: MaskGITSampler | None = None,
                  generator: torch.Generator | None = None):
         self.genie, self.sampler, self.generator = genie, sampler or genie.sampler, generator
+        # bf16 autocast: the tokenizer's and dynamics model's linear weights cast once for the
+        # session, not again in every step's autocast region (the same products)
+        self.weights = CastWeights(genie.autocast, genie.video_tokenizer, genie.dynamics_model)
         self.tokens: list[Tensor] = []  # (B, N) per frame of the window
         self.actions: list[Tensor] = []  # (B,) between consecutive window frames
         if prompt_frame is not None:
             if prompt_frame.dim() != 4:
                 raise ValueError(f"prompt_frame must be (B, C, H, W), got {tuple(prompt_frame.shape)}")
-            with torch.no_grad(), genie.precision():
+            with torch.no_grad(), self._precision():
                 tokens = genie.encode_video(prompt_frame[:, :, None].to(
                     next(genie.parameters()).dtype))
-            self._refill(list(tokens.unbind(1)), [])
+                self._fill(list(tokens.unbind(1)), [])
 
     @classmethod
     def from_tokens(cls, genie: Genie, tokens: Tensor, actions: Tensor,
@@ -230,20 +235,30 @@ class GeniePlayer:
         player._refill(list(tokens.unbind(1)), list(actions.unbind(1)))
         return player
 
+    @contextlib.contextmanager
+    def _precision(self):
+        """The Genie's autocast, with the session's cast weights in place."""
+        with self.genie.precision(), self.weights.applied():
+            yield
+
     @torch.no_grad()
     def _refill(self, tokens: list[Tensor], actions: list[Tensor]) -> None:
         """Restart both caches from the window ``tokens`` (one pass over it)."""
-        with self.genie.precision():
+        with self._precision():
             self._fill(tokens, actions)
 
     def _fill(self, tokens: list[Tensor], actions: list[Tensor]) -> None:
+        """The dynamics cache gets all window frames but the last, which the next step's first
+        pass commits; the decoder cache all of them."""
         g = self.genie
         self.tokens, self.actions = tokens, actions
         B = tokens[0].shape[0]
         self.dynamics_cache = g.dynamics_model.init_cache(B)
         window = torch.stack(tokens, 1)
-        acts = torch.stack(actions, 1) if actions else window.new_zeros(B, 0)
-        g.dynamics_model.prefill(self.dynamics_cache, window, acts)
+        if len(tokens) > 1:
+            g.dynamics_model.prefill(self.dynamics_cache, window[:, :-1],
+                                     torch.stack(actions[:-1], 1) if len(actions) > 1
+                                     else window.new_zeros(B, 0))
         _, self.decoder_cache = g.video_tokenizer.init_cache(B)
         g.video_tokenizer.fill_decoder_cache(g.video_tokenizer.decode_indices(window),
                                              self.decoder_cache)
@@ -252,13 +267,15 @@ class GeniePlayer:
     def step(self, action: Tensor) -> Tensor:
         """The next frame ``(B, C, H, W)`` under latent ``action`` ``(B,)``."""
         g = self.genie
-        if self.dynamics_cache.length >= g.num_frames:
+        if len(self.tokens) >= g.num_frames:  # the window's last frame is not cached yet
             keep = g.num_frames - 1
             self._refill(self.tokens[-keep:], self.actions[-(keep - 1):] if keep > 1 else [])
         action = action.to(self.tokens[0].device).long()
-        with g.precision():
-            new = g.dynamics_model.next_frame(self.dynamics_cache, None, action, self.sampler,
-                                              self.generator)
+        with self._precision():
+            last_action = self.actions[-1] if len(self.tokens) > 1 else None
+            new = g.dynamics_model.next_frame(self.dynamics_cache, self.tokens[-1], action,
+                                              self.sampler, self.generator, last_action,
+                                              commit=False)
             self.tokens.append(new)
             self.actions.append(action)
             z_q = g.video_tokenizer.decode_indices(new[:, None])

@@ -11,11 +11,13 @@ the frozen LAM's actions), or the LAM and the dynamics model together, the dynam
 reading the LAM's actions through a stop-gradient (the paper's second phase). ``stage="all"``
 runs the tokenizer phase for ``tokenizer_phase_updates`` updates, then the co-training phase.
 
-Each part has its own AdamW (``learning_rate``, ``weight_decay``) with a linear warmup over
+Each part has its own AdamW (``learning_rate``, ``weight_decay``; PyTorch's fused kernel,
+:func:`~distwm.utils.optim.fused_adamw`) with a linear warmup over
 ``warmup_steps`` and a cosine decay to 0 at ``max_steps``, counted in that part's own
 updates. ``autocast="bf16"`` runs the losses' forward passes (and play) under bf16 autocast
 (:meth:`Genie.precision <distwm.models.genie.genie.Genie.precision>`); the weights, gradients
-and optimizer state stay float32. Gradients are averaged over the ``torch.distributed`` group (Ray Train's DDP group)
+and optimizer state stay float32. ``keep_freed_memory`` (on by default) makes the process keep
+the memory it frees from the first update on (:mod:`distwm.utils.allocator`). Gradients are averaged over the ``torch.distributed`` group (Ray Train's DDP group)
 before clipping to ``max_grad_norm``; a non-finite loss or gradient skips the step on every
 rank. ``max_nonfinite_updates`` consecutive skips raise
 :class:`~distwm.agent.NonFiniteLossError`.
@@ -34,8 +36,10 @@ from torch import Tensor
 from distwm.agent import DataSpec, NonFiniteLossError, SampleSpec
 from distwm.configs.genie_config import GenieConfig, GenieSmallConfig
 from distwm.utils import distributed
+from distwm.utils.allocator import keep_freed_memory
 from distwm.utils.checkpoint import check_state, checkpoint_format, cpu_state, make_state
 from distwm.utils.devices import resolve_device
+from distwm.utils.optim import fused_adamw
 from distwm.utils.precision import check_autocast
 
 __all__ = ["GenieTrainable", "PARTS", "PHASE_PARTS", "SAMPLE", "video_from_batch"]
@@ -113,8 +117,8 @@ class GenieTrainable:
         self.optimizers = {}
         self.schedulers = {}
         for part in PARTS:
-            opt = torch.optim.AdamW(getattr(self.model, part).parameters(), lr=config.learning_rate,
-                                    weight_decay=config.weight_decay)
+            opt = fused_adamw(getattr(self.model, part).parameters(), lr=config.learning_rate,
+                              weight_decay=config.weight_decay)
             self.optimizers[part] = opt
             self.schedulers[part] = torch.optim.lr_scheduler.LambdaLR(
                 opt, _warmup_cosine(config.warmup_steps, config.max_steps))
@@ -156,6 +160,8 @@ class GenieTrainable:
 
     def update_video(self, video: Tensor) -> dict[str, float]:
         """One update of the current phase's parts on ``video`` ``(B, C, T, H, W)`` in [0, 1]."""
+        if self.config.keep_freed_memory:
+            keep_freed_memory()
         phase = self.phase()
         parts = PHASE_PARTS[phase]
         self.model.train()

@@ -24,7 +24,8 @@ networks under bf16 autocast (:mod:`distwm.utils.precision`, as ijepa's
 ``torch.cuda.amp.autocast(dtype=torch.bfloat16)``, on a CUDA device or a CPU with native bf16);
 the targets' layer norm and the loss are float32, the weights and optimizer state too. A non-finite loss or gradient skips the step (and
 its EMA update) on every rank; the schedules advance all the same, so they stay a function of
-the update count.
+the update count. The optimizer runs on PyTorch's fused AdamW kernel (the same update) and
+``keep_freed_memory`` makes the process keep the memory it frees (:mod:`distwm.utils.allocator`).
 
 Networks: :func:`build_networks` calls :func:`~distwm.helpers.jepa_helper.init_model` for a
 named ViT; with ``embed_dim`` / ``depth`` / ``num_heads`` set it builds a ViT of those sizes
@@ -44,6 +45,7 @@ from torch import Tensor, nn
 
 from distwm.configs.jepa_config import JEPAConfig
 from distwm.utils import distributed
+from distwm.utils.allocator import keep_freed_memory
 from distwm.utils.precision import autocast, check_autocast
 from distwm.utils.jepa_utils import apply_masks, repeat_interleave_batch
 
@@ -118,9 +120,12 @@ class IJEPA(nn.Module):
 
     @torch.no_grad()
     def update_target(self, momentum: float) -> None:
-        """``target <- momentum * target + (1 - momentum) * encoder``, parameter by parameter."""
-        for q, k in zip(self.encoder.parameters(), self.target_encoder.parameters()):
-            k.mul_(momentum).add_(q.detach(), alpha=1.0 - momentum)
+        """``target <- momentum * target + (1 - momentum) * encoder``, parameter by parameter
+        (two multi-tensor operations)."""
+        targets = list(self.target_encoder.parameters())
+        torch._foreach_mul_(targets, momentum)
+        torch._foreach_add_(targets, [q.detach() for q in self.encoder.parameters()],
+                            alpha=1.0 - momentum)
 
 
 class JEPALearner:
@@ -143,7 +148,7 @@ class JEPALearner:
             start_lr=config.start_lr, ref_lr=config.lr,
             warmup=warmup_updates(config, total_updates) / total_updates, num_epochs=1,
             wd=config.weight_decay, final_wd=config.final_weight_decay, final_lr=config.final_lr,
-            use_bfloat16=False, ipe_scale=1.0)
+            use_bfloat16=False, ipe_scale=1.0, fused=True)
         self.updates = 0
         self.nonfinite_updates = 0
 
@@ -161,6 +166,8 @@ class JEPALearner:
 
     def step(self, images: Tensor, masks_enc: list[Tensor], masks_pred: list[Tensor]) -> dict[str, float]:
         """One update on normalised ``images`` ``(B, 3, crop, crop)`` and their masks."""
+        if getattr(self.config, "keep_freed_memory", False):
+            keep_freed_memory()
         lr = self.lr_schedule.step()
         wd = self.wd_schedule.step()
         momentum = ema_momentum(self.updates, self.total_updates, self.config.ema)

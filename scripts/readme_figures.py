@@ -32,6 +32,8 @@ LEARNING_RUNS = [
     ("dreamer_cartpole_before_seed1.json", "the same, seed 1, the code before issue 12 (commit 4103ac7)"),
     ("dreamer_cartpole_seed2.json", "the same preset, seed 2 (this code)"),
     ("dreamer_cartpole_fixesoff_seed2.json", "the same, seed 2, the fixes off"),
+    ("dreamer_cartpole_seed3.json", "the same preset, seed 3 (this code, 1 torch thread)"),
+    ("dreamer_cartpole_seed4.json", "the same preset, seed 4 (this code, 1 torch thread)"),
     ("dreamer_dmc-cartpole-balance_seed0.json", "DMC cartpole-balance (proprio, action repeat 2), the script's `DMC` preset (train ratio 64), seed 0 (this code)"),
     ("dreamer_dmc-cartpole-balance_before_seed0.json", "the same, the code before issue 12 (commit 4030b5e)"),
     ("dreamer_dmc-cartpole-balance_seed1.json", "the same preset, seed 1, the script's default budget (30k env steps; this code)"),
@@ -107,7 +109,8 @@ def block_dreamer_learning() -> str:
 #: (task, runs with the issue-12 fixes, runs without them: the code before or the fixes off)
 BEFORE_AFTER = [
     ("CartPole-v1", ["dreamer_cartpole_seed0.json", "dreamer_cartpole_seed1.json",
-                     "dreamer_cartpole_seed2.json"],
+                     "dreamer_cartpole_seed2.json", "dreamer_cartpole_seed3.json",
+                     "dreamer_cartpole_seed4.json"],
      ["dreamer_cartpole_before_seed0.json", "dreamer_cartpole_before_seed1.json",
       "dreamer_cartpole_fixesoff_seed1.json", "dreamer_cartpole_fixesoff_seed2.json"]),
     ("DMC cartpole-balance", ["dreamer_dmc-cartpole-balance_seed0.json",

@@ -91,8 +91,7 @@ class OneHotDist:
 
     def __init__(self, logits: Tensor, unimix: float = 0.0, event_dims: int = 0):
         if unimix > 0.0:
-            probs = torch.softmax(logits, -1)
-            self.probs = (1.0 - unimix) * probs + unimix / logits.shape[-1]
+            self.probs = mixed_probs(logits, unimix)
             self.logits = torch.log(self.probs)
         else:
             self.logits = torch.log_softmax(logits, -1)

@@ -128,16 +128,14 @@ class ActorCritic(nn.Module):
 
         # REINFORCE: the rollout's actor records no gradient; one pass over the whole
         # trajectory afterwards gives the outputs the loss differentiates (one backward over
-        # H + 1 steps at once instead of one per step)
-        batched_actor = self.reinforce
-        # ... reusing the rollout's first-layer outputs (the first layer is not run again)
-        # (per part of a split rollout, in the part's order of steps)
+        # H + 1 steps at once instead of one per step), reusing the rollout's first-layer
+        # outputs, kept per part of a split rollout in the part's order of steps
         firsts: dict[int, list[Tensor]] | None = (
-            {} if batched_actor and not fast and cfg.autocast == "off"
+            {} if self.reinforce and not fast and cfg.autocast == "off"
             and self.actor.mlp.replays_first_layer() else None)
 
         def policy(feat: Tensor) -> Tensor:
-            with torch.set_grad_enabled(not batched_actor):
+            with torch.set_grad_enabled(not self.reinforce):
                 if firsts is not None and isinstance(feat, OneHotFeatures):
                     first, raw = self.actor.mlp.first_and_output(feat.detach())
                     firsts.setdefault(split_rollout.current_part(), []).append(first)
@@ -147,7 +145,7 @@ class ActorCritic(nn.Module):
                     raw = fast["actor_onehot"](feat.index, feat.rest.detach(), feat.width)
                 else:
                     raw = fast["actor"](feat.detach())
-            if not batched_actor:
+            if not self.reinforce:
                 actor_raw.append(raw)
             dist = self.actor.dist_from_raw(raw)
             if self.reinforce:
@@ -175,19 +173,20 @@ class ActorCritic(nn.Module):
             if not self.reinforce:
                 value = _head(self.critic, feat).mode()  # differentiable w.r.t. the features only
         critic_raw = self.critic.mlp(head_feat.detach()).float()
-        if batched_actor and firsts:
+        if not self.reinforce:
+            actor_out = torch.stack(actor_raw, 0)
+        elif firsts:
             first = torch.cat([torch.stack(firsts[part], 0) for part in sorted(firsts)], 1)
-            actor_raw = [self.actor.mlp.from_first(first, feat.detach())]
-        elif batched_actor:
-            actor_raw = [self.actor.mlp(head_feat.detach())]
+            actor_out = self.actor.mlp.from_first(first, feat.detach())
+        else:
+            actor_out = self.actor.mlp(head_feat.detach())
         if cfg.slow_critic_target:
             with torch.no_grad():
                 value = _head(self.slow_critic, head_feat.detach()).mode()
         elif self.reinforce:
             value = self.critic.dist_from_raw(critic_raw.detach()).mode()
         returns = compute_return(reward, value[:-1], disc[1:], cfg.td_lambda, value[-1])
-        stacked = actor_raw[0] if batched_actor else torch.stack(actor_raw, 0)
-        return Imagination(feat.detach(), actions, stacked, critic_raw[:-1],
+        return Imagination(feat.detach(), actions, actor_out, critic_raw[:-1],
                            reward, cont, value, returns, weight)
 
     def _continuation(self, world_model: WorldModel, feat, start_cont: Tensor, reward: Tensor):

@@ -10,7 +10,6 @@ from torch import Tensor, nn
 from torch.distributions import kl_divergence
 
 from distwm.blocks.dreamer_blocks import init_weights_
-from distwm.blocks.dreamer_distributions import OneHotDist
 from distwm.configs.dreamer_config import DreamerConfig
 from distwm.vision.dreamer_decoder import DenseDecoder, MultiDecoder
 from distwm.vision.dreamer_encoder import MultiEncoder
@@ -97,7 +96,8 @@ class WorldModel(nn.Module):
         total = dyn_scale + rep_scale
         post_logits = _ScaleGrad.apply(post["logits"], rep_scale / total)
         prior_logits = _ScaleGrad.apply(prior["logits"], dyn_scale / total)
-        kl = OneHotDist(post_logits, 0.0, event_dims=1).kl(OneHotDist(prior_logits, 0.0, event_dims=1))
+        state_dist = self.rssm.state_dist
+        kl = state_dist({"logits": post_logits}).kl(state_dist({"logits": prior_logits}))
         free = cfg.free_nats
         clamped = kl.clamp(min=free).mean() if cfg.free_nats_per_step else kl.mean().clamp(min=free)
         value = kl.detach().mean()

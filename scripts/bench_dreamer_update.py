@@ -93,9 +93,10 @@ def to_distwm_batch(sample) -> dict[str, np.ndarray]:
 #: named variants: DreamerConfig speed fields set on top of distwm's defaults
 #: (``keep_freed_memory`` is process-wide, so it is set per run: ``--keep-freed-memory``)
 VARIANTS: dict[str, dict] = {
-    "baseline": {"observe_threads": 0, "imagine_split": 1},  # every switch off
+    "baseline": {"observe_threads": 0, "imagine_split": 1, "defer_weight_grads": False},  # every switch off
     "no-split": {"imagine_split": 1},  # the defaults less imagine_split (observe_threads: 1)
-    "defaults": {},  # observe_threads: 1, imagine_split: 2
+    "no-defer": {"defer_weight_grads": False},  # the defaults less defer_weight_grads
+    "defaults": {},  # observe_threads: 1, imagine_split: 2, defer_weight_grads: true
     "compile": {"compile": "default"},
     "compile-max-autotune": {"compile": "max-autotune-no-cudagraphs"},
     "bf16": {"autocast": "bf16"},

@@ -164,16 +164,19 @@ def before_after_table() -> str:
 SPEED_RUNS = ("dreamer_update_speed_nokeep.json", "dreamer_update_speed.json")
 _SWITCHES = {"compile": "`compile: {}`", "autocast": "`autocast: {}`",
              "channels_last": "`channels_last: {}`", "observe_threads": "`observe_threads: {}`",
-             "imagine_split": "`imagine_split: {}`"}
+             "imagine_split": "`imagine_split: {}`", "defer_weight_grads": "`defer_weight_grads: {}`"}
 
 
 def _speed_label(fields: dict) -> str:
-    if fields in ({"observe_threads": 0}, {"observe_threads": 0, "imagine_split": 1}):
+    if fields in ({"observe_threads": 0}, {"observe_threads": 0, "imagine_split": 1},
+                  {"observe_threads": 0, "imagine_split": 1, "defer_weight_grads": False}):
         return "distwm `baseline` (every switch off)"
     if not fields:
-        return "distwm defaults (`observe_threads: 1`, `imagine_split: 2`)"
+        return "distwm defaults (`observe_threads: 1`, `imagine_split: 2`, `defer_weight_grads: true`)"
     if fields == {"imagine_split": 1}:
         return "distwm defaults less `imagine_split` (`imagine_split: 1`)"
+    if fields == {"defer_weight_grads": False}:
+        return "distwm defaults less `defer_weight_grads` (`defer_weight_grads: false`)"
     return "distwm defaults + " + " + ".join(_SWITCHES[k].format(v) for k, v in fields.items())
 
 

@@ -23,12 +23,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from distwm.blocks.layers import activation_module
+from distwm.blocks.layers import AlignedLinear, activation_module
 from distwm.blocks.normalization import RMSNorm
 
 __all__ = ["MLP", "ChannelNorm", "ChannelRMSNorm", "RMSNorm", "NORMS", "norm_layer",
            "use_rms_norm_", "OneHotFeatures", "linear_features", "reuse_embedding_tables",
-           "zero_init_", "init_weights_", "WEIGHT_INITS"]
+           "zero_init_", "init_weights_", "WEIGHT_INITS", "run_layers"]
 
 #: ``torch``: PyTorch's defaults; ``xavier_uniform``: Keras' default, zero biases (DreamerV1/V2's
 #: TensorFlow code); ``trunc_normal``: DreamerV3's (truncated normal, variance 1/fan_avg, zero
@@ -274,7 +274,7 @@ _INPLACE_ACTS = {nn.SiLU: lambda m, x: F.silu(x, inplace=True),
                  nn.ELU: lambda m, x: F.elu(x, m.alpha, inplace=True)}
 
 
-def _run_layers(layers, x: Tensor) -> Tensor:
+def run_layers(layers, x: Tensor) -> Tensor:
     """``x`` through ``layers`` in order; without autograd the activations work in place."""
     inplace = not torch.is_grad_enabled()
     for layer in layers:
@@ -307,7 +307,7 @@ class MLP(nn.Sequential):
             modules.append(activation_module(activation))
             width = units
         if out_dim is not None:
-            head = nn.Linear(width, out_dim)
+            head = AlignedLinear(width, out_dim)
             modules.append(zero_init_(head) if zero_out else head)
             width = out_dim
         super().__init__(*modules)
@@ -323,7 +323,7 @@ class MLP(nn.Sequential):
         """``(first layer's output, MLP output)`` of one-hot features (call without a graph;
         see :meth:`from_first`)."""
         first = linear_features(self[0], x)
-        return first, _run_layers(list(self)[1:], first)
+        return first, run_layers(list(self)[1:], first)
 
     def from_first(self, first: Tensor, x: "OneHotFeatures") -> Tensor:
         """``self(x)`` with the gradient to every parameter, given the first layer's output
@@ -335,17 +335,17 @@ class MLP(nn.Sequential):
         linear = self[0]
         first = _ReplayedFirstLayer.apply(first.reshape(index.shape[0], -1), index, rest,
                                           linear.weight, linear.bias, x.width)
-        return _run_layers(list(self)[1:], first).reshape(*lead, -1)
+        return run_layers(list(self)[1:], first).reshape(*lead, -1)
 
     def forward(self, x):
         if isinstance(x, OneHotFeatures):
             if not len(self) or not isinstance(self[0], nn.Linear):
-                return _run_layers(self, x.dense())
-            return _run_layers(list(self)[1:], linear_features(self[0], x))
+                return run_layers(self, x.dense())
+            return run_layers(list(self)[1:], linear_features(self[0], x))
         if not len(self):
             return x
         if isinstance(self[0], nn.Linear) or torch.is_grad_enabled():
-            return _run_layers(self, x)
+            return run_layers(self, x)
         return super().forward(x)  # the first layer is not a linear: x itself may be an input
 
 

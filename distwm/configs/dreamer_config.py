@@ -224,6 +224,9 @@ class DreamerConfig(RLConfig):
     #: REINFORCE imagination on CPU: split the starts' rollout over this many Python threads,
     #: each with torch_threads // n intra-op threads (distwm.models.dreamer.split_rollout); 1: off
     imagine_split: int = 2
+    #: the observe loop's linear layers get their weight gradients as one matmul each at the end
+    #: of the backward instead of one per step (eager float32; distwm.blocks.deferred_grads)
+    defer_weight_grads: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -327,7 +330,7 @@ class DreamerConfig(RLConfig):
                 or self.imagine_split < 1:
             raise ValueError("DreamerConfig.imagine_split must be an int >= 1 (1: one thread), "
                              f"got {self.imagine_split!r}")
-        for name in ("channels_last", "keep_freed_memory"):
+        for name in ("channels_last", "keep_freed_memory", "defer_weight_grads"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"DreamerConfig.{name} must be True or False, got {getattr(self, name)!r}")
         inits = ("torch", "xavier_uniform", "trunc_normal", "trunc_normal_in")

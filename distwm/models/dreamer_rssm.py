@@ -15,6 +15,7 @@ part of the posterior layer and every prior are computed for all steps at once.
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, Mapping
 
 import torch
@@ -25,7 +26,9 @@ from torch.distributions import Independent, Normal
 from distwm.blocks.gaussian_rssm import gaussian_sample
 from distwm.blocks.layers import gaussian_params
 from distwm.blocks.block_gru import BlockGRUCore
-from distwm.blocks.dreamer_blocks import MLP, OneHotFeatures, norm_layer
+from distwm.blocks import deferred_grads
+from distwm.blocks.deferred_grads import DeferredWeightGrads
+from distwm.blocks.dreamer_blocks import MLP, OneHotFeatures, norm_layer, run_layers
 from distwm.blocks.dreamer_distributions import OneHotDist, mixed_probs, sample_index
 
 __all__ = ["RSSM", "NormGRUCell"]
@@ -44,7 +47,12 @@ class NormGRUCell(nn.Module):
         self.norm = norm_layer(norm, 3 * hidden_size)
 
     def forward(self, x: Tensor, h: Tensor) -> Tensor:
-        parts = self.norm(self.linear(torch.cat([x, h], -1)))
+        return self.gates(self.linear(torch.cat([x, h], -1)), h)
+
+    def gates(self, linear_out: Tensor, h: Tensor) -> Tensor:
+        """The new state from ``linear(cat([x, h]))`` (what :meth:`forward` computes after
+        its linear)."""
+        parts = self.norm(linear_out)
         reset, cand, update = parts.chunk(3, -1)
         cand = torch.tanh(torch.sigmoid(reset) * cand)
         update = torch.sigmoid(update - 1.0)
@@ -230,6 +238,8 @@ class RSSM(nn.Module):
         if torch.is_autocast_enabled(device):  # cast the weight slice once, not at every step
             w_deter = w_deter.to(torch.get_autocast_dtype(device))
         body = self._compiled.get("observe", self._observe_body)
+        if self._defers_weight_grads():
+            body = functools.partial(body, defer=DeferredWeightGrads())
         # the steps where some sequence starts afresh (one host sync): the others skip the
         # reset, whose product with keep = 1 would return the state unchanged
         resets = is_first.any(0).tolist()
@@ -244,17 +254,39 @@ class RSSM(nn.Module):
 
     def _observe_body(self, state: Mapping[str, Tensor], keep: Tensor | None,
                       init: Mapping[str, Tensor], action: Tensor, embed_part: Tensor,
-                      w_deter: Tensor) -> State:
+                      w_deter: Tensor, defer: DeferredWeightGrads | None = None) -> State:
         """One step of :meth:`observe` (what ``compile`` compiles): reset to ``init`` where
         ``keep`` is 0 (``None``: nowhere), advance the GRU, the posterior from the precomputed
-        embedding part of its first layer."""
+        embedding part of its first layer. With ``defer`` (one per sequence) the weight
+        gradients of the step's four linears wait for the end of the backward
+        (:mod:`distwm.blocks.deferred_grads`; the same values)."""
         if keep is not None:
             state = self.mask_state(state, keep, init)
-        deter = self._deter_step(state, action)
-        hidden = F.linear(deter, w_deter) + embed_part
-        for layer in list(self.obs_hidden)[1:]:
-            hidden = layer(hidden)
-        return self._stats_to_state(self.obs_stats(hidden), deter)
+        if defer is None:
+            deter = self._deter_step(state, action)
+            hidden = F.linear(deter, w_deter) + embed_part
+            hidden = run_layers(list(self.obs_hidden)[1:], hidden)
+            return self._stats_to_state(self.obs_stats(hidden), deter)
+        first = self.img_in[0]
+        x = defer.linear(torch.cat([state["stoch"], self._clip_action(action)], -1),
+                         first.weight, first.bias)
+        x = run_layers(list(self.img_in)[1:], x)
+        gates = defer.linear(torch.cat([x, state["deter"]], -1), self.cell.linear.weight)
+        deter = self.cell.gates(gates, state["deter"])
+        obs_first = self.obs_hidden[0]
+        hidden = defer.linear(deter, obs_first.weight, columns=slice(0, self.deter_size)) + embed_part
+        hidden = run_layers(list(self.obs_hidden)[1:], hidden)
+        stats = defer.linear(hidden, self.obs_stats.weight, self.obs_stats.bias)
+        return self._stats_to_state(stats, deter)
+
+    def _defers_weight_grads(self) -> bool:
+        """Whether :meth:`observe` defers its weight gradients: switched on for this update
+        (:func:`~distwm.blocks.deferred_grads.deferring`), eager and float32 (not compiled,
+        no autocast), the dense GRU with LayerNorm."""
+        return (deferred_grads.active() and "observe" not in self._compiled
+                and not torch.is_autocast_enabled(next(self.parameters()).device.type)
+                and not self.blocks and isinstance(self.cell, NormGRUCell)
+                and isinstance(self.img_in[0], nn.Linear))
 
     def observe_rollout(self, obs_embed: Tensor, actions: Tensor, nonterms: Tensor,
                         init_state: Mapping[str, Tensor], seq_len: int) -> tuple[State, State]:

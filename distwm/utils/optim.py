@@ -20,7 +20,8 @@ optimiser per module with the same settings stepped together.
 
 :class:`ClippedAdam` is Adam with the same clipping and warmup (for ablations), and
 :func:`make_optimizer` picks one of the three (plain ``torch.optim.Adam`` without clipping
-and warmup, so that its state stays the one of earlier checkpoints).
+and warmup, on the fused kernel as below, so that its state stays the one of earlier
+checkpoints).
 
 :func:`fused_adamw` is ``torch.optim.AdamW`` with PyTorch's fused kernel where it has one (CPU
 and CUDA, floating-point parameters): the same update, one kernel for all tensors instead of
@@ -187,4 +188,6 @@ def make_optimizer(kind: str, params: Iterable, lr: float, eps: float, agc: floa
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {kind!r}")
     if agc > 0 or warmup > 0:
         return ClippedAdam(params, lr=lr, eps=eps, agc=agc, warmup=warmup)
-    return torch.optim.Adam(params, lr=lr, eps=eps)
+    params = list(params)  # on the fused kernel where PyTorch has one (the same update)
+    return keep_fused_on_load(torch.optim.Adam(params, lr=lr, eps=eps,
+                                               fused=fused_supported(params) or None))

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from distwm.agent import DEFAULT_SAMPLE, DataSpec, NonFiniteLossError, SampleSpec
+from distwm.blocks import deferred_grads
 from distwm.configs.dreamer_config import DreamerConfig
 from distwm.models.dreamer import acceleration
 from distwm.models.dreamer.behavior import ActorCritic, Imagination
@@ -322,7 +323,8 @@ class DreamerCore(CheckpointMixin, InteractionMixin, ReplayContextMixin):
             return self._skip_nonfinite(f"input ({', '.join(bad)} in the batch)", {}, join=model_sync)
         self.world_model.train()
         with acceleration.restore_threads():  # the observe loop's backward runs on its own
-            model_loss, post, metrics = self.model_loss(data)
+            with deferred_grads.deferring(cfg.defer_weight_grads):
+                model_loss, post, metrics = self.model_loss(data)
             if not torch.isfinite(model_loss):
                 return self._skip_nonfinite("world-model loss", metrics, join=model_sync)
             model_norm = self._step(model_loss, self.model_optimizer, model_sync[0], cfg.grad_clip_norm)

@@ -19,6 +19,7 @@ from typing import Iterable, Mapping
 import torch
 from torch import Tensor
 
+from distwm.blocks import deferred_grads
 from distwm.models.dreamer import acceleration
 from distwm.models.dreamer.replay_value import replayed_value_loss
 from distwm.utils import distributed
@@ -67,7 +68,8 @@ def joint_update(core, data: Mapping[str, Tensor]) -> dict[str, float]:
     saved = ([b.clone() for b in core._return_norm_buffers()]
              if distributed.world_size() > 1 and cfg.return_norm else None)
     world_model.train()
-    model_loss, post, metrics = core.model_loss(data)
+    with deferred_grads.deferring(cfg.defer_weight_grads):
+        model_loss, post, metrics = core.model_loss(data)
     if not torch.isfinite(model_loss):
         return core._skip_nonfinite("world-model loss", metrics, join=sync)
     imag = core.imagine(post, data["is_terminal"])

@@ -28,6 +28,7 @@ LEARNING_RUNS = [
     ("dreamer_cartpole_seed0.json", "CartPole-v1, state obs, the script's `CARTPOLE` preset, seed 0 (this code)"),
     ("dreamer_cartpole_before_seed0.json", "the same, the code before issue 12 (run at commit 644ed9c)"),
     ("dreamer_cartpole_seed1.json", "the same preset, seed 1 (this code)"),
+    ("dreamer_cartpole_fixesoff_seed0.json", "the same, seed 0, the fixes off (`--set action_clip=0 --set actor_baseline=false --set weight_init=torch`; 1 torch thread)"),
     ("dreamer_cartpole_fixesoff_seed1.json", "the same, seed 1, the fixes off (`--set action_clip=0 --set actor_baseline=false --set weight_init=torch`)"),
     ("dreamer_cartpole_before_seed1.json", "the same, seed 1, the code before issue 12 (commit 4103ac7)"),
     ("dreamer_cartpole_seed2.json", "the same preset, seed 2 (this code)"),
@@ -105,7 +106,7 @@ def block_dreamer_learning() -> str:
     rows = ["| task | setting | result |", "| --- | --- | --- |"]
     rows += [learning_row(name, setting) for name, setting in LEARNING_RUNS
              if os.path.isfile(os.path.join(BENCH, name))]
-    return "\n".join(rows) + "\n\n" + before_after_table()
+    return "\n".join(rows) + "\n\n" + before_after_table() + "\n\n" + paired_table()
 
 
 #: (task, runs with the issue-12 fixes, runs without them: the code before or the fixes off)
@@ -114,7 +115,7 @@ BEFORE_AFTER = [
                      "dreamer_cartpole_seed2.json", "dreamer_cartpole_seed3.json",
                      "dreamer_cartpole_seed4.json"],
      ["dreamer_cartpole_before_seed0.json", "dreamer_cartpole_before_seed1.json",
-      "dreamer_cartpole_fixesoff_seed1.json", "dreamer_cartpole_fixesoff_seed2.json",
+      "dreamer_cartpole_fixesoff_seed0.json", "dreamer_cartpole_fixesoff_seed1.json", "dreamer_cartpole_fixesoff_seed2.json",
       "dreamer_cartpole_fixesoff_seed3.json", "dreamer_cartpole_fixesoff_seed4.json"]),
     ("DMC cartpole-balance", ["dreamer_dmc-cartpole-balance_seed0.json",
                               "dreamer_dmc-cartpole-balance_seed1.json"],
@@ -142,6 +143,51 @@ def _summary(runs: list[dict], budget: float) -> str:
     return (f"{len(runs)} run(s) (seeds {seeds}): at {_k(budget)} {mean(finals):.0f} "
             f"({', '.join(f'{x:.0f}' for x in finals)}), last 4 evaluations "
             f"{mean(last4):.0f} ({', '.join(f'{x:.0f}' for x in last4)})")
+
+
+#: (task, seeds): runs of this code with the fixes on (``dreamer_cartpole_seed{N}.json``) and
+#: off (``dreamer_cartpole_fixesoff_seed{N}.json``) on the same seeds
+PAIRED = [("CartPole-v1", "dreamer_cartpole_seed{}.json", "dreamer_cartpole_fixesoff_seed{}.json",
+           range(10))]
+
+
+def _curve_figures(run: dict) -> tuple[float, float, float]:
+    """(mean of every evaluation, mean of the last half of them, the final one)."""
+    ys = [y for _, y in run["eval_history"]]
+    half = ys[len(ys) // 2:]
+    return sum(ys) / len(ys), sum(half) / len(half), ys[-1]
+
+
+def paired_table() -> str:
+    """Per seed, the same code with the fixes on and off: each run's mean evaluation return
+    over the whole run (the area under its curve), over its second half, and its final one;
+    the paired differences' mean with a 95% bootstrap CI."""
+    from distwm.benchmarks.metrics import bootstrap_ci
+
+    out = []
+    for task, on_name, off_name, seeds in PAIRED:
+        pairs = [(seed, _load(on_name.format(seed)), _load(off_name.format(seed))) for seed in seeds
+                 if all(os.path.isfile(os.path.join(BENCH, n.format(seed))) for n in (on_name, off_name))]
+        if not pairs:
+            continue
+        rows = [f"{task}, the same code and seeds with the fixes on and off (mean evaluation return "
+                "over the whole run / over its second half / the final evaluation):", "",
+                "| seed | fixes on | fixes off | on - off |", "| --- | --- | --- | --- |"]
+        diffs = []
+        for seed, on, off in pairs:
+            a, b = _curve_figures(on), _curve_figures(off)
+            diffs.append([x - y for x, y in zip(a, b)])
+            rows.append(f"| {seed} | {' / '.join(f'{x:.0f}' for x in a)} | "
+                        f"{' / '.join(f'{x:.0f}' for x in b)} | "
+                        f"{' / '.join(f'{x:+.0f}' for x in diffs[-1])} |")
+        cis = []
+        for k in range(3):
+            col = [d[k] for d in diffs]
+            low, high = bootstrap_ci(col)
+            cis.append(f"{sum(col) / len(col):+.0f} [{low:+.0f}, {high:+.0f}]")
+        rows.append(f"| mean of the differences [95% bootstrap CI] | | | {' / '.join(cis)} |")
+        out.append("\n".join(rows))
+    return "\n\n".join(out)
 
 
 def before_after_table() -> str:

@@ -240,8 +240,7 @@ class RSSM(nn.Module):
         body = self._compiled.get("observe", self._observe_body)
         if self._defers_weight_grads():
             body = functools.partial(body, defer=DeferredWeightGrads())
-        # the steps where some sequence starts afresh (one host sync): the others skip the
-        # reset, whose product with keep = 1 would return the state unchanged
+        # the steps where some sequence starts afresh (one host sync; the others skip the reset)
         resets = is_first.any(0).tolist()
         posts = []
         for t in range(steps):
@@ -280,13 +279,11 @@ class RSSM(nn.Module):
         return self._stats_to_state(stats, deter)
 
     def _defers_weight_grads(self) -> bool:
-        """Whether :meth:`observe` defers its weight gradients: switched on for this update
-        (:func:`~distwm.blocks.deferred_grads.deferring`), eager and float32 (not compiled,
-        no autocast), the dense GRU with LayerNorm."""
+        """Whether :meth:`observe` defers its weight gradients: on for this update
+        (``deferred_grads.deferring``), eager float32, the dense GRU with LayerNorm."""
         return (deferred_grads.active() and "observe" not in self._compiled
                 and not torch.is_autocast_enabled(next(self.parameters()).device.type)
-                and not self.blocks and isinstance(self.cell, NormGRUCell)
-                and isinstance(self.img_in[0], nn.Linear))
+                and not self.blocks and isinstance(self.cell, NormGRUCell))
 
     def observe_rollout(self, obs_embed: Tensor, actions: Tensor, nonterms: Tensor,
                         init_state: Mapping[str, Tensor], seq_len: int) -> tuple[State, State]:

@@ -33,6 +33,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from distwm.blocks.st_transformer import STMLP
+from distwm.models.vit_pos_embed import (get_1d_sincos_pos_embed, get_1d_sincos_pos_embed_from_grid,
+                                         get_2d_sincos_pos_embed, get_2d_sincos_pos_embed_from_grid,
+                                         grid_shape)
 from distwm.blocks.st_transformer import DropPath as _STDropPath
 from distwm.utils.jepa_utils import apply_masks, repeat_interleave_batch, trunc_normal_
 from distwm.utils.precision import scaled_dot_product_attention
@@ -42,56 +45,6 @@ __all__ = ["MLP", "VIT_EMBED_DIMS", "VIT_SIZES", "Attention", "Block", "ConvEmbe
            "get_1d_sincos_pos_embed", "get_1d_sincos_pos_embed_from_grid",
            "get_2d_sincos_pos_embed", "get_2d_sincos_pos_embed_from_grid", "init_vit_weights", "vit_base", "vit_giant",
            "vit_huge", "vit_large", "vit_predictor", "vit_small", "vit_tiny"]
-
-
-# -- sin-cos position embeddings (numpy, as in MAE / ijepa) ------------------------------------
-
-def _grid_shape(grid_size) -> tuple[int, int]:
-    if isinstance(grid_size, (tuple, list)):
-        height, width = (int(v) for v in grid_size)
-    else:
-        height = width = int(grid_size)
-    return height, width
-
-
-def get_2d_sincos_pos_embed(embed_dim: int, grid_size, cls_token: bool = False) -> np.ndarray:
-    """``(H*W, embed_dim)`` fixed embeddings of a ``grid_size`` x ``grid_size`` patch grid
-    (or ``(H, W)``), row-major; with ``cls_token`` a zero row is prepended."""
-    height, width = _grid_shape(grid_size)
-    grid_w, grid_h = np.meshgrid(np.arange(width, dtype=float), np.arange(height, dtype=float))
-    grid = np.stack([grid_w, grid_h], axis=0).reshape(2, 1, height, width)  # w first, as ijepa
-    pos_embed = get_2d_sincos_pos_embed_from_grid(embed_dim, grid)
-    if cls_token:
-        pos_embed = np.concatenate([np.zeros([1, embed_dim]), pos_embed], axis=0)
-    return pos_embed
-
-
-def get_2d_sincos_pos_embed_from_grid(embed_dim: int, grid: np.ndarray) -> np.ndarray:
-    """Half of the channels encode ``grid[0]``, the other half ``grid[1]``: ``(M, embed_dim)``."""
-    if embed_dim % 4:
-        raise ValueError(f"2-D sin-cos position embeddings need embed_dim divisible by 4, got {embed_dim}")
-    emb_h = get_1d_sincos_pos_embed_from_grid(embed_dim // 2, grid[0])
-    emb_w = get_1d_sincos_pos_embed_from_grid(embed_dim // 2, grid[1])
-    return np.concatenate([emb_h, emb_w], axis=1)
-
-
-def get_1d_sincos_pos_embed(embed_dim: int, grid_size: int, cls_token: bool = False) -> np.ndarray:
-    """``(grid_size, embed_dim)`` embeddings of positions ``0 .. grid_size - 1`` (a zero row
-    first with ``cls_token``)."""
-    pos_embed = get_1d_sincos_pos_embed_from_grid(embed_dim, np.arange(grid_size, dtype=float))
-    if cls_token:
-        pos_embed = np.concatenate([np.zeros([1, embed_dim]), pos_embed], axis=0)
-    return pos_embed
-
-
-def get_1d_sincos_pos_embed_from_grid(embed_dim: int, pos: np.ndarray) -> np.ndarray:
-    """``[sin(p w_d), cos(p w_d)]`` with ``w_d = 10000^(-2d / embed_dim)``, ``d < embed_dim / 2``,
-    for every position ``p`` of ``pos`` (flattened): ``(M, embed_dim)``."""
-    if embed_dim % 2:
-        raise ValueError(f"sin-cos position embeddings need an even embed_dim, got {embed_dim}")
-    omega = 1.0 / 10000 ** (np.arange(embed_dim // 2, dtype=float) / (embed_dim / 2.0))
-    out = np.einsum("m,d->md", np.asarray(pos, dtype=float).reshape(-1), omega)
-    return np.concatenate([np.sin(out), np.cos(out)], axis=1)
 
 
 # -- layers ---------------------------------------------------------------------------------
@@ -171,7 +124,7 @@ class PatchEmbed(nn.Module):
 
     def __init__(self, img_size=224, patch_size: int = 16, in_chans: int = 3, embed_dim: int = 768):
         super().__init__()
-        height, width = _grid_shape(img_size)
+        height, width = grid_shape(img_size)
         if patch_size < 1 or height < patch_size or width < patch_size:
             raise ValueError(f"PatchEmbed: patch_size {patch_size} must be in [1, {min(height, width)}] "
                              f"for images of {height}x{width}")

@@ -40,6 +40,9 @@ LEARNING_RUNS = [
     ("dreamer_dmc-cartpole-balance_seed0.json", "DMC cartpole-balance (proprio, action repeat 2), the script's `DMC` preset (train ratio 64), seed 0 (this code)"),
     ("dreamer_dmc-cartpole-balance_before_seed0.json", "the same, the code before issue 12 (commit 4030b5e)"),
     ("dreamer_dmc-cartpole-balance_seed1.json", "the same preset, seed 1, the script's default budget (30k env steps; this code)"),
+    ("dreamer_dmc-cartpole-balance_fixesoff_seed0.json", "the same, seed 0, 30k env steps, the fixes off (1 torch thread)"),
+    ("dreamer_dmc-cartpole-balance_seed2.json", "the same preset, seed 2, 30k env steps (this code, 1 torch thread)"),
+    ("dreamer_dmc-cartpole-balance_fixesoff_seed2.json", "the same, seed 2, 30k env steps, the fixes off (1 torch thread)"),
     ("dreamer_dmc-cartpole-balance_fixesoff_seed1.json", "the same, seed 1, 30k env steps, the fixes off (`--set action_clip=0 --set actor_baseline=false --set weight_init=torch`)"),
     ("dreamer_dmc-cartpole-balance_ratio128_seed0.json", "DMC cartpole-balance, `--set train_ratio=128`, the code before issue 12 (commit 6ffde7f; not re-run)"),
     ("dreamer_dmc-cartpole-swingup_seed0.json", "DMC cartpole-swingup, the `DMC` preset, seed 0, V3 with the issue-12 fixes (actions into the dynamics scaled by 1/max(1, abs(a)), the `-(R - V)/S` objective, truncated-normal init)"),
@@ -118,9 +121,12 @@ BEFORE_AFTER = [
       "dreamer_cartpole_fixesoff_seed0.json", "dreamer_cartpole_fixesoff_seed1.json", "dreamer_cartpole_fixesoff_seed2.json",
       "dreamer_cartpole_fixesoff_seed3.json", "dreamer_cartpole_fixesoff_seed4.json"]),
     ("DMC cartpole-balance", ["dreamer_dmc-cartpole-balance_seed0.json",
-                              "dreamer_dmc-cartpole-balance_seed1.json"],
+                              "dreamer_dmc-cartpole-balance_seed1.json",
+                              "dreamer_dmc-cartpole-balance_seed2.json"],
      ["dreamer_dmc-cartpole-balance_before_seed0.json",
-      "dreamer_dmc-cartpole-balance_fixesoff_seed1.json"]),
+      "dreamer_dmc-cartpole-balance_fixesoff_seed0.json",
+      "dreamer_dmc-cartpole-balance_fixesoff_seed1.json",
+      "dreamer_dmc-cartpole-balance_fixesoff_seed2.json"]),
     ("DMC cartpole-swingup", ["dreamer_dmc-cartpole-swingup_seed0.json"],
      ["dreamer_dmc-cartpole-swingup_before_seed0.json"]),
 ]
@@ -145,23 +151,27 @@ def _summary(runs: list[dict], budget: float) -> str:
             f"{mean(last4):.0f} ({', '.join(f'{x:.0f}' for x in last4)})")
 
 
-#: (task, seeds): runs of this code with the fixes on (``dreamer_cartpole_seed{N}.json``) and
-#: off (``dreamer_cartpole_fixesoff_seed{N}.json``) on the same seeds
+#: (task, runs with the fixes on, runs with them off, seeds): this code on the same seeds
+#: (a ``{}`` in a name is the seed; seeds without both files are left out)
 PAIRED = [("CartPole-v1", "dreamer_cartpole_seed{}.json", "dreamer_cartpole_fixesoff_seed{}.json",
-           range(10))]
+           range(10)),
+          ("DMC cartpole-balance", "dreamer_dmc-cartpole-balance_seed{}.json",
+           "dreamer_dmc-cartpole-balance_fixesoff_seed{}.json", range(10))]
 
 
-def _curve_figures(run: dict) -> tuple[float, float, float]:
-    """(mean of every evaluation, mean of the last half of them, the final one)."""
-    ys = [y for _, y in run["eval_history"]]
+def _curve_figures(run: dict, budget: float) -> tuple[float, float, float]:
+    """Up to ``budget`` env steps: (mean of every evaluation, mean of the last half of them, the
+    final one)."""
+    ys = [y for x, y in run["eval_history"] if x <= budget]
     half = ys[len(ys) // 2:]
     return sum(ys) / len(ys), sum(half) / len(half), ys[-1]
 
 
 def paired_table() -> str:
-    """Per seed, the same code with the fixes on and off: each run's mean evaluation return
-    over the whole run (the area under its curve), over its second half, and its final one;
-    the paired differences' mean with a 95% bootstrap CI."""
+    """Per task and seed, the same code with the fixes on and off, up to the budget both runs
+    of the seed reached: each run's mean evaluation return over the whole run (the area under
+    its curve), over its second half, and its final one; the paired differences' mean with a
+    95% bootstrap CI."""
     from distwm.benchmarks.metrics import bootstrap_ci
 
     out = []
@@ -171,13 +181,15 @@ def paired_table() -> str:
         if not pairs:
             continue
         rows = [f"{task}, the same code and seeds with the fixes on and off (mean evaluation return "
-                "over the whole run / over its second half / the final evaluation):", "",
-                "| seed | fixes on | fixes off | on - off |", "| --- | --- | --- | --- |"]
+                "over the whole run / over its second half / the final evaluation, up to the budget "
+                "both runs of a seed reached):", "",
+                "| seed | budget | fixes on | fixes off | on - off |", "| --- | --- | --- | --- | --- |"]
         diffs = []
         for seed, on, off in pairs:
-            a, b = _curve_figures(on), _curve_figures(off)
+            budget = min(on["eval_history"][-1][0], off["eval_history"][-1][0])
+            a, b = _curve_figures(on, budget), _curve_figures(off, budget)
             diffs.append([x - y for x, y in zip(a, b)])
-            rows.append(f"| {seed} | {' / '.join(f'{x:.0f}' for x in a)} | "
+            rows.append(f"| {seed} | {_k(budget)} | {' / '.join(f'{x:.0f}' for x in a)} | "
                         f"{' / '.join(f'{x:.0f}' for x in b)} | "
                         f"{' / '.join(f'{x:+.0f}' for x in diffs[-1])} |")
         cis = []
@@ -185,7 +197,7 @@ def paired_table() -> str:
             col = [d[k] for d in diffs]
             low, high = bootstrap_ci(col)
             cis.append(f"{sum(col) / len(col):+.0f} [{low:+.0f}, {high:+.0f}]")
-        rows.append(f"| mean of the differences [95% bootstrap CI] | | | {' / '.join(cis)} |")
+        rows.append(f"| mean of the differences [95% bootstrap CI] | | | | {' / '.join(cis)} |")
         out.append("\n".join(rows))
     return "\n\n".join(out)
 

@@ -35,7 +35,7 @@ FLAT_FAMILY_MODULES = {
 SEED_PACKAGES = {"diffusion": {"diamond_diffusion": "diamond", "reward_termination": "diamond",
                                "actor_critic": "diamond", "DiT": "dit", "DDPM": "dit"}}
 #: flat modules under distwm/models that belong to no family (shared by several)
-SHARED_MODELS_MODULES = {"vit", "scheduled_parts", "step_batches"}
+SHARED_MODELS_MODULES = {"vit", "vit_pos_embed", "scheduled_parts", "step_batches"}
 #: packages that import no model family (distwm.models.*, distwm.training.*)
 LOW_LAYERS = ("blocks", "vision", "utils", "memory", "envs", "loop")
 #: config modules that are not a family's (every other ``distwm.configs.*_config`` is)

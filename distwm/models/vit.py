@@ -33,10 +33,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from distwm.blocks.st_transformer import STMLP
+from distwm.blocks.st_transformer import DropPath as _STDropPath
 from distwm.models.vit_pos_embed import (get_1d_sincos_pos_embed, get_1d_sincos_pos_embed_from_grid,
                                          get_2d_sincos_pos_embed, get_2d_sincos_pos_embed_from_grid,
                                          grid_shape)
-from distwm.blocks.st_transformer import DropPath as _STDropPath
 from distwm.utils.jepa_utils import apply_masks, repeat_interleave_batch, trunc_normal_
 from distwm.utils.precision import scaled_dot_product_attention
 

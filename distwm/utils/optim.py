@@ -73,12 +73,17 @@ def keep_fused_on_load(optimizer: torch.optim.Optimizer) -> torch.optim.Optimize
     return optimizer
 
 
+def _fused(optimizer_cls: type, params: Iterable, **kwargs) -> torch.optim.Optimizer:
+    """``optimizer_cls(params, **kwargs)`` (Adam or AdamW) on the fused kernel where
+    :func:`fused_supported`, keeping it on load."""
+    params = list(params)
+    return keep_fused_on_load(optimizer_cls(params, fused=fused_supported(params) or None, **kwargs))
+
+
 def fused_adamw(params: Iterable, **kwargs) -> torch.optim.AdamW:
     """``torch.optim.AdamW(params, **kwargs)`` on the fused kernel where
     :func:`fused_supported` (module docstring), keeping it on load."""
-    params = list(params)
-    return keep_fused_on_load(torch.optim.AdamW(params, fused=fused_supported(params) or None,
-                                                **kwargs))
+    return _fused(torch.optim.AdamW, params, **kwargs)
 
 
 @torch.no_grad()
@@ -188,6 +193,4 @@ def make_optimizer(kind: str, params: Iterable, lr: float, eps: float, agc: floa
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {kind!r}")
     if agc > 0 or warmup > 0:
         return ClippedAdam(params, lr=lr, eps=eps, agc=agc, warmup=warmup)
-    params = list(params)  # on the fused kernel where PyTorch has one (the same update)
-    return keep_fused_on_load(torch.optim.Adam(params, lr=lr, eps=eps,
-                                               fused=fused_supported(params) or None))
+    return _fused(torch.optim.Adam, params, lr=lr, eps=eps)  # the same update, one kernel

@@ -166,7 +166,7 @@ class JEPALearner:
 
     def step(self, images: Tensor, masks_enc: list[Tensor], masks_pred: list[Tensor]) -> dict[str, float]:
         """One update on normalised ``images`` ``(B, 3, crop, crop)`` and their masks."""
-        if getattr(self.config, "keep_freed_memory", False):
+        if self.config.keep_freed_memory:
             keep_freed_memory()
         lr = self.lr_schedule.step()
         wd = self.wd_schedule.step()

@@ -17,7 +17,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from distwm.memory.replay import _META_KEY, SequenceReplay, load_arrays
+from distwm.memory.array_files import META_KEY as _META_KEY
+from distwm.memory.array_files import load_arrays
+from distwm.memory.replay import SequenceReplay
 
 __all__ = ["load_memory", "snapshot_kind"]
 

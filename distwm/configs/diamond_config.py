@@ -27,53 +27,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Literal
 
+from distwm.configs.diamond_presets import PRESETS, ModelPreset, get_default_device
+from distwm.configs.diamond_schedule import COMPONENTS, DiamondSchedule
 from distwm.configs.rl_config import RLConfig
 
 __all__ = ["COMPONENTS", "PRESETS", "DiamondConfig", "ModelPreset", "get_default_device"]
 
 
-def get_default_device() -> str:
-    """The best torch device here: ``cuda``, else ``mps``, else ``cpu`` (``device='auto'``)."""
-    try:
-        import torch
-    except ImportError:
-        return "cpu"
-    if torch.cuda.is_available():
-        return "cuda"
-    mps = getattr(torch.backends, "mps", None)
-    return "mps" if mps is not None and mps.is_available() else "cpu"
-
-
-@dataclass
-class ModelPreset:
-    """Model architecture preset for different hardware tiers."""
-
-    diffusion_channels: list[int]
-    diffusion_res_blocks: int
-    diffusion_cond_dim: int
-    reward_channels: list[int]
-    reward_lstm_dim: int
-    actor_channels: list[int]
-    actor_lstm_dim: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-#: ``paper`` is the reference architecture (the defaults); the others shrink it for smaller GPUs
-#: (``medium``, ``small``) and for CPU smoke runs (``tiny``).
-PRESETS: dict[str, ModelPreset] = {
-    "paper": ModelPreset([64, 64, 64, 64], 2, 256, [32, 32, 32, 32], 512, [32, 32, 64, 64], 512),
-    "medium": ModelPreset([48, 48, 48, 48], 2, 192, [32, 32, 32, 32], 384, [32, 32, 64, 64], 384),
-    "small": ModelPreset([32, 32, 32, 32], 1, 128, [16, 16, 16, 16], 256, [16, 16, 32, 32], 256),
-    "tiny": ModelPreset([16, 16, 16, 16], 1, 64, [8, 8, 8, 8], 64, [8, 8, 16, 16], 64),
-}
 _PRESET_FIELDS = tuple(f.name for f in fields(ModelPreset))
-#: the three trained parts, as :meth:`DiamondConfig.start_update` and ``component_steps`` name them
-COMPONENTS = ("diffusion", "reward", "actor")
 
 _DEFAULT_GAME = "Breakout-v5"
 _ENV_KWARG_FIELDS = ("frameskip", "max_noop", "terminate_on_life_loss")
@@ -101,7 +65,7 @@ def _game_from_env(env: str) -> str:
 
 
 @dataclass
-class DiamondConfig(RLConfig):
+class DiamondConfig(DiamondSchedule, RLConfig):
     """Configuration of a DIAMOND agent (module docstring for the paper's values).
 
     Seed names and RLConfig names of one setting are kept consistent; a value left at its
@@ -365,53 +329,6 @@ class DiamondConfig(RLConfig):
         for name in ("initial_collection_steps", "initial_collection_max_steps", "total_steps"):
             if getattr(self, name) % self.environment_steps_per_epoch:
                 raise bad(name, f"a multiple of environment_steps_per_epoch ({self.environment_steps_per_epoch})")
-
-    # -- schedule -----------------------------------------------------------------------------
-    @property
-    def updates_per_env_step(self) -> float:
-        """Agent updates (one step of each started component) per env step after the first
-        epoch: 400 / 100."""
-        return self.training_steps_per_epoch / self.environment_steps_per_epoch
-
-    @property
-    def prefill_steps(self) -> int:
-        """Env steps collected before the first update (the initial collection's minimum)."""
-        return self.initial_collection_steps
-
-    @property
-    def collection_epochs(self) -> int:
-        """Epochs that collect, after a minimal initial collection: (100k - 5k) / 100 = 950."""
-        return (self.total_steps - self.initial_collection_steps) // self.environment_steps_per_epoch
-
-    @property
-    def final_epochs(self) -> int:
-        """Epochs at the end that only train (1000 - 950 = 50)."""
-        return max(0, self.num_epochs - self.collection_epochs)
-
-    def _steps_first_epoch(self, component: str) -> int:
-        if component not in COMPONENTS:
-            raise ValueError(f"Unknown DIAMOND component {component!r}; valid: {', '.join(COMPONENTS)}")
-        return getattr(self, f"{component}_steps_first_epoch")
-
-    @property
-    def first_epoch_updates(self) -> int:
-        """Agent updates of the first epoch: the longest component's first-epoch steps."""
-        return max(self._steps_first_epoch(c) for c in COMPONENTS)
-
-    def start_update(self, component: str) -> int:
-        """The agent update at which ``diffusion`` / ``reward`` / ``actor`` starts: each part
-        trains for the last ``<part>_steps_first_epoch`` updates of the first epoch (0, 0, 5000)."""
-        return self.first_epoch_updates - self._steps_first_epoch(component)
-
-    def component_steps(self, component: str, epoch: int) -> int:
-        """Gradient steps of ``component`` in ``epoch`` (1-based): 10000 / 10000 / 5000, then 400."""
-        if not isinstance(epoch, int) or epoch < 1:
-            raise ValueError(f"epoch must be an integer >= 1, got {epoch!r}")
-        return self._steps_first_epoch(component) if epoch == 1 else self.training_steps_per_epoch
-
-    def epoch_updates(self, epoch: int) -> int:
-        """Agent updates in ``epoch`` (1-based): :attr:`first_epoch_updates`, then 400."""
-        return max(self.component_steps(c, epoch) for c in COMPONENTS)
 
     @property
     def diffusion_sequence_length(self) -> int:

@@ -22,6 +22,7 @@ from distwm.models.dreamer import acceleration
 from distwm.models.dreamer.behavior import ActorCritic, Imagination
 from distwm.models.dreamer.checkpoint import CheckpointMixin
 from distwm.models.dreamer.interaction import InteractionMixin
+from distwm.models.dreamer.nonfinite import NonFiniteGuardMixin
 from distwm.models.dreamer.joint_update import build_optimizers, clip_norm, joint_update
 from distwm.models.dreamer.replay_context import CONTEXT_KEYS, ReplayContextMixin, context_entries
 from distwm.models.dreamer.replay_value import replayed_value_loss
@@ -34,7 +35,7 @@ __all__ = ["Dreamer", "DreamerCore", "NonFiniteLossError", "spaces_to_shapes"]
 _log = logging.getLogger(__name__)
 
 
-class DreamerCore(CheckpointMixin, InteractionMixin, ReplayContextMixin):
+class DreamerCore(CheckpointMixin, InteractionMixin, ReplayContextMixin, NonFiniteGuardMixin):
     """Dreamer V1/V2/V3: world model + imagination actor-critic (see :class:`DreamerConfig`).
 
     Args:
@@ -255,45 +256,6 @@ class DreamerCore(CheckpointMixin, InteractionMixin, ReplayContextMixin):
         loss.backward()
         distributed.reduce_gradients(params)
         return clip_norm(params, clip)
-
-    def _behavior_sync(self) -> tuple[list[nn.Parameter], list[Tensor]]:
-        """The actor-critic step's sync point: ``(parameters, extra)``, the return
-        normaliser's EMA averaged in the same all-reduce (see :mod:`distwm.utils.distributed`)."""
-        params = [*self.behavior.actor.parameters(), *self.behavior.critic.parameters()]
-        norm = self.behavior.return_norm
-        return params, ([norm.low, norm.high] if self.args.return_norm else [])
-
-    def _skip_nonfinite(self, what: str, metrics: dict, join=None, restore=None) -> dict[str, float]:
-        """Skip this update. With a learner group: ``join`` ``(params, extra)`` is the sync point
-        this rank leaves out (joined with NaN gradients, so every rank skips the step too) and
-        ``restore`` the return normaliser's state to put back (every rank skips alike)."""
-        if join is not None:
-            distributed.join_skipped(join[0], extra=join[1])
-        if restore is not None:
-            for buffer, saved in zip(self._return_norm_buffers(), restore):
-                buffer.copy_(saved)
-        if "gradient" in what and distributed.world_size() > 1:
-            what = f"{what} (on this or another learner of the group)"
-        self.nonfinite_updates += 1
-        self._nonfinite_streak += 1
-        for opt in (self.model_optimizer, self.actor_optimizer, self.value_optimizer):
-            opt.zero_grad(set_to_none=True)
-        _log.warning("Dreamer update %d: non-finite %s; update skipped (%d so far)",
-                     self.updates, what, self.nonfinite_updates)
-        if self._nonfinite_streak >= self.args.max_nonfinite_updates:
-            raise NonFiniteLossError(
-                f"Dreamer: {self._nonfinite_streak} consecutive updates had a non-finite {what} "
-                f"(limit max_nonfinite_updates={self.args.max_nonfinite_updates}); the run "
-                "diverged. Lower the learning rates, check the observations/rewards for "
-                "NaN/inf, or raise grad clipping."
-            )
-        out = {k: float(v) for k, v in metrics.items()}
-        out.update(skipped=1.0, nonfinite_updates=float(self.nonfinite_updates))
-        return out
-
-    def _return_norm_buffers(self) -> list[Tensor]:
-        norm = self.behavior.return_norm
-        return [norm.low, norm.high, norm.initialized]
 
     def update(self, batches: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
         """One gradient step of world model, actor and critic on ``{"sequences": batch}``

@@ -36,7 +36,8 @@ from typing import Any, Mapping, Protocol, Sequence
 import numpy as np
 
 from distwm.datasets import cifar10
-from distwm.datasets.image_folder import DatasetNotFoundError, find_classes, list_images, pil_loader
+from distwm.datasets.image_folder import DatasetNotFoundError
+from distwm.datasets.image_tables import DIGITS_TEST_FRACTION, image_tables
 
 __all__ = ["ACCEPTED", "DIGITS_TEST_FRACTION", "TrainingData", "check_ranks", "data_layout",
            "describe_training_data", "normalize_source", "open_training_data", "rank_limit",
@@ -47,10 +48,8 @@ ACCEPTED = ("a shard directory (manifest.json + HDF5 shards from `distwm collect
             "folder (cifar-10-batches-py/ or cifar-10-batches-bin/), an image folder "
             "(DIR/<class>/<image>, or DIR/train/<class>/... with DIR/val/), or "
             "'sklearn:digits[:SIZE][:rgb][:nearest]'")
-DIGITS_TEST_FRACTION = 0.2
 DIGITS_PREFIX = "sklearn:"
 SPLITS = ("train", "test")
-_TEST_DIRS = ("val", "test")
 
 
 class TrainingData(Protocol):
@@ -138,143 +137,6 @@ def _check_split(split: str) -> str:
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     return split
-
-
-# -- image tables -----------------------------------------------------------------------------
-
-class _ArrayImages:
-    """Images held in memory: ``(N, C, H, W)`` uint8 and ``(N,)`` int64 labels."""
-
-    def __init__(self, images: np.ndarray, labels: np.ndarray):
-        self.images, self.labels = images, labels
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    @property
-    def frame_shape(self) -> list[int]:
-        return [int(s) for s in self.images.shape[1:]]
-
-    def subset(self, rows: np.ndarray) -> "_ArrayImages":
-        return _ArrayImages(np.ascontiguousarray(self.images[rows]), self.labels[rows].copy())
-
-    def take(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self.images[rows], self.labels[rows]
-
-
-class _FolderImages:
-    """Image files ``[(path, label)]`` decoded on demand to ``frame_shape``."""
-
-    def __init__(self, samples: Sequence[tuple[str, int]], frame_shape: Sequence[int]):
-        self.samples, self.frame_shape = list(samples), [int(s) for s in frame_shape]
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def subset(self, rows: np.ndarray) -> "_FolderImages":
-        return _FolderImages([self.samples[int(i)] for i in rows], self.frame_shape)
-
-    def take(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        from PIL import Image, ImageOps
-
-        _, height, width = self.frame_shape
-        images = np.empty((len(rows), 3, height, width), np.uint8)
-        labels = np.empty(len(rows), np.int64)
-        for out, i in enumerate(rows):
-            path, labels[out] = self.samples[int(i)]
-            image = pil_loader(path)
-            if image.size != (width, height):
-                image = ImageOps.fit(image, (width, height), Image.Resampling.BILINEAR)
-            images[out] = np.asarray(image).transpose(2, 0, 1)
-        return images, labels
-
-
-def _first_image_shape(path: str) -> list[int]:
-    from PIL import Image
-
-    with Image.open(path) as image:
-        width, height = image.size
-    return [3, int(height), int(width)]
-
-
-def _folder_splits(path: str) -> tuple[str, str | None]:
-    """``(train folder, test folder or None)`` of an image folder (see the module docstring)."""
-    train = os.path.join(path, "train")
-    if os.path.isdir(train) and any(e.is_dir() for e in os.scandir(train)):
-        tests = [os.path.join(path, d) for d in _TEST_DIRS if os.path.isdir(os.path.join(path, d))]
-        return train, tests[0] if tests else None
-    return path, None
-
-
-def _folder_tables(path: str, with_test: bool = True) -> tuple[_FolderImages, _FolderImages | None, list[str]]:
-    train_dir, test_dir = _folder_splits(path)
-    classes, class_to_idx = find_classes(train_dir)
-    samples = list_images(train_dir, class_to_idx)
-    frame_shape = _first_image_shape(samples[0][0])
-    test = None
-    if with_test and test_dir is not None:
-        test_classes, _ = find_classes(test_dir)
-        unknown = sorted(set(test_classes) - set(class_to_idx))
-        if unknown:
-            raise ValueError(f"{test_dir} has the classes {unknown}, which {train_dir} does not have")
-        test = _FolderImages(list_images(test_dir, {c: class_to_idx[c] for c in test_classes}),
-                             frame_shape)
-    return _FolderImages(samples, frame_shape), test, classes
-
-
-def _digits_tables(options: Mapping[str, Any]) -> tuple[_ArrayImages, _ArrayImages, list[str]]:
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError as exc:
-        raise ImportError(f"the training data source {options['source']!r} needs scikit-learn "
-                          "(its digits ship inside it): pip install 'distwm[digits]' "
-                          "(or pip install scikit-learn)") from exc
-    digits = load_digits()
-    pixels = np.asarray(digits.images, np.float64) * (255.0 / 16.0)  # 16 grey levels -> 0..255
-    size = int(options["size"])
-    if size != pixels.shape[-1]:
-        weights = _resize_weights(pixels.shape[-1], size, options["resize"])
-        pixels = np.einsum("oi,nij,pj->nop", weights, pixels, weights)
-    images = np.clip(np.rint(pixels), 0, 255).astype(np.uint8)[:, None]
-    images = np.ascontiguousarray(np.repeat(images, int(options["channels"]), axis=1))
-    labels = np.asarray(digits.target, np.int64)
-    cut = len(labels) - int(round(DIGITS_TEST_FRACTION * len(labels)))
-    return (_ArrayImages(images[:cut], labels[:cut]), _ArrayImages(images[cut:], labels[cut:]),
-            [str(d) for d in range(10)])
-
-
-def _resize_weights(size_in: int, size_out: int, mode: str) -> np.ndarray:
-    """``(size_out, size_in)`` interpolation matrix: pixel centres aligned (``align_corners``
-    False, as PIL and ``torch.nn.functional.interpolate``), edges clamped."""
-    rows = np.arange(size_out)
-    weights = np.zeros((size_out, size_in))
-    if mode == "nearest":
-        source = np.floor((rows + 0.5) * size_in / size_out).astype(int)
-        weights[rows, np.clip(source, 0, size_in - 1)] = 1.0
-        return weights
-    centres = np.clip((rows + 0.5) * size_in / size_out - 0.5, 0, size_in - 1)
-    low = np.floor(centres).astype(int)
-    high = np.minimum(low + 1, size_in - 1)
-    frac = centres - low
-    np.add.at(weights, (rows, low), 1.0 - frac)
-    np.add.at(weights, (rows, high), frac)
-    return weights
-
-
-def _image_tables(kind: str, detail: Any, with_test: bool = True) -> tuple[Any, Any, list[str], str]:
-    """``(train table, test table or None, classes, canonical source)``."""
-    if kind == "digits":
-        train, test, classes = _digits_tables(detail)
-        return train, test, classes, detail["source"]
-    if kind == "cifar10":
-        train_images, train_labels, classes = cifar10.read_cifar10(detail, train=True)
-        test = None
-        if with_test:
-            test_images, test_labels, _ = cifar10.read_cifar10(detail, train=False)
-            test = _ArrayImages(test_images, test_labels)
-        return _ArrayImages(train_images, train_labels), test, classes, detail
-    train, test, classes = _folder_tables(detail, with_test)
-    return train, test, classes, detail
 
 
 def _image_info(source: str, frame_shape: Sequence[int], classes: Sequence[str], size: int,
@@ -373,7 +235,7 @@ def open_training_data(source: Any, seq_len: int, rank: int = 0, world_size: int
     if seq_len != 1:
         raise ValueError(f"{source} is an image data set ({kind}): its samples are single images, "
                          f"so the sample's seq_len must be 1, got {seq_len!r}")
-    train, test, classes, canonical = _image_tables(kind, detail)
+    train, test, classes, canonical = image_tables(kind, detail)
     if split == "test":
         if test is None:
             raise ValueError(f"{source} has no test split (an image folder has one in "
@@ -396,11 +258,7 @@ def describe_training_data(source: Any) -> dict[str, Any]:
         found = cifar10.describe_cifar10(detail)
         return _image_info(detail, cifar10.IMAGE_SHAPE, found["classes"], found["train_size"],
                            found["test_size"], "train")
-    if kind == "digits":
-        train, test, classes, canonical = _image_tables(kind, detail)
-    else:
-        train, test, classes = _folder_tables(detail)
-        canonical = detail
+    train, test, classes, canonical = image_tables(kind, detail)  # digits or an image folder
     return _image_info(canonical, train.frame_shape, classes, len(train),
                        0 if test is None else len(test), "train")
 

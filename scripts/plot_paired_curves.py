@@ -18,8 +18,8 @@ import json
 import sys
 
 
-def load_group(spec: str) -> tuple[str, list[float], list[list[float]]]:
-    """``label=glob`` -> ``(label, steps, returns per run)``."""
+def load_group(spec: str, budget: float | None = None) -> tuple[str, list[float], list[list[float]]]:
+    """``label=glob`` -> ``(label, steps, returns per run)``, each run cut at ``budget`` env steps."""
     label, sep, pattern = spec.partition("=")
     paths = sorted(glob.glob(pattern)) if sep else []
     if not paths:
@@ -28,10 +28,13 @@ def load_group(spec: str) -> tuple[str, list[float], list[list[float]]]:
     for path in paths:
         with open(path) as f:
             histories.append(json.load(f)["eval_history"])
+    if budget is not None:
+        histories = [[(x, y) for x, y in history if x <= budget] for history in histories]
     steps = [x for x, _ in histories[0]]
     for path, history in zip(paths, histories):
         if [x for x, _ in history] != steps:
-            raise SystemExit(f"{path} has other evaluation steps than {paths[0]}")
+            raise SystemExit(f"{path} has other evaluation steps than {paths[0]}"
+                             + ("" if budget else " (--budget cuts longer runs to a common length)"))
     return label, steps, [[y for _, y in history] for history in histories]
 
 
@@ -40,8 +43,10 @@ def main(argv=None) -> int:
     parser.add_argument("groups", nargs="+", metavar="LABEL=GLOB")
     parser.add_argument("--title", default="")
     parser.add_argument("--out", required=True, help="PNG path")
+    parser.add_argument("--budget", type=float, default=None,
+                        help="leave out evaluations after this many env steps (runs of other lengths)")
     args = parser.parse_args(argv)
-    groups = [load_group(spec) for spec in args.groups]
+    groups = [load_group(spec, args.budget) for spec in args.groups]
 
     import matplotlib
 

@@ -36,6 +36,8 @@ LEARNING_RUNS = [
     ("dreamer_cartpole_seed3.json", "the same preset, seed 3 (this code, 1 torch thread)"),
     ("dreamer_cartpole_seed4.json", "the same preset, seed 4 (this code, 1 torch thread)"),
     ("dreamer_cartpole_bf16_seed0.json", "the same preset, seed 0, `--set autocast=bf16` (1 torch thread; AMD Zen 4 with AVX512-BF16)"),
+    *[(f"dreamer_cartpole_bf16_seed{seed}.json", f"the same preset, seed {seed}, `--set autocast=bf16` (1 torch thread; AMD Zen 4)")
+      for seed in (1, 2)],
     ("dreamer_cartpole_fixesoff_seed3.json", "the same, seed 3, the fixes off (1 torch thread)"),
     ("dreamer_cartpole_fixesoff_seed4.json", "the same, seed 4, the fixes off (1 torch thread)"),
     ("dreamer_dmc-cartpole-balance_seed0.json", "DMC cartpole-balance (proprio, action repeat 2), the script's `DMC` preset (train ratio 64), seed 0 (this code)"),

@@ -34,7 +34,7 @@ def load_group(spec: str, budget: float | None = None) -> tuple[str, list[float]
     for path, history in zip(paths, histories):
         if [x for x, _ in history] != steps:
             raise SystemExit(f"{path} has other evaluation steps than {paths[0]}"
-                             + ("" if budget else " (--budget cuts longer runs to a common length)"))
+                             + ("" if budget is not None else " (--budget cuts longer runs to a common length)"))
     return label, steps, [[y for _, y in history] for history in histories]
 
 

@@ -8,7 +8,6 @@ and their optimisers. The Ray runtime drives it through ``from_config`` / ``act`
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Mapping
 
 import numpy as np
@@ -22,8 +21,8 @@ from distwm.models.dreamer import acceleration
 from distwm.models.dreamer.behavior import ActorCritic, Imagination
 from distwm.models.dreamer.checkpoint import CheckpointMixin
 from distwm.models.dreamer.interaction import InteractionMixin
-from distwm.models.dreamer.nonfinite import NonFiniteGuardMixin
 from distwm.models.dreamer.joint_update import build_optimizers, clip_norm, joint_update
+from distwm.models.dreamer.nonfinite import NonFiniteGuardMixin
 from distwm.models.dreamer.replay_context import CONTEXT_KEYS, ReplayContextMixin, context_entries
 from distwm.models.dreamer.replay_value import replayed_value_loss
 from distwm.models.dreamer.spaces import resolve_device, spaces_to_shapes
@@ -31,8 +30,6 @@ from distwm.models.dreamer.world_model import WorldModel, preprocess_obs
 from distwm.utils import distributed
 
 __all__ = ["Dreamer", "DreamerCore", "NonFiniteLossError", "spaces_to_shapes"]
-
-_log = logging.getLogger(__name__)
 
 
 class DreamerCore(CheckpointMixin, InteractionMixin, ReplayContextMixin, NonFiniteGuardMixin):
@@ -256,6 +253,13 @@ class DreamerCore(CheckpointMixin, InteractionMixin, ReplayContextMixin, NonFini
         loss.backward()
         distributed.reduce_gradients(params)
         return clip_norm(params, clip)
+
+    def _behavior_sync(self) -> tuple[list[nn.Parameter], list[Tensor]]:
+        """The actor-critic step's sync point: ``(parameters, extra)``, the return
+        normaliser's EMA averaged in the same all-reduce (see :mod:`distwm.utils.distributed`)."""
+        params = [*self.behavior.actor.parameters(), *self.behavior.critic.parameters()]
+        norm = self.behavior.return_norm
+        return params, ([norm.low, norm.high] if self.args.return_norm else [])
 
     def update(self, batches: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
         """One gradient step of world model, actor and critic on ``{"sequences": batch}``

@@ -7,26 +7,19 @@ from __future__ import annotations
 
 import logging
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from distwm.agent import NonFiniteLossError
 from distwm.utils import distributed
 
 __all__ = ["NonFiniteGuardMixin"]
 
-_log = logging.getLogger("distwm.models.dreamer.core")
+_log = logging.getLogger("distwm.models.dreamer.core")  # the logger these warnings always had
 
 
 class NonFiniteGuardMixin:
     """``DreamerCore``'s skip-and-count of non-finite updates (it reads ``args``, ``behavior``,
     the three optimisers, ``updates``, ``nonfinite_updates`` and ``_nonfinite_streak``)."""
-
-    def _behavior_sync(self) -> tuple[list[nn.Parameter], list[Tensor]]:
-        """The actor-critic step's sync point: ``(parameters, extra)``, the return
-        normaliser's EMA averaged in the same all-reduce (see :mod:`distwm.utils.distributed`)."""
-        params = [*self.behavior.actor.parameters(), *self.behavior.critic.parameters()]
-        norm = self.behavior.return_norm
-        return params, ([norm.low, norm.high] if self.args.return_norm else [])
 
     def _skip_nonfinite(self, what: str, metrics: dict, join=None, restore=None) -> dict[str, float]:
         """Skip this update. With a learner group: ``join`` ``(params, extra)`` is the sync point

@@ -21,6 +21,8 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "docs", "benchmarks")
+#: the DMC cartpole-balance seeds run with the fixes on and off (a seed shows once both files exist)
+BALANCE_SEEDS = range(20)
 
 #: The learning runs the README quotes: (json file, setting in words). The JSON names its task,
 #: config, wall time, updates and evaluation history.
@@ -51,7 +53,7 @@ LEARNING_RUNS = [
     ("dreamer_dmc-cartpole-balance_fixesoff_seed1.json", "the same, seed 1, 30k env steps, the fixes off (`--set action_clip=0 --set actor_baseline=false --set weight_init=torch`)"),
     *[(f"dreamer_dmc-cartpole-balance{kind}_seed{seed}.json",
        f"the same, seed {seed}, 30k env steps, the fixes {'off' if kind else 'on'} (1 torch thread)")
-      for seed in range(4, 10) for kind in ("", "_fixesoff")],
+      for seed in range(4, BALANCE_SEEDS.stop) for kind in ("", "_fixesoff")],
     ("dreamer_dmc-cartpole-balance_nobaseline_seed2.json", "the same, seed 2, 30k env steps, the fixes on except the `-(R - V)/S` baseline (`--set actor_baseline=false`; 1 torch thread)"),
     *[(f"dreamer_dmc-cartpole-balance_torchinit_seed{seed}.json", f"the same, seed {seed}, 30k env steps, the fixes on except the initialisation (PyTorch's, `--set weight_init=torch`; 1 torch thread)")
       for seed in (2, 5, 8)],
@@ -131,9 +133,9 @@ BEFORE_AFTER = [
      ["dreamer_cartpole_before_seed0.json", "dreamer_cartpole_before_seed1.json",
       "dreamer_cartpole_fixesoff_seed0.json", "dreamer_cartpole_fixesoff_seed1.json", "dreamer_cartpole_fixesoff_seed2.json",
       "dreamer_cartpole_fixesoff_seed3.json", "dreamer_cartpole_fixesoff_seed4.json"]),
-    ("DMC cartpole-balance", [f"dreamer_dmc-cartpole-balance_seed{seed}.json" for seed in range(10)],
+    ("DMC cartpole-balance", [f"dreamer_dmc-cartpole-balance_seed{seed}.json" for seed in BALANCE_SEEDS],
      ["dreamer_dmc-cartpole-balance_before_seed0.json",
-      *[f"dreamer_dmc-cartpole-balance_fixesoff_seed{seed}.json" for seed in range(10)]]),
+      *[f"dreamer_dmc-cartpole-balance_fixesoff_seed{seed}.json" for seed in BALANCE_SEEDS]]),
     ("DMC cartpole-swingup", ["dreamer_dmc-cartpole-swingup_seed0.json"],
      ["dreamer_dmc-cartpole-swingup_before_seed0.json"]),
 ]
@@ -163,7 +165,7 @@ def _summary(runs: list[dict], budget: float) -> str:
 PAIRED = [("CartPole-v1", "dreamer_cartpole_seed{}.json", "dreamer_cartpole_fixesoff_seed{}.json",
            range(10)),
           ("DMC cartpole-balance", "dreamer_dmc-cartpole-balance_seed{}.json",
-           "dreamer_dmc-cartpole-balance_fixesoff_seed{}.json", range(10))]
+           "dreamer_dmc-cartpole-balance_fixesoff_seed{}.json", BALANCE_SEEDS)]
 
 
 def _curve_figures(run: dict, budget: float) -> tuple[float, float, float]:

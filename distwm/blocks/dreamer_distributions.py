@@ -103,7 +103,8 @@ class OneHotDist:
 
     def _straight_through(self, index: Tensor) -> Tensor:
         probs = self.probs
-        hard = F.one_hot(index, probs.shape[-1]).to(probs.dtype)
+        # scatter into zeros: F.one_hot's int64 result needs a cast, and it checks the range
+        hard = torch.zeros_like(probs).scatter_(-1, index.unsqueeze(-1), 1.0)
         return hard + probs - probs.detach() if probs.requires_grad else hard
 
     def mode(self) -> Tensor:

@@ -185,8 +185,10 @@ class RSSM(nn.Module):
             action = action * (clip / torch.clamp(action.abs(), min=clip)).detach()
         return action
 
-    def _deter_step(self, prev_state: Mapping[str, Tensor], prev_action: Tensor) -> Tensor:
-        prev_action = self._clip_action(prev_action)
+    def _deter_step(self, prev_state: Mapping[str, Tensor], prev_action: Tensor,
+                    clipped: bool = False) -> Tensor:
+        if not clipped:  # observe() clips every step's action at once
+            prev_action = self._clip_action(prev_action)
         if self.blocks:
             return self.cell(prev_state["deter"], prev_state["stoch"], prev_action)
         x = self.img_in(torch.cat([prev_state["stoch"], prev_action], -1))
@@ -229,7 +231,7 @@ class RSSM(nn.Module):
         init = self.init_state(batch, embed.device)
         state = init if state is None else dict(state)
         keep = 1.0 - is_first.to(embed.dtype)
-        actions = actions * keep.unsqueeze(-1)
+        actions = self._clip_action(actions * keep.unsqueeze(-1))  # once, not at every step
         # The embedding half of the posterior's first layer, for every step at once.
         first = self.obs_hidden[0]
         w_deter, w_embed = first.weight[:, : self.deter_size], first.weight[:, self.deter_size:]
@@ -256,18 +258,18 @@ class RSSM(nn.Module):
                       w_deter: Tensor, defer: DeferredWeightGrads | None = None) -> State:
         """One step of :meth:`observe` (what ``compile`` compiles): reset to ``init`` where
         ``keep`` is 0 (``None``: nowhere), advance the GRU, the posterior from the precomputed
-        embedding part of its first layer. With ``defer`` (one per sequence) the weight
+        embedding part of its first layer (``action`` clipped already). With ``defer`` (one per sequence) the weight
         gradients of the step's four linears wait for the end of the backward
         (:mod:`distwm.blocks.deferred_grads`; the same values)."""
         if keep is not None:
             state = self.mask_state(state, keep, init)
         if defer is None:
-            deter = self._deter_step(state, action)
+            deter = self._deter_step(state, action, clipped=True)
             hidden = F.linear(deter, w_deter) + embed_part
             hidden = run_layers(list(self.obs_hidden)[1:], hidden)
             return self._stats_to_state(self.obs_stats(hidden), deter)
         first = self.img_in[0]
-        x = defer.linear(torch.cat([state["stoch"], self._clip_action(action)], -1),
+        x = defer.linear(torch.cat([state["stoch"], action], -1),
                          first.weight, first.bias)
         x = run_layers(list(self.img_in)[1:], x)
         gates = defer.linear(torch.cat([x, state["deter"]], -1), self.cell.linear.weight)

@@ -162,3 +162,20 @@ def test_one_hot_imagination_equals_dense_imagination():
         states, dense_actions = rssm.imagine_rollout(policy_net, start, 3, keys=("stoch", "deter"))
     torch.testing.assert_close(feats.dense(), rssm.get_feat(states))
     torch.testing.assert_close(actions, dense_actions)
+
+
+def test_categorical_sample_is_one_hot_with_straight_through_gradient():
+    from distwm.blocks.dreamer_distributions import OneHotDist
+
+    logits = torch.randn(6, 3, 5, requires_grad=True)
+    dist = OneHotDist(logits, unimix=0.01, event_dims=1)
+    torch.manual_seed(3)
+    sample = dist.sample()
+    torch.manual_seed(3)
+    index = dist.sample_index()
+    torch.testing.assert_close(sample.detach(), torch.nn.functional.one_hot(index, 5).float())
+    weights = torch.randn(6, 3, 5)
+    (grad,) = torch.autograd.grad((sample * weights).sum(), logits, retain_graph=True)
+    (expected,) = torch.autograd.grad((dist.probs * weights).sum(), logits)
+    torch.testing.assert_close(grad, expected)
+    assert not OneHotDist(logits.detach()).sample().requires_grad

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
+from distwm.blocks import deferred_grads
 from distwm.blocks.dreamer_blocks import init_weights_
 from distwm.models.dreamer import DreamerCore
 from dreamer_helpers import random_batch, tiny_config
@@ -47,6 +49,28 @@ def test_imagined_actions_enter_the_dynamics_bounded():
         off.behavior.actor.mlp[-1].bias.fill_(3.0)
     seen_off, _ = dynamics_inputs(off)
     assert max(float(a.abs().max()) for a in seen_off) > 1.5
+
+
+@pytest.mark.parametrize("defer", [False, True])
+def test_observed_actions_enter_the_dynamics_bounded(defer):
+    """The observe loop (plain and with deferred weight gradients) sees the replayed actions
+    scaled as imagination does: actions beyond 1 act as their clipped values."""
+    rssm = agent().world_model.rssm
+    embed = torch.randn(2, 4, rssm.obs_hidden[0].weight.shape[1] - rssm.deter_size)
+    first = torch.zeros(2, 4, dtype=torch.bool)
+    first[:, 0] = True
+    raw = torch.randn(2, 4, ACTIONS) * 3.0
+    assert raw.abs().max() > 1.5
+
+    def deter(actions, rssm=rssm):
+        torch.manual_seed(1)
+        with deferred_grads.deferring(defer):  # the deferral needs grad mode, as in an update
+            return rssm.observe(embed, actions, first)[0]["deter"].detach()
+
+    clipped = raw / raw.abs().clamp(min=1.0)
+    torch.testing.assert_close(deter(raw), deter(clipped))
+    off = agent(action_clip=0.0).world_model.rssm
+    assert not torch.allclose(deter(raw, off), deter(clipped, off))
 
 
 def test_the_action_scale_carries_no_gradient():

@@ -56,7 +56,7 @@ LEARNING_RUNS = [
       for seed in range(4, BALANCE_SEEDS.stop) for kind in ("", "_fixesoff")],
     ("dreamer_dmc-cartpole-balance_nobaseline_seed2.json", "the same, seed 2, 30k env steps, the fixes on except the `-(R - V)/S` baseline (`--set actor_baseline=false`; 1 torch thread)"),
     *[(f"dreamer_dmc-cartpole-balance_torchinit_seed{seed}.json", f"the same, seed {seed}, 30k env steps, the fixes on except the initialisation (PyTorch's, `--set weight_init=torch`; 1 torch thread)")
-      for seed in (2, 5, 8)],
+      for seed in (2, 5, 8, 10, 11, 12, 13)],
     ("dreamer_dmc-cartpole-balance_ratio128_seed0.json", "DMC cartpole-balance, `--set train_ratio=128`, the code before issue 12 (commit 6ffde7f; not re-run)"),
     ("dreamer_dmc-cartpole-swingup_seed0.json", "DMC cartpole-swingup, the `DMC` preset, seed 0, V3 with the issue-12 fixes (actions into the dynamics scaled by 1/max(1, abs(a)), the `-(R - V)/S` objective, truncated-normal init)"),
     ("dreamer_dmc-cartpole-swingup_before_seed0.json", "the same with the fixes off (`--set action_clip=0 --set actor_baseline=false --set weight_init=torch`: the V3 code before)"),

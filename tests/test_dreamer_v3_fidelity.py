@@ -79,7 +79,7 @@ def test_the_action_scale_carries_no_gradient():
     hook = rssm.img_in.register_forward_pre_hook(lambda m, args: captured.append(args[0]))
     action = torch.tensor([[2.0, 0.5, -4.0]], requires_grad=True)
     state = {k: v[:1] for k, v in rssm.init_state(1, "cpu").items()}
-    rssm._deter_step(state, action)
+    rssm.imagine_step(state, action)
     hook.remove()
     scaled = captured[0][..., -ACTIONS:]
     torch.testing.assert_close(scaled.detach(), torch.tensor([[1.0, 0.5, -1.0]]))

@@ -185,10 +185,9 @@ class RSSM(nn.Module):
             action = action * (clip / torch.clamp(action.abs(), min=clip)).detach()
         return action
 
-    def _deter_step(self, prev_state: Mapping[str, Tensor], prev_action: Tensor,
-                    clipped: bool = False) -> Tensor:
-        if not clipped:  # observe() clips every step's action at once
-            prev_action = self._clip_action(prev_action)
+    def _deter_step(self, prev_state: Mapping[str, Tensor], prev_action: Tensor) -> Tensor:
+        """The next ``deter`` from the state and the action (scaled by :meth:`_clip_action`
+        already: :meth:`imagine_step` per step, :meth:`observe` once per sequence)."""
         if self.blocks:
             return self.cell(prev_state["deter"], prev_state["stoch"], prev_action)
         x = self.img_in(torch.cat([prev_state["stoch"], prev_action], -1))
@@ -199,7 +198,7 @@ class RSSM(nn.Module):
         """Prior step: advance the GRU and sample the latent from the transition model."""
         if isinstance(nonterm, Tensor) or nonterm != 1.0:
             prev_state = {k: v * _broadcast(nonterm, v) for k, v in prev_state.items()}
-        deter = self._deter_step(prev_state, prev_action)
+        deter = self._deter_step(prev_state, self._clip_action(prev_action))
         return self._stats_to_state(self.img_out(deter), deter)
 
     get_prior = imagine_step
@@ -258,13 +257,13 @@ class RSSM(nn.Module):
                       w_deter: Tensor, defer: DeferredWeightGrads | None = None) -> State:
         """One step of :meth:`observe` (what ``compile`` compiles): reset to ``init`` where
         ``keep`` is 0 (``None``: nowhere), advance the GRU, the posterior from the precomputed
-        embedding part of its first layer (``action`` clipped already). With ``defer`` (one per sequence) the weight
-        gradients of the step's four linears wait for the end of the backward
+        embedding part of its first layer (``action`` clipped already). With ``defer`` (one per
+        sequence) the weight gradients of the step's four linears wait for the end of the backward
         (:mod:`distwm.blocks.deferred_grads`; the same values)."""
         if keep is not None:
             state = self.mask_state(state, keep, init)
         if defer is None:
-            deter = self._deter_step(state, action, clipped=True)
+            deter = self._deter_step(state, action)
             hidden = F.linear(deter, w_deter) + embed_part
             hidden = run_layers(list(self.obs_hidden)[1:], hidden)
             return self._stats_to_state(self.obs_stats(hidden), deter)

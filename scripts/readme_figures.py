@@ -189,8 +189,8 @@ def _curve_figures(run: dict, budget: float) -> tuple[float, float, float]:
 
 def paired_table() -> str:
     """Per task and seed, the same code in two settings (the fixes on and off, or one fix
-    swapped), up to the budget both runs of the seed reached: each run's mean evaluation return over the whole run (the area under
-    its curve), over its second half, and its final one; the paired differences' mean with a
+    swapped), up to the budget both runs of the seed reached: each run's mean evaluation return
+    over the whole run (the area under its curve), over its second half, and its final one; the paired differences' mean with a
     95% bootstrap CI."""
     from distwm.benchmarks.metrics import bootstrap_ci
 

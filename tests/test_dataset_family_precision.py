@@ -15,15 +15,7 @@ from distwm.configs.dit_config import DiTConfig, dit_preset
 from distwm.configs.genie_config import GenieConfig, genie_preset
 from distwm.configs.jepa_config import JEPAConfig, jepa_preset
 from distwm.utils import precision
-
-_no_bf16 = pytest.mark.skipif(not precision.cpu_has_bf16(),
-                              reason="this CPU has no native bf16 matmuls (AVX512-BF16 / AMX)")
-_hardware = pytest.mark.skip_ok_in_ci("hardware, not an installable dependency: CPUs without AMX / AVX512-BF16")
-
-
-def needs_bf16(test):
-    """Run ``test`` only on a CPU with native bf16 matmuls (a skip elsewhere, CI included)."""
-    return _hardware(_no_bf16(test))
+from hardware_marks import needs_bf16
 
 
 #: relative tolerance of a loss computed with bf16 matmuls (8 mantissa bits: ~0.4% a product)

@@ -19,14 +19,7 @@ from distwm.models.genie.factory import genie_kwargs
 from distwm.models.genie.maskgit import MaskGITSampler
 from distwm.utils import precision
 from distwm.utils.optim import fused_adamw
-
-_no_bf16 = pytest.mark.skipif(not precision.cpu_has_bf16(), reason="no native bf16 on this CPU")
-_hardware = pytest.mark.skip_ok_in_ci("hardware, not an installable dependency: CPUs without AMX / AVX512-BF16")
-
-
-def needs_bf16(test):
-    """Run ``test`` only on a CPU with native bf16 matmuls (a skip elsewhere, CI included)."""
-    return _hardware(_no_bf16(test))
+from hardware_marks import NEEDS_BF16_MARKS, needs_bf16
 
 
 def _grads(params, seed):
@@ -80,7 +73,7 @@ def _player_frames(model, prompt, actions, steps):
     return torch.stack(frames, 2), torch.stack(player.tokens, 1)
 
 
-@pytest.mark.parametrize("autocast", ["off", pytest.param("bf16", marks=[_no_bf16, _hardware])])
+@pytest.mark.parametrize("autocast", ["off", pytest.param("bf16", marks=NEEDS_BF16_MARKS)])
 def test_player_equals_the_separate_commit_and_per_step_casts(autocast, monkeypatch):
     """Frames past the window (refills) with 2 MaskGIT steps: the player (cast weights, caches
     in the autocast dtype, deferred commits) against a player that commits every frame in a

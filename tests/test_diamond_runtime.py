@@ -1,5 +1,5 @@
 """DIAMOND on the Ray actor-learner runtime (local Ray instance, 2 workers, 2 shards) on an
-Atari game with the Atari 100k preprocessing: all three parts train, the checkpoint restores,
+Atari game with the Atari 100k preprocessing (32x32 frames): all three parts train, the checkpoint restores,
 the report holds the open-loop and imagination media, and the benchmark adapter evaluates the
 run's checkpoint."""
 
@@ -19,7 +19,7 @@ def test_diamond_trains_on_the_runtime(ray_session, tmp_path):
     from distwm.runtime.learner import latest_checkpoint, load_checkpoint
 
     config = DiamondCore.tiny_test_config(distwm.create_config("diamond", env="ALE/Pong-v5")).replace(
-        time_limit=60, actor_steps_first_epoch=9_996, training_steps_per_epoch=10, environment_steps_per_epoch=100)
+        obs_size=32, time_limit=60, actor_steps_first_epoch=9_996, training_steps_per_epoch=10, environment_steps_per_epoch=100)
     runtime = RuntimeConfig(workers=2, shards=2, steps=160, chunk_length=16, min_fill=64, capacity=4000,
                             eval_interval=0, eval_episodes=1, checkpoint_interval=10, learner_gpus=0,
                             run_dir=str(tmp_path / "run"), verbose=False, progress_seconds=2.0)
@@ -37,7 +37,7 @@ def test_diamond_trains_on_the_runtime(ray_session, tmp_path):
     assert adapter.agent.updates == result.updates and adapter.agent.started("actor")
     episodes = adapter.evaluate(1)
     assert len(episodes["episode_returns"]) == 1 and 0 < episodes["episode_lengths"][0] <= 20
-    actions, _ = adapter.agent.act({"image": np.zeros((2, 3, 64, 64), np.uint8), "is_first": np.ones(2, bool)},
+    actions, _ = adapter.agent.act({"image": np.zeros((2, 3, 32, 32), np.uint8), "is_first": np.ones(2, bool)},
                                    None, explore=False)
     assert actions.shape == (2, 6) and (actions.sum(1) == 1).all()
     adapter.close()

@@ -1,7 +1,7 @@
 """DIAMOND on the Ray actor-learner runtime (local Ray instance, 2 workers, 2 shards) on an
-Atari game with the Atari 100k preprocessing (32x32 frames): all three parts train, the checkpoint restores,
-the report holds the open-loop and imagination media, and the benchmark adapter evaluates the
-run's checkpoint."""
+Atari game with the Atari 100k preprocessing (32x32 frames): all three parts train, the
+checkpoint restores, the report holds the open-loop and imagination media, and the benchmark
+adapter evaluates the run's checkpoint."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def test_diamond_trains_on_the_runtime(ray_session, tmp_path):
     assert adapter.agent.updates == result.updates and adapter.agent.started("actor")
     episodes = adapter.evaluate(1)
     assert len(episodes["episode_returns"]) == 1 and 0 < episodes["episode_lengths"][0] <= 20
-    actions, _ = adapter.agent.act({"image": np.zeros((2, 3, 32, 32), np.uint8), "is_first": np.ones(2, bool)},
-                                   None, explore=False)
+    frames = np.zeros((2, *config.get_frame_shape()), np.uint8)
+    actions, _ = adapter.agent.act({"image": frames, "is_first": np.ones(2, bool)}, None, explore=False)
     assert actions.shape == (2, 6) and (actions.sum(1) == 1).all()
     adapter.close()

@@ -43,6 +43,19 @@ def test_int_accepted_for_float_and_list_for_tuple():
     assert isinstance(cfg.lr, float) and cfg.layers == (4, 5)
 
 
+def test_exponent_without_a_dot_is_a_float(tmp_path):
+    """PyYAML (YAML 1.1) reads ``3e-4`` as a string; a float field takes it as the number."""
+    path = tmp_path / "c.yaml"
+    path.write_text("lr: 3e-4\nclip: 1E+2\n")
+    cfg = Outer.from_yaml(path)
+    assert cfg.lr == pytest.approx(3e-4) and cfg.clip == pytest.approx(100.0)
+    assert Outer.from_dict({}).set_dotted("lr=5e-5").lr == pytest.approx(5e-5)
+    with pytest.raises(ValueError, match="'name': expected a string"):
+        Outer.from_dict({"name": 3e-4})
+    with pytest.raises(ValueError, match="'lr': expected a float, got '3e-4x'"):
+        Outer.from_dict({"lr": "3e-4x"})
+
+
 @pytest.mark.parametrize(
     "data, fragment",
     [

@@ -17,12 +17,16 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
+import re
 import types
 import typing
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Mapping, TypeVar, Union, get_args, get_origin
 
 __all__ = ["ConfigBase", "check_value", "parse_override_value"]
+
+#: a number in exponent notation without a dot (``3e-4``), which YAML 1.1 leaves a string
+_YAML11_EXPONENT = re.compile(r"^[-+]?[0-9]+[eE][-+]?[0-9]+$")
 
 C = TypeVar("C", bound="ConfigBase")
 
@@ -86,6 +90,8 @@ def check_value(field: str, value: Any, tp: Any) -> Any:
             return tp.from_dict(value, _prefix=f"{field}.")
         raise ValueError(f"Config field {field!r}: expected a mapping for {tp.__name__}")
     if tp is float:
+        if isinstance(value, str) and _YAML11_EXPONENT.match(value.strip()):
+            value = float(value)  # PyYAML (YAML 1.1) reads 3e-4, without a dot, as a string
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"Config field {field!r}: expected a float, got {value!r}")
         return float(value)

@@ -164,6 +164,25 @@ def test_bad_configs_and_spaces_are_named():
         IRISCore.from_config(_config(), obs, OneHotBox(3))
 
 
+def test_actor_critic_stages_follow_the_config_on_small_frames():
+    """``actor_critic_channels`` sets the conv + max-pool stages, so 10x10 frames (MinAtar's
+    grid, one pixel per cell) take one stage; a size they do not divide is named."""
+    from distwm.models.iris.agent import IRISAgent
+
+    config = _config(image_size=10, tokens_per_frame=25, actor_critic_channels=[8])
+    agent = IRISAgent(config, 3, "cpu")
+    convs = [m for m in agent.actor_critic.features.convs if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [8] and agent.actor_critic.features.conv_size == 8 * 5 * 5
+    logits, values, _ = agent.actor_critic.step(torch.rand(2, 3, 10, 10), agent.actor_critic.initial_state(2))
+    assert logits.shape == (2, 3) and values.shape == (2,)
+    assert [c.out_channels for c in IRISAgent(_config(), 3, "cpu").actor_critic.features.convs
+            if isinstance(c, torch.nn.Conv2d)] == [32, 32, 64, 64]  # IRIS's by default
+    with pytest.raises(ValueError, match=r"image_size \(10\) must be a multiple of 16 for 4 actor_critic_channels"):
+        _config(image_size=10, tokens_per_frame=25)
+    with pytest.raises(ValueError, match="actor_critic_channels must be a non-empty list"):
+        _config(actor_critic_channels=[])
+
+
 def test_perceptual_term_needs_weights_on_disk(tmp_path, caplog):
     from distwm.vision import perceptual
 

@@ -66,6 +66,22 @@ def test_overrides_address_agent_and_runtime_fields():
         run.apply_override("shards")
 
 
+def test_fields_checked_together_may_be_set_in_any_order():
+    """``image_size=10`` alone fails IRIS's check that the actor-critic's 4 max-pools divide
+    it; with ``actor_critic_channels=[32]`` after it, the run is valid: only the final
+    ``validate()`` judges checks across fields, while an unknown field or a value of the wrong
+    type still fails at its own ``--set``."""
+    run = RunConfig(model="iris").apply_override("image_size=10").apply_override("tokens_per_frame=25")
+    with pytest.raises(ValueError, match=r"image_size \(10\) must be a multiple of 16"):
+        run.validate()
+    agent = run.apply_override("actor_critic_channels=[32]").validate().build_agent_config()
+    assert (agent.image_size, agent.tokens_per_frame, agent.actor_critic_channels) == (10, 25, [32])
+    with pytest.raises(ValueError, match="Did you mean 'image_size'"):
+        RunConfig(model="iris").apply_override("image_sise=10")
+    with pytest.raises(ValueError, match="'learning_rate': expected a float, got 'fast'"):
+        RunConfig(model="iris").apply_override("learning_rate=fast")
+
+
 def test_cli_flags_config_file_and_set_precedence(tmp_path, capsys):
     path = tmp_path / "run.yaml"
     RunConfig(model=TINY, agent={"lr": 0.2}, runtime=RuntimeConfig(shards=4, steps=10)).to_yaml(path)

@@ -81,6 +81,9 @@ class IRISConfig(RLConfig):
 
     # -- actor-critic -------------------------------------------------------------------------
     lstm_size: int = 512
+    #: conv 3x3 + max-pool stages of the actor-critic (IRIS's 32/32/64/64); frames must be a
+    #: multiple of 2 ** len(...) (a smaller preset on small frames takes fewer)
+    actor_critic_channels: list[int] = field(default_factory=lambda: [32, 32, 64, 64])
     burn_in: int = 20
     imagine_horizon: int = 20
     gamma: float = 0.995
@@ -132,6 +135,13 @@ class IRISConfig(RLConfig):
         if self.transformer_embed_dim % self.transformer_heads:
             raise ValueError(f"IRISConfig.transformer_embed_dim ({self.transformer_embed_dim}) must be "
                              f"divisible by transformer_heads ({self.transformer_heads})")
+        channels = self.actor_critic_channels
+        if not channels or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in channels):
+            raise ValueError(f"IRISConfig.actor_critic_channels must be a non-empty list of positive integers, "
+                             f"got {channels!r}")
+        if self.image_size % 2 ** len(channels):
+            raise ValueError(f"IRISConfig.image_size ({self.image_size}) must be a multiple of "
+                             f"{2 ** len(channels)} for {len(channels)} actor_critic_channels stages (max-pools)")
         side = math.isqrt(self.tokens_per_frame)
         if side * side != self.tokens_per_frame:
             raise ValueError(f"IRISConfig.tokens_per_frame must be a square (16 = 4x4), got {self.tokens_per_frame}")

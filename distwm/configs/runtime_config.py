@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Mapping, Optional, Union
 
-from distwm.configs.base import ConfigBase, parse_override_value
+from distwm.configs.base import ConfigBase, check_value, parse_override_value
 
 __all__ = ["RuntimeConfig", "RunConfig", "DataParallelConfig", "DataParallelRunConfig",
            "DATASET_TRAINED", "dataset_trained_spec", "is_dataset_trained",
@@ -398,12 +398,22 @@ def _apply_override(run: Any, assignment: str, section: str, section_cls: type, 
         return run.replace(model=parse_override_value(raw, str))
     explicit = key.startswith(f"{config_field}.")
     name = key[len(config_field) + 1:] if explicit else key
-    value = parse_override_value(raw, _model_field_type(run, build, name))
+    field_type = _model_field_type(run, build, name)
+    value = parse_override_value(raw, field_type)
     updated = run.replace(**{config_field: {**getattr(run, config_field), name: value}})
     try:
         build(updated)
     except ValueError as exc:
         if name in section_cls.field_names() and not explicit:
             raise ValueError(f"{exc} ({name!r} is a {section} field: use --set {section}.{name}=...)") from exc
-        raise
+        try:
+            known = build(run).field_names()
+        except (ValueError, ImportError, AttributeError, TypeError):
+            known = None  # an earlier override left the config unbuilt: validate() judges
+        if known is not None and name not in known:
+            raise
+        if field_type is not Any:
+            check_value(key, value, field_type)  # a value of the wrong type fails here
+        # a check across fields (image_size and the stages it must divide) waits for the
+        # caller's validate() after the last override, so overrides may come in any order
     return updated

@@ -71,7 +71,8 @@ class IRISAgent(nn.Module):
                                              perceptual=load_perceptual(config.perceptual_weights,
                                                                         config.perceptual_weight))
         self.transformer = IRISTransformer(action_size=self.action_size, **config.get_transformer_config())
-        self.actor_critic = IRISActorCritic(self.action_size, frame_shape, config.lstm_size)
+        self.actor_critic = IRISActorCritic(self.action_size, frame_shape, config.lstm_size,
+                                            tuple(config.actor_critic_channels))
         self.to(self.device)
         if config.channels_last:
             self.tokenizer.to(memory_format=torch.channels_last)

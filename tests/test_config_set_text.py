@@ -27,6 +27,9 @@ from distwm.runtime import cli
     ("off", bool, False),
     ("4", int, 4),
     ("[1, 2]", tuple[int, ...], [1, 2]),
+    ("3e-4", float, 3e-4),
+    ("1E5", Optional[float], 1e5),
+    ("3e-4", str, "3e-4"),
 ])
 def test_parse_override_value(raw, tp, expected):
     assert parse_override_value(raw, tp) == expected

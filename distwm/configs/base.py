@@ -133,6 +133,8 @@ def parse_override_value(raw: str, tp: Any = Any) -> Any:
     import yaml
 
     value = yaml.safe_load(raw)
+    if isinstance(value, str) and _YAML11_EXPONENT.match(value.strip()) and not _takes_text(tp):
+        return float(value)  # 3e-4: YAML 1.1 needs a dot to read a number
     if isinstance(value, str) or not _takes_text(tp):
         return value
     try:

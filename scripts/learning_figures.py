@@ -45,6 +45,23 @@ def _random_return(env_id: str, episodes: int, seed: int = 0) -> float:
     return total / episodes
 
 
+def _copy_scaled(source: str, target: str, scale: int) -> None:
+    """Copy an image or GIF, enlarged ``scale`` times by nearest neighbour (an MP4 as it is)."""
+    if scale <= 1 or source.endswith(".mp4"):
+        shutil.copy(source, target)
+        return
+    from PIL import Image, ImageSequence
+
+    with Image.open(source) as image:
+        frames = [f.convert("RGB").resize((f.width * scale, f.height * scale), Image.NEAREST)
+                  for f in ImageSequence.Iterator(image)]
+        duration = image.info.get("duration", 100)
+    if target.endswith(".gif"):
+        frames[0].save(target, save_all=True, append_images=frames[1:], duration=duration, loop=0)
+    else:
+        frames[0].save(target)
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("run_dir")
@@ -54,10 +71,18 @@ def main(argv=None) -> dict:
     p.add_argument("--random-env", default=None, help="measure the random agent on this env id instead")
     p.add_argument("--random-episodes", type=int, default=100)
     p.add_argument("--title", default=None)
+    p.add_argument("--scale", type=int, default=1,
+                   help="enlarge the copied images and videos this many times (nearest neighbour)")
     args = p.parse_args(argv)
     rows = [json.loads(line) for line in open(os.path.join(args.run_dir, "metrics.jsonl"))]
     evals = [(r["step"], r["eval/return"]) for r in rows if "eval/return" in r]
     train = [(r["step"], r["episode_return"]) for r in rows if "episode_return" in r]
+    # the first step at which the actor-critic trained, and the wall-clock minutes of each evaluation
+    actor_start = next((r["step"] for r in rows if r.get("train/actor/training", r.get("train/actor_critic/training"))),
+                       None)
+    elapsed = [(r["step"], r["elapsed"]) for r in rows if "elapsed" in r]
+    eval_minutes = [round(next((e for s, e in elapsed if s >= step), elapsed[-1][1] if elapsed else 0.0) / 60, 1)
+                    for step, _ in evals]
     if args.random_env:
         result = {"run_dir": args.run_dir, "env": args.random_env, "eval": evals, "train_returns": train,
                   "random": _random_return(args.random_env, args.random_episodes),
@@ -66,6 +91,7 @@ def main(argv=None) -> dict:
         result = {"run_dir": args.run_dir, "game": args.game, "eval": evals, "train_returns": train,
                   "random": _published(args.game, "RANDOM"),
                   f"{args.model.lower()}_published_100k": _published(args.game, args.model)}
+    result.update(actor_critic_start_step=actor_start, eval_minutes=eval_minutes)
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out + ".json", "w") as f:
         json.dump(result, f, indent=1)
@@ -81,6 +107,8 @@ def main(argv=None) -> dict:
         ax.plot(*zip(*evals), "o-", label="evaluation (whole games)")
     if result["random"] is not None:
         ax.axhline(result["random"], color="gray", ls="--", label="random")
+    if actor_start is not None:
+        ax.axvline(actor_start, color="green", ls=":", label="actor-critic starts")
     ax.set_xlabel("env steps")
     ax.set_ylabel("return")
     ax.set_title(args.title or f"{args.model} on {args.game}, 2 CPU cores")
@@ -93,7 +121,7 @@ def main(argv=None) -> dict:
         for ext in (".png", ".gif", ".mp4"):
             last = [f for f in files if f.endswith(ext)]
             if last:
-                shutil.copy(last[-1], f"{args.out}_{kind}{ext}")
+                _copy_scaled(last[-1], f"{args.out}_{kind}{ext}", args.scale)
     print(json.dumps({k: v for k, v in result.items() if k != "train_returns"}))
     return result
 

@@ -183,6 +183,15 @@ def test_actor_critic_stages_follow_the_config_on_small_frames():
         _config(actor_critic_channels=[])
 
 
+def test_the_squared_error_weight_reaches_the_tokenizer():
+    from distwm.models.iris.agent import IRISAgent
+
+    assert IRISAgent(_config(), 3, "cpu").tokenizer.l2_weight == 0.0  # IRIS's L1 only
+    assert IRISAgent(_config(reconstruction_l2_weight=10.0), 3, "cpu").tokenizer.l2_weight == 10.0
+    with pytest.raises(ValueError, match="reconstruction_l2_weight must be >= 0"):
+        _config(reconstruction_l2_weight=-0.5)
+
+
 def test_perceptual_term_needs_weights_on_disk(tmp_path, caplog):
     from distwm.vision import perceptual
 

@@ -62,6 +62,20 @@ def test_a_given_perceptual_term_is_added():
                                + losses["perceptual_loss"])
 
 
+def test_a_squared_error_term_is_added_at_its_weight_and_is_off_by_default():
+    torch.manual_seed(0)
+    frames = torch.rand(2, 3, 16, 16)
+    _, _, plain = small()(frames)
+    assert "reconstruction_l2_loss" not in plain  # IRIS: L1 only
+    torch.manual_seed(0)
+    output, _, losses = small(l2_weight=10.0)(frames)
+    torch.testing.assert_close(losses["reconstruction_l2_loss"], ((output * 2 - 1) - (frames * 2 - 1)).pow(2).mean())
+    torch.testing.assert_close(losses["loss"], losses["vq_loss"] + losses["reconstruction_loss"]
+                               + 10.0 * losses["reconstruction_l2_loss"])
+    with pytest.raises(ValueError, match="l2_weight must be a number >= 0, got -1"):
+        small(l2_weight=-1)
+
+
 def test_the_tokenizer_learns_to_reconstruct_a_small_set_of_frames():
     ae = small()
     frames = torch.zeros(8, 3, 16, 16)

@@ -70,6 +70,10 @@ class IRISConfig(RLConfig):
     residual_blocks: int = 2
     perceptual_weights: str | None = None
     perceptual_weight: float = 1.0
+    #: weight of a squared-error reconstruction term beside IRIS's L1 (IRIS: 0). L1 alone drives
+    #: rare one-pixel objects to the background's colour (its optimum is the median); where the
+    #: perceptual term is absent, a small preset can set this to keep them (README, IRIS)
+    reconstruction_l2_weight: float = 0.0
 
     # -- world model --------------------------------------------------------------------------
     transformer_embed_dim: int = 256
@@ -162,6 +166,8 @@ class IRISConfig(RLConfig):
         for name in ("learning_rate", "grad_clip", "temperature", "eval_temperature"):
             if not float(getattr(self, name)) > 0:
                 raise ValueError(f"IRISConfig.{name} must be > 0, got {getattr(self, name)!r}")
+        if not float(self.reconstruction_l2_weight) >= 0:
+            raise ValueError(f"IRISConfig.reconstruction_l2_weight must be >= 0, got {self.reconstruction_l2_weight!r}")
 
     # -- derived ------------------------------------------------------------------------------
     @property

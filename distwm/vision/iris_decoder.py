@@ -97,8 +97,12 @@ class DiscreteAutoencoder(nn.Module):
 
     def __init__(self, vocab_size: int = 512, tokens_per_frame: int = 16, embedding_dim: int = 512,
                  base_channels: int = 64, frame_shape=(3, 64, 64), *,
-                 perceptual: Callable[[Tensor, Tensor], Tensor] | None = None, num_residual_blocks: int = 2):
+                 perceptual: Callable[[Tensor, Tensor], Tensor] | None = None, num_residual_blocks: int = 2,
+                 l2_weight: float = 0.0):
         super().__init__()
+        if isinstance(l2_weight, bool) or not isinstance(l2_weight, (int, float)) or not l2_weight >= 0.0:
+            raise ValueError(f"DiscreteAutoencoder: l2_weight must be a number >= 0, got {l2_weight!r}")
+        self.l2_weight = float(l2_weight)  # IRIS: 0 (L1 only)
         self.encoder = IRISEncoder(vocab_size, tokens_per_frame, embedding_dim, frame_shape[0],
                                    base_channels, num_residual_blocks, frame_shape=frame_shape)
         self.decoder = IRISDecoder(vocab_size, embedding_dim, base_channels, frame_shape[0],
@@ -118,6 +122,9 @@ class DiscreteAutoencoder(nn.Module):
         losses = dict(losses)
         losses["reconstruction_loss"] = (target - output).abs().mean()
         total = losses["vq_loss"] + losses["reconstruction_loss"]
+        if self.l2_weight:
+            losses["reconstruction_l2_loss"] = (target - output).pow(2).mean()
+            total = total + self.l2_weight * losses["reconstruction_l2_loss"]
         if self.perceptual is not None:
             losses["perceptual_loss"] = self.perceptual(target, output).mean()
             total = total + losses["perceptual_loss"]

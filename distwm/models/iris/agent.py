@@ -69,7 +69,8 @@ class IRISAgent(nn.Module):
         frame_shape = config.get_frame_shape()
         self.tokenizer = DiscreteAutoencoder(**config.get_autoencoder_config(),
                                              perceptual=load_perceptual(config.perceptual_weights,
-                                                                        config.perceptual_weight))
+                                                                        config.perceptual_weight),
+                                             l2_weight=config.reconstruction_l2_weight)
         self.transformer = IRISTransformer(action_size=self.action_size, **config.get_transformer_config())
         self.actor_critic = IRISActorCritic(self.action_size, frame_shape, config.lstm_size,
                                             tuple(config.actor_critic_channels))

@@ -61,11 +61,11 @@ def main(argv=None) -> list[dict]:
 
     torch.set_num_threads(args.threads)
     frames, held_out = random_frames(4000), random_frames(256, seed=1)
+    preset = RunConfig.from_yaml(resolve_config_path("iris-minatar")).build_agent_config()
     results = []
     for weight in (float(w) for w in args.l2_weights.split(",")):
         torch.manual_seed(0)
-        run = RunConfig.from_yaml(resolve_config_path("iris-minatar"))
-        config = run.build_agent_config().replace(reconstruction_l2_weight=weight)
+        config = preset.replace(reconstruction_l2_weight=weight)
         agent, rng, start = IRISAgent(config, 3, "cpu"), np.random.default_rng(0), time.perf_counter()
         for _ in range(args.updates):
             agent.update_autoencoder(frames[rng.integers(0, len(frames), config.tokenizer_batch_size)])

@@ -369,15 +369,13 @@ class DataParallelRunConfig(ConfigBase):
         return self
 
 
-def _model_field_type(run: Any, build: Any, name: str) -> Any:
-    """The type of field ``name`` of ``run``'s model config (``Any`` when the config cannot be
-    built yet or has no such field: the value is then plain YAML and ``build`` judges it)."""
+def _built_config(run: Any, build: Any) -> Any:
+    """``run``'s model config, or None when it cannot be built yet (an earlier override left a
+    check across fields open: the caller's ``validate()`` judges it)."""
     try:
-        config = build(run)
+        return build(run)
     except (ValueError, ImportError, AttributeError, TypeError):
-        return Any
-    field_type = getattr(type(config), "field_type", None)
-    return field_type(name) if field_type is not None else Any
+        return None
 
 
 def _apply_override(run: Any, assignment: str, section: str, section_cls: type, config_field: str,
@@ -398,7 +396,8 @@ def _apply_override(run: Any, assignment: str, section: str, section_cls: type, 
         return run.replace(model=parse_override_value(raw, str))
     explicit = key.startswith(f"{config_field}.")
     name = key[len(config_field) + 1:] if explicit else key
-    field_type = _model_field_type(run, build, name)
+    current = _built_config(run, build)
+    field_type = current.field_type(name) if current is not None and hasattr(current, "field_type") else Any
     value = parse_override_value(raw, field_type)
     updated = run.replace(**{config_field: {**getattr(run, config_field), name: value}})
     try:
@@ -406,11 +405,7 @@ def _apply_override(run: Any, assignment: str, section: str, section_cls: type, 
     except ValueError as exc:
         if name in section_cls.field_names() and not explicit:
             raise ValueError(f"{exc} ({name!r} is a {section} field: use --set {section}.{name}=...)") from exc
-        try:
-            known = build(run).field_names()
-        except (ValueError, ImportError, AttributeError, TypeError):
-            known = None  # an earlier override left the config unbuilt: validate() judges
-        if known is not None and name not in known:
+        if current is not None and name not in current.field_names():
             raise
         if field_type is not Any:
             check_value(key, value, field_type)  # a value of the wrong type fails here
